@@ -1,0 +1,114 @@
+"""A small client for Airflow 3's REST API v2, as a user (or the demo) drives it.
+
+Token auth (`POST /auth/token`), unpause, trigger a run with conf, poll it to the
+end with a deadline, and read its task instances. Used by `lockgate demo` and the
+end-to-end tests; no Airflow import needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from lockgate.errors import LockgateError, ServiceUnavailableError
+
+log = logging.getLogger(__name__)
+
+TERMINAL = {"success", "failed"}
+
+
+class AirflowRunFailed(LockgateError):
+    code = "dag_run_failed"
+
+
+@dataclass
+class AirflowClient:
+    base_url: str
+    username: str
+    password: str
+    timeout: float = 30.0
+    _token: str | None = field(default=None, init=False, repr=False)
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url.rstrip("/"), timeout=self.timeout)
+
+    def token(self) -> str:
+        if self._token:
+            return self._token
+        try:
+            with self._client() as c:
+                r = c.post("/auth/token", json={"username": self.username, "password": self.password})
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailableError("Airflow API server", self.base_url, type(exc).__name__) from None
+        if r.status_code >= 400:
+            raise LockgateError(f"Airflow refused the login of {self.username!r}: HTTP {r.status_code} {r.text[:200]}")
+        self._token = str(r.json()["access_token"])
+        return self._token
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        headers = {"Authorization": f"Bearer {self.token()}"}
+        try:
+            with self._client() as c:
+                r = c.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailableError("Airflow API server", self.base_url, type(exc).__name__) from None
+        if r.status_code >= 400:
+            raise LockgateError(f"Airflow API {method} {path}: HTTP {r.status_code} {r.text[:300]}")
+        return r.json() if r.content else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
+        """Wait until the DAG processor has parsed `dag_id` (a new file takes a moment)."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                return dict(self.request("GET", f"/api/v2/dags/{dag_id}"))
+            except LockgateError as exc:
+                last = str(exc)
+            time.sleep(2)
+        raise LockgateError(f"DAG {dag_id} did not appear in Airflow within {timeout:.0f} s ({last})")
+
+    def unpause(self, dag_id: str) -> None:
+        self.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        body = {"logical_date": None, "conf": conf or {}}
+        run = self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        log.info("triggered %s run %s", dag_id, run["dag_run_id"])
+        return str(run["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return str(self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900, poll: float = 3) -> str:
+        """Poll until the run ends; returns its state. Raises when the deadline passes."""
+        deadline = time.monotonic() + timeout
+        state = "queued"
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in TERMINAL:
+                return state
+            time.sleep(poll)
+        raise LockgateError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        data = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return list(data.get("task_instances", []))
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        return self.request("GET", path, params={"deserialize": True}).get("value")
+
+    def run_and_wait(self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 900) -> tuple[str, str]:
+        self.wait_for_dag(dag_id)
+        self.unpause(dag_id)
+        run_id = self.trigger(dag_id, conf)
+        state = self.wait_for_run(dag_id, run_id, timeout=timeout)
+        if state != "success":
+            failed = [t["task_id"] for t in self.task_instances(dag_id, run_id) if t.get("state") == "failed"]
+            raise AirflowRunFailed(f"{dag_id} run {run_id} ended {state}; failed tasks: {failed}")
+        return run_id, state

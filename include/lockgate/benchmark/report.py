@@ -1,0 +1,327 @@
+"""The benchmark's HTML report: verdict, headline ratios, charts, every cell, measurement quality.
+
+Built from the evidence summary (what the gates read) and, when the run measured
+anything, the analysis (for the raw samples behind the charts). An error summary
+still gets a page: the message says what went wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from lockgate.benchmark import svg
+from lockgate.benchmark.analysis import Analysis, CellResult
+from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
+from lockgate.reports.html import Markup, badge, esc, fmt, key_values, page, section, table
+
+HEADLINE_ORDER = (
+    "ttft_ms_p50",
+    "ttft_ms_p90",
+    "ttft_ms_p99",
+    "tpot_ms_p50",
+    "itl_ms_p50",
+    "e2e_ms_p50",
+    "e2e_ms_p99",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+    "peak_memory_mb",
+    "mfu_prefill",
+    "mbu_decode",
+    "energy_mj_per_token",
+)
+ROLE_COLORS = {"challenger": svg.CHALLENGER_COLOR, "champion": svg.CHAMPION_COLOR}
+
+
+def _est(e: Estimate | None) -> str:
+    if e is None:
+        return "–"
+    if e.ci_low is None or e.ci_high is None:
+        return fmt(e.value)
+    return f"{fmt(e.value)} [{fmt(e.ci_low)}, {fmt(e.ci_high)}]"
+
+
+def _ratio_cell(m: MetricEvidence) -> Markup:
+    r = m.ratio
+    if r is None:
+        return esc("–")
+    text = _est(r)
+    worse_high = not (m.description or "").endswith("higher is better)")
+    # Colour only what the interval shows: a whole interval beyond 1 either way.
+    if r.ci_low is not None and r.ci_high is not None:
+        if (worse_high and r.ci_low > 1) or (not worse_high and r.ci_high < 1):
+            return Markup(f'<span style="color:#b42318;font-weight:600">{esc(text)}</span>')
+        if (worse_high and r.ci_high < 1) or (not worse_high and r.ci_low > 1):
+            return Markup(f'<span style="color:#1e7b45;font-weight:600">{esc(text)}</span>')
+    return esc(text)
+
+
+def _metric_rows(metrics: dict[str, MetricEvidence], names: Sequence[str]) -> list[list[Any]]:
+    rows = []
+    for name in names:
+        m = metrics.get(name)
+        if m is None:
+            continue
+        rows.append([name, m.unit or "", _est(m.challenger), _est(m.champion), _ratio_cell(m)])
+    return rows
+
+
+def _cell_charts(cell: CellResult, roles: Sequence[str]) -> Markup:
+    parts = []
+    for key, label in (
+        ("ttft_ms", "Time to first token"),
+        ("tpot_ms", "Time per output token"),
+        ("e2e_ms", "End-to-end"),
+    ):
+        groups = [
+            svg.BoxGroup(f"{role}", cell.per_role[role]["samples_ms"][key], ROLE_COLORS.get(role, svg.PALETTE[i]))
+            for i, role in enumerate(roles)
+            if role in cell.per_role
+        ]
+        parts.append(svg.box_plot(f"{label} — {cell.config}, batch size {cell.batch_size}", groups, "ms"))
+    return Markup("".join(parts))
+
+
+def _throughput_charts(cells: Sequence[CellResult], roles: Sequence[str]) -> Markup:
+    out = []
+    for metric, title in (
+        ("decode_tokens_per_s", "Decode throughput against batch size"),
+        ("prefill_tokens_per_s", "Prefill throughput against batch size"),
+    ):
+        series = []
+        configs = sorted({c.config for c in cells}, key=lambda c: (c != "eager", c))
+        for ci, config in enumerate(configs):
+            for ri, role in enumerate(roles):
+                pts = [
+                    (float(c.batch_size), float(c.per_role[role].get("metrics", {}).get(metric) or math.nan))
+                    for c in cells
+                    if c.config == config and role in c.per_role
+                ]
+                series.append(
+                    svg.Series(
+                        f"{role} · {config}",
+                        pts,
+                        ROLE_COLORS.get(role, svg.PALETTE[ri % len(svg.PALETTE)]),
+                        dashed=ci > 0,
+                    )
+                )
+        out.append(svg.line_chart(title, series, "batch size", "tokens/s"))
+    return Markup("".join(out))
+
+
+def _cells_table(cells: Sequence[CellResult], roles: Sequence[str]) -> Markup:
+    rows = []
+    for c in cells:
+        for role in roles:
+            info = c.per_role.get(role)
+            if not info:
+                continue
+            for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+                d = info[key]
+                rows.append(
+                    [c.config, c.batch_size, role, key, d["n"], d["mean"], d["std"], d["p50"], d["p90"], d["p99"]]
+                )
+    return table(
+        ["config", "batch", "version", "metric", "n", "mean", "std", "p50", "p90", "p99"], rows, numeric=range(4, 10)
+    )
+
+
+def _quality_table(cells: Sequence[CellResult], roles: Sequence[str], max_cv: float | None) -> Markup:
+    rows = []
+    for c in cells:
+        for role in roles:
+            info = c.per_role.get(role)
+            if not info:
+                continue
+            cvs = [info.get(f"cv_{k}") for k in ("ttft_ms", "tpot_ms", "e2e_ms")]
+            # Validity reads the comparison's CV (on the challenger's row) when there are two versions.
+            judged = [info.get(f"paired_cv_{k}") for k in ("ttft_ms", "tpot_ms", "e2e_ms")] if len(roles) > 1 else cvs
+            worst = max((v for v in judged if v is not None), default=None)
+            verdict = badge("ok") if worst is None or max_cv is None or worst <= max_cv else badge("invalid")
+            rows.append(
+                [
+                    c.config,
+                    c.batch_size,
+                    role,
+                    f"{c.repetitions} x {c.requests}",
+                    *cvs,
+                    *[info.get(f"paired_cv_{k}") for k in ("ttft_ms", "tpot_ms", "e2e_ms")],
+                    info.get("first_warmup_ms"),
+                    info.get("compile_s"),
+                    info.get("prefill_gflops_per_s"),
+                    info.get("decode_gbytes_per_s"),
+                    info.get("weights_mb"),
+                    info.get("workset_mb_max"),
+                    info.get("gpu_reserved_mb_max"),
+                    verdict,
+                ]
+            )
+    return table(
+        [
+            "config",
+            "batch",
+            "version",
+            "reps x requests",
+            "CV ttft",
+            "CV tpot",
+            "CV e2e",
+            "ratio CV ttft",
+            "ratio CV tpot",
+            "ratio CV e2e",
+            "first warm-up ms",
+            "compile s",
+            "prefill GFLOP/s",
+            "decode GB/s",
+            "weights MiB",
+            "request MiB (max)",
+            "GPU reserved MiB",
+            "noise",
+        ],
+        rows,
+        numeric=range(4, 17),
+    )
+
+
+def render_report(summary: EvidenceSummary, analysis: Analysis | None, run_key: str) -> str:
+    """The full page; everything from data is escaped."""
+    d = summary.details
+    roles = [r for r, v in (("challenger", summary.challenger_version), ("champion", summary.champion_version)) if v]
+    versions = " vs ".join(
+        f"{r} v{v}"
+        for r, v in (("challenger", summary.challenger_version), ("champion", summary.champion_version))
+        if v
+    )
+    sections: list[Markup] = []
+    verdict_pairs: list[tuple[str, Any]] = [
+        ("status", badge(summary.status)),
+        ("usable by gates", "yes" if summary.valid and summary.status == "ok" else "no"),
+        ("message", summary.message),
+        ("challenger version", summary.challenger_version),
+        ("champion version", summary.champion_version),
+        (
+            "headline cell",
+            f"{d['headline']['config']}, batch size {d['headline']['batch_size']}" if d.get("headline") else None,
+        ),
+        ("device", f"{d.get('device', {}).get('name', '–')} ({d.get('device', {}).get('dtype', '–')})"),
+        ("clock", d.get("clock")),
+        ("MLflow runs", ", ".join(f"{k}: {v}" for k, v in summary.mlflow_run_ids.items()) or None),
+    ]
+    sections.append(section("Result", key_values(verdict_pairs)))
+    if summary.status == "error":
+        sections.append(
+            section(
+                "What went wrong",
+                Markup(f"<pre>{esc(summary.message or 'unknown error')}</pre>"),
+                "No gate uses this summary: the promotion holds until a benchmark succeeds.",
+            )
+        )
+    head = [n for n in HEADLINE_ORDER if n in summary.metrics]
+    if head:
+        sections.append(
+            section(
+                "Headline: challenger against champion",
+                table(
+                    ["metric", "unit", "challenger [CI]", "champion [CI]", "ratio challenger/champion [CI]"],
+                    _metric_rows(summary.metrics, head),
+                ),  # fmt: skip
+                Markup(
+                    "<p class='muted'>Intervals: "
+                    f"{esc(fmt(d.get('confidence')))} paired bootstrap over repetitions and requests "
+                    f"({esc(d.get('bootstrap_resamples'))} resamples). A ratio in red is worse for the challenger over "
+                    "its whole interval, in green better.</p>"
+                ),
+            )
+        )
+    cells = analysis.cells if analysis else []
+    if cells:
+        sections.append(section("Latency distributions", *[_cell_charts(c, roles) for c in cells]))
+        sections.append(section("Throughput", _throughput_charts(cells, roles)))
+        sections.append(section("Every cell", _cells_table(cells, roles)))
+    if summary.metrics:
+        others = sorted(n for n in summary.metrics if n not in head)
+        if others:
+            sections.append(section("Other metrics", table(
+                ["metric", "unit", "challenger [CI]", "champion [CI]", "ratio [CI]"],
+                _metric_rows(summary.metrics, others),
+            )))  # fmt: skip
+    quality: list[Any] = []
+    if cells:
+        quality.append(_quality_table(cells, roles, d.get("config", {}).get("max_cv")))
+        quality.append(
+            Markup(
+                "<p class='muted'>CV: coefficient of variation across repetitions of the per-repetition median "
+                "(each version's own includes the drift of the machine); ratio CV: the same for the "
+                "challenger/champion ratio of requests measured back to back, which decides validity "
+                f"(max_cv {esc(fmt(d.get('config', {}).get('max_cv')))}).</p>"
+            )
+        )
+    for p in d.get("problems", []):
+        quality.append(Markup(f"<p>{badge('invalid')} {esc(p)}</p>"))
+    failures = d.get("failures") or []
+    if failures:
+        quality.append(
+            table(
+                ["config", "batch size", "version", "kind", "message"],
+                [
+                    [f["config"], f["batch_size"] or "all", f["role"] or "all", f["kind"], f["message"]]
+                    for f in failures
+                ],
+            )
+        )
+    for note in d.get("notes", []):
+        quality.append(note)
+    if quality:
+        sections.append(section("Measurement quality", *quality))
+    wl = d.get("workload")
+    if wl:
+        pairs = [
+            ("prompt lengths from", wl.get("source")),
+            ("detail", wl.get("detail")),
+            ("window", f"{wl.get('window_start')} – {wl.get('window_end')}" if wl.get("window_start") else None),
+            ("prompts", wl.get("n")),
+            ("truncated to the context", wl.get("truncated")),
+            ("batch sizes", ", ".join(str(b) for b in d.get("config", {}).get("batch_sizes", []))),
+            ("new tokens per request", d.get("config", {}).get("max_new_tokens")),
+            (
+                "repetitions / warm-ups",
+                f"{d.get('config', {}).get('repetitions')} / {d.get('config', {}).get('warmups')}",
+            ),
+            ("serving configurations", ", ".join(d.get("config", {}).get("serving_configs", []))),
+            ("order", "versions interleaved request by request (A B, then B A)"),
+            ("generation", "greedy, full length (end-of-sequence ignored), random token ids of the sampled lengths"),
+        ]
+        sections.append(
+            section(
+                "Workload",
+                key_values(pairs),
+                svg.histogram("Prompt lengths", wl.get("lengths", []), "tokens"),
+            )
+        )
+    models = d.get("models") or {}
+    if models:
+        sections.append(
+            section(
+                "Versions",
+                table(
+                    ["role", "version", "parameters", "weights MiB", "load s", "architecture"],
+                    [
+                        [
+                            role,
+                            m.get("version"),
+                            m.get("n_params"),
+                            (m.get("weight_bytes") or 0) / 2**20,
+                            m.get("load_s"),
+                            m.get("architecture"),
+                        ]
+                        for role, m in models.items()
+                    ],
+                    numeric=(2, 3, 4),
+                ),
+            )
+        )
+    fp = d.get("fingerprint")
+    if fp:
+        sections.append(section("Environment", key_values(sorted(fp.items()))))
+    subtitle = f"{summary.model_name} · {versions or 'no versions'} · run {run_key}"
+    return page(f"Benchmark — {summary.model_name}", subtitle, *sections, generated_at=summary.created_at)

@@ -1,0 +1,170 @@
+"""The `lockgate` command.
+
+Each subcommand names its handler as "module:function"; the module is imported
+only when that subcommand runs, so `lockgate --help` stays fast and a broken
+optional part cannot break the others. A `LockgateError` ends the command with
+one line naming the problem (and exit code 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lockgate.errors import LockgateError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def _add(sub: Any, name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lockgate",
+        description="Evidence-gated promotion of LLM model versions, orchestrated by Airflow.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # stack
+    up = _add(sub, "up", "lockgate.stack.commands:cmd_up", "Start Airflow 3 and MLflow locally and wait until healthy.")
+    up.add_argument("--timeout", type=float, default=300, help="seconds to wait for health checks")
+    _add(sub, "down", "lockgate.stack.commands:cmd_down", "Stop exactly the processes `lockgate up` started.")
+    status = _add(
+        sub,
+        "status",
+        "lockgate.stack.commands:cmd_status",
+        "Without MODEL: the local stack. With MODEL: aliases, pending approvals and recent decisions.",
+    )
+    status.add_argument("model", nargs="?", help="registered model name")
+    status.add_argument("--limit", type=int, default=10, help="recent decisions to show")
+
+    settings = sub.add_parser("settings", help="Airflow settings (connections, variables, pools).")
+    settings_sub = settings.add_subparsers(dest="settings_command", required=True, metavar="ACTION")
+    apply = _add(
+        settings_sub,
+        "apply",
+        "lockgate.stack.settings_apply:cmd_settings_apply",
+        "Load airflow_settings.yaml (Astro CLI format) into Airflow; idempotent.",
+    )
+    apply.add_argument("--file", default=None, help="path to airflow_settings.yaml (default: the project's)")
+
+    # logs
+    logs = sub.add_parser("logs", help="The inference-log store.")
+    logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
+    seed = _add(logs_sub, "seed", "lockgate.logs.commands:cmd_seed", "Write synthetic traffic into the log store.")
+    seed.add_argument("--model", default="lockgate-demo", help="model_name of the rows")
+    seed.add_argument("--scenario", default=None, help="a demo scenario's traffic (healthy, input-drift, ...)")
+    seed.add_argument("--reference-rows", type=int, default=2000)
+    seed.add_argument("--current-rows", type=int, default=1000)
+    seed.add_argument("--current-end", default=None, help="ISO time the current period ends (default: now)")
+    seed.add_argument("--reference-days", type=float, default=7)
+    seed.add_argument("--current-days", type=float, default=1)
+    seed.add_argument("--champion-version", default="1")
+    seed.add_argument("--challenger-version", default=None, help="adds canary traffic for this version")
+    seed.add_argument("--canary-share", type=float, default=0.3)
+    seed.add_argument("--topic-drift", type=float, default=0.0)
+    seed.add_argument("--prompt-length-factor", type=float, default=1.0)
+    seed.add_argument("--latency-factor", type=float, default=1.0, help="challenger latency multiplier")
+    seed.add_argument("--quality-degradation", type=float, default=0.0, help="challenger bad-answer share")
+    seed.add_argument("--malformed-rate", type=float, default=0.01)
+    seed.add_argument("--pii-rate", type=float, default=0.05)
+    seed.add_argument("--hostile-rate", type=float, default=0.02)
+    seed.add_argument("--rag-share", type=float, default=0.4)
+    seed.add_argument("--seed", type=int, default=0)
+    seed.add_argument("--db-url", default=None, help="override the log database URL")
+
+    # models
+    models = sub.add_parser("models", help="Build and register model versions.")
+    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    tiny = _add(
+        models_sub,
+        "build-tiny",
+        "lockgate.models:cmd_build_tiny",
+        "Build a small Llama-architecture causal LM (random weights) with a locally trained tokenizer.",
+    )
+    tiny.add_argument("dir", help="output directory (Hugging Face layout)")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden", type=int, default=64)
+    tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument("--heads", type=int, default=4)
+    register = _add(
+        models_sub,
+        "register",
+        "lockgate.models:cmd_register",
+        "Log a Hugging Face directory as an MLflow transformers model and register it.",
+    )
+    register.add_argument("--name", required=True)
+    register.add_argument("--path", required=True, help="Hugging Face model directory")
+    register.add_argument("--alias", default=None, help="alias to set on the new version (e.g. challenger)")
+
+    # registry
+    approve = _add(sub, "approve", "lockgate.registry.commands:cmd_approve", "Approve (or reject) a model version.")
+    approve.add_argument("model")
+    approve.add_argument("version")
+    approve.add_argument("--by", required=True, help="your name (must be in the policy's approvers)")
+    approve.add_argument("--reject", action="store_true", help="reject instead of approve")
+
+    # jobs, runnable without Airflow
+    run = sub.add_parser("run", help="Run one job once, without Airflow (for debugging).")
+    run_sub = run.add_subparsers(dest="job", required=True, metavar="JOB")
+    for job in ("benchmark", "drift", "quality", "promotion"):
+        p = _add(run_sub, job, f"lockgate.jobs.{job}:cmd_run", f"Run the {job} job once.")
+        p.add_argument("--model", default="lockgate-demo")
+        p.add_argument("--dry-run", action="store_true", help="promotion: decide but move nothing")
+        if job == "quality":
+            p.add_argument("--challenger-version", default=None, help="default: the challenger alias")
+            p.add_argument("--champion-version", default=None, help="default: the champion alias")
+            p.add_argument("--sample-size", type=int, default=None, help="default: the policy's")
+            p.add_argument("--rubrics", nargs="+", default=None, help="default: the policy's")
+
+    # demo
+    demo = _add(sub, "demo", "lockgate.demo:cmd_demo", "Run the whole story on embedded defaults.")
+    demo.add_argument(
+        "--scenario",
+        default="healthy",
+        choices=["healthy", "latency-regression", "quality-regression", "input-drift"],
+    )
+    demo.add_argument("--approve", action=argparse.BooleanOptionalAction, default=True)
+    demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
+    return parser
+
+
+def _resolve(handler: str) -> Handler:
+    module_name, func_name = handler.split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, func_name)  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        result = _resolve(args.handler)(args)
+    except LockgateError as exc:
+        print(f"lockgate: error [{exc.code}]: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lockgate: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

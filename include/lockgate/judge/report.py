@@ -1,0 +1,282 @@
+"""The HTML quality report. Every value from data goes through `esc()` (logged text is hostile)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
+from lockgate.judge.evaluation import METRIC_INFO
+from lockgate.judge.summary import QualitySummary
+from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
+
+ROLE_COLOURS = {"challenger": "#d9480f", "champion": "#1c7ed6"}
+
+
+def _est(e: Estimate | None) -> str:
+    if e is None:
+        return "–"
+    if e.ci_low is None or e.ci_high is None:
+        return f"{fmt(e.value)}"
+    return f"{fmt(e.value)} [{fmt(e.ci_low)}, {fmt(e.ci_high)}]"
+
+
+def _n(e: Estimate | None) -> str:
+    return "–" if e is None or e.n is None else str(e.n)
+
+
+def metrics_table(metrics: Mapping[str, MetricEvidence]) -> Markup:
+    rows = []
+    for name in sorted(metrics, key=lambda n: list(METRIC_INFO).index(n) if n in METRIC_INFO else 99):
+        m = metrics[name]
+        main = m.model or m.challenger
+        rows.append(
+            [
+                Markup(f"<code>quality.{esc(name)}</code>"),
+                m.unit or "",
+                _est(m.champion),
+                _n(m.champion),
+                _est(m.challenger if m.model is None else m.model),
+                _n(main),
+                _est(m.difference),
+                m.description or "",
+            ]
+        )
+    return table(
+        ["metric", "unit", "champion [CI]", "n", "challenger (or model) [CI]", "n", "difference [CI]", "meaning"],
+        rows,
+    )
+
+
+def histogram_svg(
+    series: Mapping[str, Sequence[float]], low: float, high: float, bins: int = 20, width: int = 520, height: int = 140
+) -> Markup:
+    """Overlaid histograms (share of each series per bin) as inline SVG; only numbers go in."""
+    if not any(series.values()) or high <= low:
+        return Markup('<p class="muted">no values</p>')
+    step = (high - low) / bins
+    shares: dict[str, list[float]] = {}
+    for role, values in series.items():
+        counts = [0] * bins
+        for v in values:
+            i = min(bins - 1, max(0, int((v - low) / step)))
+            counts[i] += 1
+        total = max(1, len(values))
+        shares[role] = [c / total for c in counts]
+    top = max(max(s) for s in shares.values()) or 1.0
+    bar_w = width / bins
+    parts = [f'<svg width="{width}" height="{height + 18}" role="img" xmlns="http://www.w3.org/2000/svg">']
+    for k, (role, sh) in enumerate(shares.items()):
+        colour = ROLE_COLOURS.get(role, "#555")
+        for i, v in enumerate(sh):
+            h = v / top * height
+            x = i * bar_w + (bar_w / 2) * k
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{bar_w / 2 - 1:.1f}" height="{h:.1f}" '
+                f'fill="{colour}" opacity="0.8"></rect>'
+            )
+    parts.append(f'<text x="0" y="{height + 14}" font-size="11">{low:.2f}</text>')
+    parts.append(f'<text x="{width - 30}" y="{height + 14}" font-size="11">{high:.2f}</text>')
+    parts.append("</svg>")
+    legend = " ".join(
+        f'<span style="color:{ROLE_COLOURS.get(r, "#555")}">&#9632;</span> {esc(r)} (n={len(v)})'
+        for r, v in series.items()
+    )
+    return Markup("".join(parts) + f'<div class="muted">{legend}</div>')
+
+
+def _text(value: str | None, limit: int = 600) -> Markup:
+    if value is None:
+        return esc(None)
+    cut = value if len(value) <= limit else value[:limit] + " […]"
+    return Markup(f'<div class="text">{esc(cut)}</div>')
+
+
+def render_quality_report(
+    summary: EvidenceSummary,
+    quality: QualitySummary,
+    distributions: Mapping[str, Mapping[str, Sequence[float]]],
+    evidently_href: str | None = None,
+) -> str:
+    """The report page for one quality run."""
+    status = summary.status if summary.valid else "invalid"
+    overview = section(
+        "Overview",
+        key_values(
+            [
+                ("status", badge(status)),
+                ("model", quality.model_name),
+                ("challenger version", quality.challenger_version),
+                ("champion version", quality.champion_version),
+                (
+                    "how the challenger was evaluated",
+                    {
+                        "traffic": "its own canary traffic in the logs",
+                        "replay": "replayed: sampled production prompts generated through the challenger",
+                        "champion_only": "no challenger: champion only",
+                        "no_versions": "no version to evaluate",
+                    }[quality.mode],
+                ),
+                ("window", f"{quality.window_start} → {quality.window_end}"),
+                ("judge", quality.judge),
+                ("judge trusted for gating", badge("pass" if quality.judge_trusted else "fail")),
+                ("message", summary.message or ""),
+            ]
+        ),
+        *(Markup(f"<p>{esc(n)}</p>") for n in quality.notes),
+    )
+    metrics = section(
+        "Evidence the gates read",
+        Markup(
+            '<p class="muted">Bootstrap intervals at the policy confidence; difference = challenger − champion. '
+            "A gate on a metric that is missing here is <em>missing</em>, which never passes.</p>"
+        ),
+        metrics_table(summary.metrics),
+    )
+    cal = quality.calibration
+    trust_parts: list[Markup] = [Markup(f"<p>{esc(quality.judge_note)}</p>")]
+    if cal is not None:
+        trust_parts.append(
+            key_values(
+                [
+                    ("calibration set", f"{cal.set_path} (sha256 {cal.set_hash}, {cal.n_items} items)"),
+                    ("rubrics", ", ".join(cal.rubrics)),
+                    ("scored", f"{cal.n_scored}/{cal.n_items}"),
+                    ("Spearman [CI]", _est(cal.spearman)),
+                    ("Cohen's kappa, quadratic [CI]", _est(cal.kappa)),
+                    (
+                        "thresholds",
+                        ", ".join(f"{k} {v}" for k, v in cal.thresholds.items()),
+                    ),
+                    ("result", badge("pass" if cal.passed else "fail")),
+                    ("from cache", "yes" if cal.cached else "no"),
+                ]
+            )
+        )
+        if cal.reasons:
+            trust_parts.append(Markup("<ul>" + "".join(f"<li>{esc(r)}</li>" for r in cal.reasons) + "</ul>"))
+        trust_parts.append(
+            table(
+                ["rubric", "items", "scored", "Spearman", "kappa"],
+                [[r.rubric, r.n, r.scored, r.spearman, r.kappa] for r in cal.per_rubric],
+                numeric=(1, 2, 3, 4),
+            )
+        )
+    trust_parts.append(
+        table(
+            ["version", "role", "unscored judgments by reason"],
+            [
+                [v.version, v.role, ", ".join(f"{k}: {n}" for k, n in sorted(v.unscored.items())) or "none"]
+                for v in quality.versions
+            ],
+        )
+    )
+    trust = section("Trust in the judge", *trust_parts)
+
+    pw = quality.pairwise
+    pairwise = section(
+        "Pairwise: challenger against champion on the same prompts",
+        key_values(
+            [
+                ("pairs", pw.pairs),
+                ("scored pairs (both orders)", pw.scored),
+                ("unscored pairs", pw.unscored),
+                ("win rate [CI]", _est(pw.win_rate)),
+                ("position consistency", pw.position_consistency),
+                ("how", pw.how),
+                ("used as evidence", "yes" if "win_rate" in summary.metrics else "no"),
+            ]
+        ),
+    )
+    untrusted = (
+        section(
+            "Judge scores kept out of the evidence",
+            Markup(
+                "<p><strong>Not a quality signal:</strong> the judge failed its calibration against the "
+                "human-labelled set, so these scores are shown for transparency only.</p>"
+            ),
+            metrics_table(quality.untrusted_judge_metrics),
+        )
+        if quality.untrusted_judge_metrics
+        else Markup("")
+    )
+    dist_parts: list[Markup] = []
+    for metric, series in distributions.items():
+        low, high = (-0.2, 1.0) if metric.startswith("embedding") else (1.0, 5.0)  # cosine / 1-5 scale
+        dist_parts.append(Markup(f"<h3>{esc(metric)}</h3>"))
+        dist_parts.append(histogram_svg(series, low, high))
+    if evidently_href:
+        dist_parts.append(Markup(f"<p>{link(evidently_href, 'Evidently descriptor report')}</p>"))
+    distributions_html = section("Distributions", *dist_parts) if dist_parts else Markup("")
+
+    example_rows = [
+        [
+            e.role,
+            e.version,
+            e.request_id,
+            e.metric,
+            e.value,
+            _text(e.prompt),
+            _text(e.response),
+            _text(e.context, 300),
+        ]
+        for e in quality.examples
+    ]
+    examples = section(
+        "Lowest-scoring examples (redacted)",
+        table(
+            ["role", "version", "request", "metric", "value", "prompt", "response", "context"],
+            example_rows,
+            numeric=(4,),
+        )
+        if example_rows
+        else Markup('<p class="muted">none</p>'),
+    )
+    sampling = section(
+        "Sampling",
+        table(
+            ["role", "version", "source", "rows in window", "sampled", "usable", "answered", "quarantined"],
+            [
+                [
+                    v.role,
+                    v.version,
+                    v.source,
+                    v.window_rows,
+                    v.sampled,
+                    v.usable,
+                    v.answered,
+                    ", ".join(f"{k}: {n}" for k, n in sorted(v.quarantined.items())) or "0",
+                ]
+                for v in quality.versions
+            ],
+            numeric=(3, 4, 5, 6),
+        ),
+        key_values([("redactions before judging", ", ".join(f"{k}: {n}" for k, n in quality.redactions.items()))]),
+    )
+    method = section(
+        "Method",
+        key_values(
+            [
+                ("rubrics", ", ".join(quality.rubrics)),
+                ("judge identity", quality.judge_identity),
+                ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in quality.timings_s.items())),
+                ("run key", quality.run_key),
+                ("DAG run", f"{summary.dag_id or '–'} / {summary.run_id or '–'}"),
+            ]
+        ),
+    )
+    title = f"Quality: {quality.model_name}"
+    subtitle = f"challenger {quality.challenger_version or '–'} vs champion {quality.champion_version or '–'}"
+    return page(
+        title,
+        subtitle,
+        overview,
+        metrics,
+        trust,
+        pairwise,
+        untrusted,
+        distributions_html,
+        examples,
+        sampling,
+        method,
+        generated_at=summary.created_at,
+    )

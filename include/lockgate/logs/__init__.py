@@ -1,0 +1,1 @@
+"""Inference-log store: schema, deterministic sampling, quarantine, redaction, synthetic traffic."""

@@ -1,0 +1,1 @@
+"""MLflow Model Registry adapter: aliases, lockgate.* tags, approvals, the audit trail."""

@@ -1,0 +1,183 @@
+"""The MLflow Model Registry as lockgate sees it: three aliases, `lockgate.*` tags and approvals.
+
+A thin layer over `MlflowClient` that:
+
+* normalises versions to strings (MLflow returns int from a SQLite store and str over REST);
+* makes every write idempotent (an alias already where it should be, or a tag already at its
+  value, is not written again), so a rerun changes nothing;
+* turns "no such model / version" into `UnknownModelVersionError`. Other MLflow errors (a
+  server that is down) propagate: they are transient and Airflow retries them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from lockgate.errors import UnknownModelVersionError
+from lockgate.policy.model import ApprovalRecord
+from lockgate.registry import tags as T
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+def normalise_version(version: Any) -> str | None:
+    """A version as the string MLflow's REST API uses (a SQLite store returns int); None stays None."""
+    if version is None:
+        return None
+    text = str(version).strip()
+    return text or None
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """Where the three aliases point (None: not set)."""
+
+    champion: str | None = None
+    challenger: str | None = None
+    previous_champion: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {T.CHAMPION: self.champion, T.CHALLENGER: self.challenger, T.PREVIOUS_CHAMPION: self.previous_champion}
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None  # a hand-written value that is not ISO: treated as unknown, not fatal
+
+
+def approval_record(version_tags: Mapping[str, str]) -> ApprovalRecord | None:
+    """The approval tags of a version; the evidence it was given on defaults to the version's evidence tag.
+
+    A person approving in the MLflow UI sets only `lockgate.approval` and `lockgate.approved_by`: they
+    approve what the decision page showed, whose hash is in `lockgate.evidence` until lockgate binds it.
+    """
+    value = version_tags.get(T.APPROVAL)
+    if value is None:
+        return None
+    return ApprovalRecord(
+        value=value,
+        by=version_tags.get(T.APPROVED_BY),
+        evidence_hash=version_tags.get(T.APPROVAL_EVIDENCE) or version_tags.get(T.EVIDENCE),
+        at=_parse_time(version_tags.get(T.APPROVED_AT)),
+    )
+
+
+class ModelRegistry:
+    """Aliases and tags of registered models in one MLflow registry."""
+
+    def __init__(self, uri: str | None = None, client: MlflowClient | None = None) -> None:
+        """Connect to the registry at `uri` (default: `resolve_mlflow_uri()`); checks an HTTP server answers."""
+        if client is None:
+            from mlflow import MlflowClient
+
+            from lockgate.registry.client import configure_mlflow
+
+            uri = configure_mlflow(uri)
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.uri = uri
+        self.client = client
+
+    # ------------------------------------------------------------------ reads
+
+    def _not_found(self, exc: Exception) -> bool:
+        return getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+    def state(self, model_name: str) -> RegistryState:
+        """Where `champion`, `challenger` and `previous_champion` point now (read fresh every call)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(model_name)
+        except MlflowException as exc:
+            if self._not_found(exc):
+                raise UnknownModelVersionError(f"registered model {model_name!r} does not exist") from None
+            raise
+        aliases = {a: normalise_version(v) for a, v in (model.aliases or {}).items()}
+        return RegistryState(
+            champion=aliases.get(T.CHAMPION),
+            challenger=aliases.get(T.CHALLENGER),
+            previous_champion=aliases.get(T.PREVIOUS_CHAMPION),
+        )
+
+    def version_tags(self, model_name: str, version: str) -> dict[str, str]:
+        """All tags of one version."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version(model_name, str(version))
+        except MlflowException as exc:
+            if self._not_found(exc) or getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE":
+                raise UnknownModelVersionError(f"{model_name} version {version} does not exist") from None
+            raise
+        return dict(mv.tags or {})
+
+    def approval(self, model_name: str, version: str) -> ApprovalRecord | None:
+        return approval_record(self.version_tags(model_name, version))
+
+    def versions_with_status(self, model_name: str, status: str) -> list[tuple[str, dict[str, str]]]:
+        """Versions whose `lockgate.status` is `status`, newest first, with their tags."""
+        found = self.client.search_model_versions(
+            f"name = '{_quote(model_name)}' and tags.`{T.STATUS}` = '{_quote(status)}'"
+        )
+        out = [(normalise_version(mv.version) or "", dict(mv.tags or {})) for mv in found]
+        return sorted(out, key=lambda item: int(item[0]) if item[0].isdigit() else 0, reverse=True)
+
+    def registered_model_tags(self, model_name: str) -> dict[str, str]:
+        return dict(self.client.get_registered_model(model_name).tags or {})
+
+    # ------------------------------------------------------------------ writes (idempotent)
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> bool:
+        """Point `alias` at `version`; False when it already pointed there (nothing written)."""
+        if self.state(model_name).as_dict().get(alias) == str(version):
+            return False
+        self.client.set_registered_model_alias(model_name, alias, str(version))
+        log.info("%s: alias %s -> version %s", model_name, alias, version)
+        return True
+
+    def delete_alias(self, model_name: str, alias: str) -> bool:
+        """Remove `alias`; False when it was not set."""
+        if self.state(model_name).as_dict().get(alias) is None:
+            return False
+        self.client.delete_registered_model_alias(model_name, alias)
+        log.info("%s: alias %s removed", model_name, alias)
+        return True
+
+    def set_tags(self, model_name: str, version: str, values: Mapping[str, str | None]) -> dict[str, str | None]:
+        """Set (or, for None, delete) version tags; returns only what actually changed."""
+        current = self.version_tags(model_name, version)
+        changed: dict[str, str | None] = {}
+        for key, value in values.items():
+            if value is None:
+                if key in current:
+                    self.client.delete_model_version_tag(model_name, str(version), key)
+                    changed[key] = None
+            elif current.get(key) != value:
+                self.client.set_model_version_tag(model_name, str(version), key, value)
+                changed[key] = value
+        return changed
+
+    def delete_tags(self, model_name: str, version: str, keys: Iterable[str]) -> dict[str, str | None]:
+        return self.set_tags(model_name, version, dict.fromkeys(keys))
+
+    def set_model_tag(self, model_name: str, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(model_name, key, value)
+
+
+def _quote(value: str) -> str:
+    # MLflow's search filter has no escape for a quote inside a string literal: refuse rather than
+    # build a filter that means something else.
+    if "'" in value:
+        raise UnknownModelVersionError(f"cannot search for a name containing a quote: {value!r}")
+    return value

@@ -1,0 +1,62 @@
+"""A thin MLflow client for lockgate, with reachability checked up front."""
+
+from __future__ import annotations
+
+from lockgate.errors import ServiceUnavailableError
+
+
+def check_mlflow(uri: str, timeout: float = 5.0) -> None:
+    """Raise one clear line when an MLflow server at an http(s) URI does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return  # a local store (sqlite:///, file:) has no server to reach
+    import httpx
+
+    try:
+        response = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailableError("MLflow", uri, type(exc).__name__ + (f": {exc}" if str(exc) else "")) from None
+    if response.status_code >= 500:
+        raise ServiceUnavailableError("MLflow", uri, f"HTTP {response.status_code} from /health")
+
+
+def configure_mlflow(uri: str | None = None) -> str:
+    """Point MLflow (tracking and registry) at lockgate's URI; return it."""
+    import mlflow
+
+    from lockgate.settings import resolve_mlflow_uri
+
+    resolved = uri or resolve_mlflow_uri()
+    check_mlflow(resolved)
+    mlflow.set_tracking_uri(resolved)
+    mlflow.set_registry_uri(resolved)
+    return resolved
+
+
+def ensure_experiment(name: str, uri: str | None = None) -> str:
+    """Create (once) and select an experiment; returns its id.
+
+    With a local store (sqlite:///), MLflow would put artifacts in ./mlruns of
+    whatever directory the process runs in; lockgate keeps them under LOCKGATE_HOME.
+    """
+    import mlflow
+
+    from lockgate.settings import get_settings
+
+    resolved = configure_mlflow(uri)
+    client = mlflow.MlflowClient(tracking_uri=resolved, registry_uri=resolved)
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        mlflow.set_experiment(experiment_id=existing.experiment_id)
+        return str(existing.experiment_id)
+    location = None
+    if not resolved.startswith(("http://", "https://")):
+        location = (get_settings().home / "mlartifacts").resolve().as_uri()
+    try:
+        experiment_id = client.create_experiment(name, artifact_location=location)
+    except Exception:  # noqa: BLE001 - lost a creation race with a concurrent task: use the winner's
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        experiment_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return str(experiment_id)

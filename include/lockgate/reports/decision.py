@@ -1,0 +1,269 @@
+"""The decision page: what was decided and why, each gate's numbers, how to approve, and the history.
+
+Every value shown comes from data (model names, versions, reasons, tag values a person
+typed in the MLflow UI) and is escaped by the `lockgate.reports.html` helpers.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from lockgate.policy.model import Decision, GateVerdict
+from lockgate.registry import tags as T
+from lockgate.registry.audit import AuditEntry, DecisionRow
+from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
+
+PAGE_NAME = "index.html"
+AUDIT_HEADERS = (
+    "time (UTC)",
+    "event",
+    "actor",
+    "approved by",
+    "alias",
+    "from",
+    "to",
+    "version",
+    "evidence",
+    "policy",
+    "note",
+)
+
+ACTION_TEXT = {
+    "promote": "Promote the challenger",
+    "await_approval": "Waiting for an approval",
+    "hold": "Hold: nothing moves",
+    "rollback": "Roll back the champion",
+    "no_op": "Nothing to do",
+}
+
+
+def _href(target: str | None, page_dir: Path, reports_dir: Path) -> str | None:
+    """A link from the page to a report: relative when both lie under the reports folder."""
+    if not target:
+        return None
+    p = Path(target)
+    if not p.is_absolute():
+        p = reports_dir / p
+    try:
+        return Path(os.path.relpath(p, page_dir)).as_posix()
+    except ValueError:  # another drive (Windows): keep the absolute path
+        return p.as_posix()
+
+
+def _interval(v: GateVerdict) -> str:
+    if v.ci_low is None or v.ci_high is None:
+        return "–"
+    level = f" @ {v.confidence:.0%}" if v.confidence is not None else ""
+    return f"[{fmt(v.ci_low)}, {fmt(v.ci_high)}]{level}"
+
+
+def _rule(v: GateVerdict) -> str:
+    sign = "≤" if v.direction == "lower_is_better" else "≥"
+    what = {"ratio": "challenger / champion", "difference": "challenger − champion"}.get(v.comparison, v.subject)
+    return f"{what} {sign} {fmt(v.limit)}"
+
+
+def _bullets(items: Sequence[str]) -> Markup:
+    if not items:
+        return Markup('<p class="muted">none</p>')
+    return Markup("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")
+
+
+def _code(text: str) -> Markup:
+    return Markup(f"<pre>{esc(text)}</pre>")
+
+
+def gates_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Markup:
+    rows = []
+    for v in decision.verdicts:
+        href = _href(v.report_path, page_dir, reports_dir)
+        rows.append(
+            [
+                v.gate,
+                v.metric,
+                badge(v.action),
+                _rule(v),
+                v.value,
+                _interval(v),
+                f"{v.required_confidence:.0%}" if v.required_confidence else "–",
+                v.compared,
+                badge(v.status),
+                v.reason,
+                link(href, v.kind + " report") if href else esc(None),
+            ]
+        )
+    head = [
+        "gate",
+        "metric",
+        "action",
+        "passes when",
+        "value",
+        "interval",
+        "needs",
+        "compared",
+        "verdict",
+        "why",
+        "evidence",
+    ]
+    note = (
+        "Estimated metrics are compared by the unfavourable end of their confidence interval, not their "
+        "point value. Missing or stale evidence never passes a gate; warn gates never block."
+    )
+    return section("Gates", table(head, rows, numeric=(4, 7)), Markup(f'<p class="muted">{esc(note)}</p>'))
+
+
+def evidence_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Markup:
+    rows = []
+    for kind, ref in sorted(decision.evidence.items()):
+        href = _href(ref.report_path, page_dir, reports_dir)
+        rows.append(
+            [
+                kind,
+                badge("ok" if ref.usable else "missing"),
+                ref.reason,
+                ref.created_at.isoformat() if ref.created_at else None,
+                ref.age_hours,
+                ref.challenger_version,
+                ref.champion_version,
+                ref.content_hash,
+                link(href, "report") if href else esc(None),
+            ]
+        )
+    head = ["kind", "usable", "why", "created", "age (h)", "challenger", "champion", "content hash", "report"]
+    return section("Evidence", table(head, rows, numeric=(4,)))
+
+
+def approval_section(decision: Decision, approvers: Sequence[str]) -> Markup | None:
+    version = decision.challenger
+    if version is None or version == decision.champion:
+        return None
+    model = decision.model_name
+    tag_lines = f"{T.APPROVAL}=approved\n{T.APPROVED_BY}=<your name>"
+    cli = f"lockgate approve {shlex.quote(model)} {shlex.quote(version)} --by YOUR_NAME"
+    parts: list[Markup | str] = [
+        key_values(
+            [
+                ("version", version),
+                ("approval", decision.approval.reason if decision.approval else "not asked: a gate blocks"),
+                ("counts for evidence", decision.evidence_hash),
+                ("approvers", ", ".join(approvers) or "none"),
+            ]
+        ),
+        Markup(f"<p>In the MLflow UI, set these tags on {esc(model)} version {esc(version)}:</p>"),
+        _code(tag_lines),
+        Markup("<p>or run:</p>"),
+        _code(cli),
+        Markup(f"<p>To reject: <code>{esc(T.APPROVAL)}=rejected</code> or</p>"),
+        _code(cli + " --reject"),
+        Markup(
+            '<p class="muted">An approval counts only from a listed approver, and only for the evidence above: '
+            "new evidence asks again. Lockgate moves the champion alias on its next check.</p>"
+        ),
+    ]
+    return section("Approve", *parts)
+
+
+def history_section(
+    history: Sequence[DecisionRow], audit: Sequence[AuditEntry], page_dir: Path, reports_dir: Path
+) -> Markup:
+    decisions = [
+        [
+            r.decided_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.run_key,
+            badge(r.action),
+            r.outcome,
+            r.champion,
+            r.challenger,
+            r.evidence_hash,
+            link(_href(r.report_path, page_dir, reports_dir) or "", "page") if r.report_path else esc(None),
+        ]
+        for r in history
+    ]
+    trail = [
+        [
+            a.at.strftime("%Y-%m-%d %H:%M:%S"),
+            a.kind,
+            a.actor,
+            a.approved_by,
+            a.alias,
+            a.from_version,
+            a.to_version,
+            a.version,
+            a.evidence_hash,
+            a.policy_hash,
+            a.message,
+        ]
+        for a in audit
+    ]
+    return section(
+        "History",
+        Markup("<h3>Decisions</h3>"),
+        table(["time (UTC)", "run", "action", "outcome", "champion", "challenger", "evidence", "page"], decisions),
+        Markup("<h3>Audit trail</h3>"),
+        table(AUDIT_HEADERS, trail),
+    )
+
+
+def render_decision_page(
+    decision: Decision,
+    *,
+    page_dir: Path,
+    reports_dir: Path,
+    approvers: Sequence[str] = (),
+    history: Sequence[DecisionRow] = (),
+    audit: Sequence[AuditEntry] = (),
+) -> str:
+    """The HTML of one decision page.
+
+    Args:
+        decision: the decision (with the job's outcome filled in).
+        page_dir: the folder the page is written to (links are relative to it).
+        reports_dir: the reports root (relative evidence paths are resolved against it).
+        approvers: the policy's approver list, shown beside the approval instructions.
+        history: recent decisions of the model, newest first.
+        audit: recent audit rows of the model, newest first.
+    """
+    d = decision
+    summary = key_values(
+        [
+            ("decision", badge(d.action)),
+            ("outcome", d.outcome if not d.dry_run else "dry run: nothing was written to the registry"),
+            ("model", d.model_name),
+            ("champion", d.champion),
+            ("challenger", d.challenger),
+            ("previous_champion", d.previous_champion),
+            ("champion moves to", d.target),
+            ("status set on", f"version {d.subject_version}: {d.subject_status}" if d.subject_version else None),
+            ("evidence hash", d.evidence_hash),
+            ("policy hash", d.policy_hash),
+            ("decided at", d.decided_at.isoformat()),
+            ("run", d.run_key),
+        ]
+    )
+    sections = [
+        section(ACTION_TEXT.get(d.action, d.action), summary, Markup("<h3>Why</h3>"), _bullets(d.reasons)),
+        gates_section(d, page_dir, reports_dir),
+        evidence_section(d, page_dir, reports_dir),
+    ]
+    approve = approval_section(d, approvers)
+    if approve is not None and d.action in ("await_approval", "hold"):
+        sections.append(approve)
+    sections.append(history_section(history, audit, page_dir, reports_dir))
+    return page(
+        f"Lockgate decision: {d.model_name}",
+        f"{d.action} · run {d.run_key or '-'}",
+        *sections,
+        generated_at=d.decided_at,
+    )
+
+
+def write_decision_page(path: Path, html_text: str) -> Path:
+    """Write atomically: a reader (the Airflow plugin) never sees half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(html_text, encoding="utf-8")
+    tmp.replace(path)
+    return path

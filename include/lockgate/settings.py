@@ -1,0 +1,642 @@
+"""Typed settings and the promotion policy: the one place environment variables are read.
+
+Two models live here:
+
+* `Settings`: where things are (databases, MLflow, reports, local state). Every field
+  can be overridden by an environment variable so tests and operators can point
+  lockgate anywhere without editing files.
+* `Policy`: what lockgate decides with (watched models, gates, approvers, windows,
+  statistics, redaction, per-job options). Loaded from a YAML file
+  (`include/lockgate.yaml` by default, `LOCKGATE_CONFIG` to override) and validated;
+  an invalid file raises `ConfigError` naming the bad key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lockgate.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_POLICY_PATH = PROJECT_ROOT / "include" / "lockgate.yaml"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in a policy must not silently disable a gate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- gates
+
+
+GateAction = Literal["block_promotion", "rollback", "warn"]
+GateComparison = Literal["absolute", "ratio", "difference"]
+GateSubject = Literal["challenger", "champion", "model"]
+Direction = Literal["higher_is_better", "lower_is_better"]
+EvidenceKind = Literal["benchmark", "drift", "quality"]
+
+_METRIC_RE = re.compile(r"^(benchmark|drift|quality)\.[A-Za-z0-9_.:-]+$")
+
+
+class Gate(_Strict):
+    """One gate: a metric, how it is compared, and what a failure does.
+
+    * `absolute`: the subject's value (its unfavourable confidence bound when the
+      metric is estimated) must be within `threshold`: at most `threshold` when
+      lower is better, at least when higher is better.
+    * `ratio`: challenger / champion. Passes when the unfavourable bound of the
+      ratio's interval is within `1 + threshold` (lower is better) or
+      `1 - threshold` (higher is better): `threshold` is the tolerated relative change.
+    * `difference`: challenger - champion, tolerated degradation `threshold`.
+    """
+
+    name: str = Field(min_length=1, description="Unique name shown in reports and tags.")
+    metric: str = Field(description="`<kind>.<metric>`, e.g. `benchmark.ttft_ms_p50`.")
+    comparison: GateComparison = "absolute"
+    subject: GateSubject = Field(
+        "challenger",
+        description="Whose value an `absolute` gate checks; `model` is model-wide (drift).",
+    )
+    direction: Direction = "lower_is_better"
+    threshold: float
+    action: GateAction = "block_promotion"
+    confidence: float | None = Field(
+        None,
+        gt=0.5,
+        lt=1.0,
+        description="For estimated metrics: the interval level the evidence must carry.",
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_has_kind(cls, v: str) -> str:
+        if not _METRIC_RE.match(v):
+            raise ValueError("must look like '<benchmark|drift|quality>.<metric name>'")
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Gate:
+        if self.comparison in ("ratio", "difference") and self.threshold < 0:
+            raise ValueError("threshold of a ratio/difference gate is a tolerated change and must be >= 0")
+        if self.comparison in ("ratio", "difference") and self.subject != "challenger":
+            raise ValueError("ratio/difference gates compare challenger with champion; subject must be 'challenger'")
+        if self.action == "rollback" and self.subject == "challenger":
+            raise ValueError("a rollback gate must check the champion (subject: champion or model)")
+        return self
+
+    @property
+    def kind(self) -> EvidenceKind:
+        return self.metric.split(".", 1)[0]  # type: ignore[return-value]
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric.split(".", 1)[1]
+
+
+# --------------------------------------------------------------------------- windows
+
+
+class FixedWindow(_Strict):
+    mode: Literal["fixed"] = "fixed"
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FixedWindow:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class AfterPromotionWindow(_Strict):
+    """The N days after the current champion was promoted (its own early traffic)."""
+
+    mode: Literal["after_promotion"] = "after_promotion"
+    days: float = Field(7, gt=0)
+
+
+class TrailingWindow(_Strict):
+    """The `days` before the current window, a common fallback for the reference."""
+
+    mode: Literal["trailing"] = "trailing"
+    days: float = Field(7, gt=0)
+    gap_days: float = Field(0, ge=0)
+
+
+class DataIntervalWindow(_Strict):
+    """The DAG run's data interval (Airflow's partition of time for that run)."""
+
+    mode: Literal["data_interval"] = "data_interval"
+    min_hours: float = Field(
+        24, gt=0, description="Widen a shorter data interval (manual runs) to this many hours back."
+    )
+
+
+ReferenceWindow = Annotated[FixedWindow | AfterPromotionWindow | TrailingWindow, Field(discriminator="mode")]
+CurrentWindow = Annotated[FixedWindow | DataIntervalWindow, Field(discriminator="mode")]
+
+
+class Windows(_Strict):
+    reference: ReferenceWindow = Field(default_factory=lambda: TrailingWindow())
+    current: CurrentWindow = Field(default_factory=lambda: DataIntervalWindow())
+
+
+# --------------------------------------------------------------------------- models
+
+
+class WatchedModel(_Strict):
+    name: str = Field(min_length=1)
+    approvers: list[str] = Field(default_factory=list, description="Names whose approval counts.")
+    approval_expiry_hours: float = Field(72, gt=0)
+    require_approval: bool = True
+    windows: Windows = Field(default_factory=Windows)
+    gates: list[Gate] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_gates(self) -> WatchedModel:
+        names = [g.name for g in self.gates]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"gate names must be unique, repeated: {sorted(dup)}")
+        if self.require_approval and not self.approvers:
+            raise ValueError("require_approval is true but approvers is empty")
+        return self
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class StatisticsConfig(_Strict):
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    bootstrap_resamples: int = Field(2000, ge=100, le=100_000)
+    seed: int = 0
+
+
+class EvidenceConfig(_Strict):
+    max_age_hours: float = Field(48, gt=0, description="Older summaries count as stale (missing).")
+
+
+class RedactionConfig(_Strict):
+    emails: bool = True
+    phone_numbers: bool = True
+    card_numbers: bool = True
+    ip_addresses: bool = True
+    patterns: dict[str, str] = Field(
+        default_factory=dict, description="Extra named regular expressions, replaced by [NAME]."
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, pattern in v.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {name!r} is not a valid regular expression: {exc}") from exc
+        return v
+
+
+class LogColumns(_Strict):
+    """Map the contract's column names onto a user's existing table or view."""
+
+    request_id: str = "request_id"
+    ts: str = "ts"
+    model_name: str = "model_name"
+    model_version: str = "model_version"
+    prompt: str = "prompt"
+    response: str = "response"
+    context: str = "context"
+    latency_ms: str = "latency_ms"
+    ttft_ms: str = "ttft_ms"
+    prompt_tokens: str = "prompt_tokens"
+    completion_tokens: str = "completion_tokens"
+    status: str = "status"
+    feedback: str = "feedback"
+    metadata: str = "metadata"
+
+
+class LogsConfig(_Strict):
+    table: str = Field("inference_logs", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    columns: LogColumns = Field(default_factory=LogColumns)
+    max_text_chars: int = Field(32_000, gt=0, description="Longer prompt/response/context is quarantined.")
+    max_latency_ms: float = Field(3_600_000, gt=0)
+    statuses: list[str] = Field(default_factory=lambda: ["ok", "error", "timeout", "cancelled", "filtered"])
+
+
+ServingConfig = Literal["eager", "static_compile", "int8_dynamic"]
+RubricName = Literal["relevance", "faithfulness", "safety", "refusal", "pairwise"]
+RUBRIC_NAMES: tuple[RubricName, ...] = ("relevance", "faithfulness", "safety", "refusal", "pairwise")
+
+
+class BenchmarkConfig(_Strict):
+    """The benchmark job: what it measures and when a run is too noisy to use (see lockgate.benchmark)."""
+
+    batch_sizes: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [1, 4],
+        min_length=1,
+        description="Batch sizes measured; the smallest (normally 1) gives the headline metric names.",
+    )
+    max_new_tokens: int = Field(32, ge=2, description="Tokens generated per request (end-of-sequence ignored).")
+    repetitions: int = Field(5, ge=2, description="Replays of the whole workload per version, interleaved.")
+    warmups: int = Field(2, ge=0, description="Unmeasured requests per version, configuration and batch size.")
+    max_cv: float = Field(
+        0.25,
+        gt=0,
+        description="A run whose challenger/champion comparison varies more across repetitions "
+        "(coefficient of variation of the per-repetition median ratio) is invalid.",
+    )
+    gpu_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    require_gpu: bool = Field(False, description="Without a GPU the run ends in an error instead of using the CPU.")
+    serving_configs: list[ServingConfig] = Field(
+        default_factory=lambda: list[ServingConfig](["eager"]),
+        min_length=1,
+        description="eager; static_compile (static KV cache + torch.compile); int8_dynamic (CPU only).",
+    )
+    prompt_samples: int = Field(32, gt=0, description="Prompt lengths sampled from the logs: the workload's size.")
+    cpu_threads: int | None = Field(
+        None, ge=1, description="torch threads on CPU (None: torch's default); 1 is steadiest on a shared machine."
+    )
+    cpu_clock: Literal["wall", "thread_cpu"] = Field(
+        "wall",
+        description="CPU timer: wall (perf_counter) or thread_cpu (thread_time: excludes time the OS gave to "
+        "other processes; needs cpu_threads: 1).",
+    )
+
+    @field_validator("batch_sizes", "serving_configs")
+    @classmethod
+    def _no_repeats(cls, v: list[Any]) -> list[Any]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"values must not repeat: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _clock_needs_one_thread(self) -> BenchmarkConfig:
+        if self.cpu_clock == "thread_cpu" and self.cpu_threads != 1:
+            raise ValueError("cpu_clock thread_cpu counts one thread's time: set cpu_threads: 1")
+        return self
+
+
+# Every column the drift job can test (see lockgate.drift.columns for what each one is and its method).
+DRIFT_COLUMNS: tuple[str, ...] = (
+    "latency_ms",
+    "ttft_ms",
+    "tokens_per_s",
+    "prompt_tokens",
+    "completion_tokens",
+    "status",
+    "prompt_length",
+    "prompt_words",
+    "prompt_non_letter_share",
+    "prompt_has_link",
+    "prompt_valid_json",
+    "response_length",
+    "response_words",
+    "response_non_letter_share",
+    "response_has_link",
+    "response_valid_json",
+    "response_refusal",
+    "prompt_embedding",
+    "response_embedding",
+)
+
+DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
+    "i'm sorry",
+    "i am sorry",
+    "i cannot",
+    "i can't",
+    "i can not",
+    "i am unable",
+    "i'm unable",
+    "as an ai",
+)
+
+
+class DriftConfig(_Strict):
+    """How the drift job samples, tests and decides.
+
+    A column drifts only when its test is significant after Benjamini-Hochberg
+    correction across all tested columns (`fdr_alpha`) AND its effect size reaches
+    the column's minimum (`min_effect_sizes[column]`, else `min_effect_size`), so a
+    huge sample does not flag a trivial shift. The method of each column is fixed by
+    its kind, whatever the sample size: numeric: Kolmogorov-Smirnov p-value, effect
+    = Wasserstein distance / reference std; categorical: chi-square (Fisher's exact
+    test when sparse), effect = Jensen-Shannon distance (natural log); embeddings:
+    held-out AUC of a classifier telling the windows apart, Mann-Whitney p-value,
+    effect = 2*AUC-1. The effect measures are Evidently's own (`wasserstein`,
+    `jensenshannon`, embeddings `model`), so its report shows the same numbers.
+    """
+
+    sample_size: int = Field(5000, gt=0, description="Rows sampled per window (deterministic).")
+    min_rows: int = Field(50, gt=0, description="Fewer usable rows in a window: insufficient data.")
+    fdr_alpha: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg false discovery rate.")
+    min_effect_size: float = Field(0.1, ge=0, description="Minimum effect size for a column to drift.")
+    min_effect_sizes: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        # Jensen-Shannon compresses shifts of rare categories: 1% -> 5% errors is a distance of 0.087.
+        default_factory=lambda: {"status": 0.05},
+        description="Per-column minimum effect sizes, overriding `min_effect_size`.",
+    )
+    columns: list[str] | None = Field(
+        None, description="Columns to test (default: all of DRIFT_COLUMNS that the data allows)."
+    )
+    embeddings: bool = True
+    embedding_sample_size: int = Field(
+        # 300 per window: a held-out AUC of 0.6 is already significant, and MiniLM stays a few seconds.
+        300,
+        gt=0,
+        description="Rows per window whose prompt and response are embedded (MiniLM, CPU).",
+    )
+    refusal_phrases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REFUSAL_PHRASES),
+        description="Lower-case phrases that mark a response as a refusal.",
+    )
+    evidently_report: bool = Field(True, description="Also write Evidently's HTML report.")
+
+    @field_validator("min_effect_sizes")
+    @classmethod
+    def _known_effect_columns(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - set(DRIFT_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown drift columns {unknown}; known: {list(DRIFT_COLUMNS)}")
+        return v
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        unknown = sorted(set(v) - set(DRIFT_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown drift columns {unknown}; known: {list(DRIFT_COLUMNS)}")
+        if not v:
+            raise ValueError("must name at least one column (or be left out for all)")
+        return v
+
+    def min_effect(self, column: str) -> float:
+        """The minimum effect size for `column`."""
+        return self.min_effect_sizes.get(column, self.min_effect_size)
+
+
+class JudgeConfig(_Strict):
+    """The LLM judge: a local causal LM directory or an OpenAI-compatible endpoint.
+
+    With `backend: local` and no `model_path`, lockgate builds a seeded random-weight tiny
+    model as a placeholder judge: it carries no signal, and its calibration says so.
+    """
+
+    backend: Literal["local", "openai"] = "local"
+    model_path: str | None = Field(None, description="Local HF directory of the judge (backend: local).")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint incl. /v1 (backend: openai).")
+    model: str | None = Field(None, description="Model name sent to the endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    batch_size: int = Field(8, gt=0, description="Prompts per forward pass (backend: local).")
+    concurrency: int = Field(4, gt=0, description="Requests in flight at once (backend: openai).")
+    timeout_s: float = Field(60, gt=0, description="Per-request timeout (backend: openai).")
+    max_retries: int = Field(3, ge=0, description="Retries of a request on 429, 5xx, timeouts, connection errors.")
+    retry_backoff_s: float = Field(1.0, ge=0, description="First back-off; doubles per retry, with jitter.")
+    max_requests: int = Field(2000, gt=0, description="Per-run budget of requests to the endpoint (retries count).")
+    logprobs: bool = Field(
+        True, description="Ask the endpoint for top logprobs to score from the distribution (falls back to text)."
+    )
+    rationale: bool = Field(False, description="Also generate a one-sentence rationale per judgment.")
+    rationale_max_new_tokens: int = Field(48, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present (backend: local).")
+    max_input_chars: int = Field(2000, gt=0, description="Each text is cut to this many characters for the judge.")
+    min_score_mass: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Local judge: probability the model puts on the score tokens below which "
+        "the judgment is unscored (it wanted to say something else).",
+    )
+
+    @model_validator(mode="after")
+    def _backend_has_target(self) -> JudgeConfig:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url")
+        return self
+
+
+class QualityConfig(_Strict):
+    sample_size: int = Field(200, gt=0, description="Sampled log rows per version.")
+    min_samples: int = Field(20, gt=0, description="Fewer judged rows for a version: its estimates are omitted.")
+    rubrics: list[RubricName] = Field(default_factory=lambda: list[RubricName](RUBRIC_NAMES))
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    min_calibration_spearman: float = Field(0.5, ge=-1, le=1)
+    min_calibration_kappa: float = Field(0.4, ge=-1, le=1)
+    min_calibration_scored: float = Field(
+        0.8, gt=0, le=1, description="Share of calibration items the judge must score for calibration to count."
+    )
+    calibration_set: str | None = Field(
+        None, description="Human-labelled JSONL (default: the set packaged with lockgate)."
+    )
+    replay_when_no_traffic: bool = True
+    replay_max_new_tokens: int = Field(48, gt=0)
+    replay_batch_size: int = Field(16, gt=0)
+    worst_examples: int = Field(8, ge=0, description="Lowest-scored samples shown (redacted) in the report.")
+    evidently_report: bool = Field(True, description="Also write an Evidently descriptor report beside ours.")
+
+
+# --------------------------------------------------------------------------- policy
+
+
+class Policy(_Strict):
+    version: int = Field(1, ge=1)
+    models: list[WatchedModel] = Field(min_length=1)
+    statistics: StatisticsConfig = Field(default_factory=StatisticsConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    redaction: RedactionConfig = Field(default_factory=RedactionConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Policy:
+        names = [m.name for m in self.models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"model names must be unique, repeated: {sorted(dup)}")
+        return self
+
+    def model(self, name: str) -> WatchedModel:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"model {name!r} is not watched; known: {[m.name for m in self.models]}", key="models")
+
+    @property
+    def policy_hash(self) -> str:
+        """Hash of the validated content, stable across key order and comments."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _loc(err: Any) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "<root>"
+
+
+def format_validation_error(exc: ValidationError) -> tuple[str, str]:
+    """First bad key and a one-paragraph message listing every problem."""
+    errors = exc.errors()
+    first = _loc(errors[0]) if errors else "<root>"
+    lines = [f"{_loc(e)}: {e['msg']}" for e in errors]
+    return first, "; ".join(lines)
+
+
+def parse_policy(data: Any, source: str = "<policy>") -> Policy:
+    if not isinstance(data, dict):
+        raise ConfigError("the policy must be a mapping at the top level", key="<root>", source=source)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        key, msg = format_validation_error(exc)
+        raise ConfigError(f"invalid policy ({msg})", key=key, source=source) from None
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Read and validate the policy file (`LOCKGATE_CONFIG` or the default)."""
+    p = Path(path) if path else get_settings().config_path
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read policy file: {exc.strerror}", source=str(p)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from None
+    return parse_policy(data, source=str(p))
+
+
+# --------------------------------------------------------------------------- settings
+
+
+class Settings(_Strict):
+    """Where things are. Built by `get_settings()` from the environment."""
+
+    config_path: Path
+    home: Path
+    reports_dir: Path
+    logs_db_url: str | None = Field(None, description="Explicit URL; None means: resolve at use.")
+    state_db_url: str | None = None
+    mlflow_tracking_uri: str | None = None
+    airflow_api_url: str = "http://127.0.0.1:8080"
+    mlflow_port: int = 5000
+    airflow_port: int = 8080
+
+    @property
+    def embedded_logs_url(self) -> str:
+        return f"sqlite:///{self.home / 'logs.db'}"
+
+    @property
+    def embedded_mlflow_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+
+ENV_VARS = {
+    "config_path": "LOCKGATE_CONFIG",
+    "home": "LOCKGATE_HOME",
+    "reports_dir": "LOCKGATE_REPORTS_DIR",
+    "logs_db_url": "LOCKGATE_LOGS_DB_URL",
+    "state_db_url": "LOCKGATE_STATE_DB_URL",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "airflow_api_url": "LOCKGATE_AIRFLOW_URL",
+    "mlflow_port": "LOCKGATE_MLFLOW_PORT",
+    "airflow_port": "LOCKGATE_AIRFLOW_PORT",
+}
+
+
+def get_settings() -> Settings:
+    """Read the environment now (not at import time: tests change it)."""
+    env = os.environ
+    home = Path(env.get("LOCKGATE_HOME") or PROJECT_ROOT / ".lockgate").expanduser().resolve()
+    airflow_port = env.get("LOCKGATE_AIRFLOW_PORT") or "8080"
+    values: dict[str, Any] = {
+        "config_path": Path(env.get("LOCKGATE_CONFIG") or DEFAULT_POLICY_PATH).expanduser(),
+        "home": home,
+        "reports_dir": Path(env.get("LOCKGATE_REPORTS_DIR") or home / "reports").expanduser().resolve(),
+        "logs_db_url": env.get("LOCKGATE_LOGS_DB_URL") or None,
+        "state_db_url": env.get("LOCKGATE_STATE_DB_URL") or None,
+        "mlflow_tracking_uri": env.get("MLFLOW_TRACKING_URI") or None,
+        "airflow_api_url": env.get("LOCKGATE_AIRFLOW_URL") or f"http://127.0.0.1:{airflow_port}",
+        "mlflow_port": env.get("LOCKGATE_MLFLOW_PORT") or 5000,
+        "airflow_port": airflow_port,
+    }
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        key, msg = format_validation_error(exc)
+        raise ConfigError(msg, key=ENV_VARS.get(key, key), source="environment") from None
+
+
+def _airflow_connection_uri(conn_id: str) -> str | None:
+    """URI of an Airflow connection, if Airflow can resolve it here.
+
+    `AIRFLOW_CONN_<ID>` is read directly so the CLI and tests need no Airflow
+    database; inside a task the SDK resolves secrets backends and the metadata DB.
+    """
+    raw = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if raw:
+        if raw.lstrip().startswith("{"):
+            from airflow.sdk import Connection
+
+            return str(Connection.from_json(raw, conn_id=conn_id).get_uri())
+        return raw
+    if not os.environ.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL") and not os.environ.get("LOCKGATE_IN_AIRFLOW"):
+        return None
+    try:
+        from airflow.sdk import BaseHook
+
+        return str(BaseHook.get_connection(conn_id).get_uri())
+    except Exception:  # noqa: BLE001 - an absent connection falls back to the embedded default
+        return None
+
+
+def _sqlalchemy_url(uri: str) -> str:
+    # Airflow writes postgres connections as postgres://; SQLAlchemy 2 wants postgresql://
+    if uri.startswith("postgres://"):
+        return "postgresql://" + uri[len("postgres://") :]
+    return uri
+
+
+def resolve_logs_db_url(settings: Settings | None = None) -> str:
+    """`LOCKGATE_LOGS_DB_URL`, else the Airflow connection `lockgate_logs`, else embedded SQLite."""
+    s = settings or get_settings()
+    if s.logs_db_url:
+        return _sqlalchemy_url(s.logs_db_url)
+    uri = _airflow_connection_uri("lockgate_logs")
+    if uri:
+        return _sqlalchemy_url(uri)
+    s.home.mkdir(parents=True, exist_ok=True)
+    return s.embedded_logs_url
+
+
+def resolve_state_db_url(settings: Settings | None = None) -> str:
+    """Lockgate's own tables (audit trail, reports index) live beside the logs by default."""
+    s = settings or get_settings()
+    return _sqlalchemy_url(s.state_db_url) if s.state_db_url else resolve_logs_db_url(s)
+
+
+def resolve_mlflow_uri(settings: Settings | None = None) -> str:
+    """`MLFLOW_TRACKING_URI`, else the Airflow connection `lockgate_mlflow`, else embedded SQLite."""
+    s = settings or get_settings()
+    if s.mlflow_tracking_uri:
+        return s.mlflow_tracking_uri
+    uri = _airflow_connection_uri("lockgate_mlflow")
+    if uri:
+        # An http connection stored as "http://host:port" is used as is; Airflow's
+        # generic form "mlflow://host:port" maps to http.
+        if uri.startswith("mlflow://"):
+            uri = "http://" + uri[len("mlflow://") :]
+        return uri.rstrip("/")
+    s.home.mkdir(parents=True, exist_ok=True)
+    return s.embedded_mlflow_uri

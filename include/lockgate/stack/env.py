@@ -1,0 +1,325 @@
+"""Where the stack keeps its state, the secrets it persists, and the environment of every component.
+
+Every component (and `settings apply`) gets the same environment from `build_stack_env`,
+so the CLI, the API server, the scheduler and the tasks it runs agree on the metadata
+database, the Fernet key and the JWT secret. Secrets are generated once and kept in
+`<LOCKGATE_HOME>/secrets.json` (mode 0600): tokens and encrypted connection passwords
+survive a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lockgate.errors import ConfigError
+from lockgate.settings import PROJECT_ROOT, Settings
+
+logger = logging.getLogger(__name__)
+
+ADMIN_USER = "admin"
+# Read here rather than in lockgate.settings: only the stack uses them.
+AIRFLOW_DB_URL_ENV = "LOCKGATE_AIRFLOW_DB_URL"
+ADMIN_PASSWORD_ENV = "LOCKGATE_ADMIN_PASSWORD"  # noqa: S105 - a variable name, not a password
+
+# The machine has 2 cores: a modest executor, and new DAG files noticed within 30 s
+# instead of Airflow's default 5 minutes.
+PARALLELISM = 4
+DAG_REFRESH_INTERVAL_S = 30
+DEFAULT_WORKER_LOG_PORT = 8793
+DEFAULT_TRIGGER_LOG_PORT = 8794
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    """Every file the stack reads or writes, all under LOCKGATE_HOME."""
+
+    home: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StackPaths:
+        return cls(home=settings.home)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "stack.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.run_dir / "stack.lock"
+
+    @property
+    def env_file(self) -> Path:
+        return self.run_dir / "stack.env"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.json"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def airflow_db(self) -> Path:
+        return self.airflow_home / "airflow.db"
+
+    @property
+    def password_file(self) -> Path:
+        return self.airflow_home / "simple_auth_manager_passwords.json"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.home / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlartifacts"
+
+    @property
+    def pycache_dir(self) -> Path:
+        return self.home / "pycache"
+
+    def log_file(self, component: str) -> Path:
+        return self.logs_dir / f"{component}.log"
+
+    def ensure(self) -> None:
+        for d in (self.home, self.run_dir, self.logs_dir, self.airflow_home):
+            d.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    """Ports the stack listens on; the log-server ports are picked at `up` and recorded."""
+
+    airflow: int
+    mlflow: int
+    worker_log: int = DEFAULT_WORKER_LOG_PORT
+    trigger_log: int = DEFAULT_TRIGGER_LOG_PORT
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.mlflow}"
+
+
+class StackSecrets(BaseModel):
+    """Generated once per LOCKGATE_HOME; a missing field is generated, the others are kept."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    jwt_secret: str
+    api_secret_key: str
+    fernet_key: str
+    admin_password: str
+
+
+def _generate_secrets() -> dict[str, str]:
+    return {
+        # 64 bytes: PyJWT warns about shorter HMAC keys for the SHA512 Airflow signs with.
+        "jwt_secret": secrets.token_urlsafe(64),
+        "api_secret_key": secrets.token_urlsafe(32),
+        # Fernet wants 32 url-safe base64-encoded bytes.
+        "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        "admin_password": secrets.token_urlsafe(12),
+    }
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, atomically (a crash never leaves half a secret)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def load_or_create_secrets(paths: StackPaths) -> StackSecrets:
+    """The persisted secrets of this LOCKGATE_HOME, generating what is missing."""
+    stored: dict[str, str] = {}
+    if paths.secrets_file.exists():
+        try:
+            raw = json.loads(paths.secrets_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(
+                f"unreadable secrets file ({exc}); delete it to regenerate", source=str(paths.secrets_file)
+            ) from None
+        if not isinstance(raw, dict):
+            raise ConfigError("secrets file must hold a JSON object", source=str(paths.secrets_file))
+        stored = {k: v for k, v in raw.items() if isinstance(v, str) and v}
+    merged = {**_generate_secrets(), **stored}
+    try:
+        result = StackSecrets.model_validate(merged)
+    except ValidationError as exc:  # pragma: no cover - every field is generated above
+        raise ConfigError(str(exc), source=str(paths.secrets_file)) from None
+    if merged.keys() - stored.keys():
+        _write_private(paths.secrets_file, json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def effective_admin_password(stack_secrets: StackSecrets, environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get(ADMIN_PASSWORD_ENV) or stack_secrets.admin_password
+
+
+def write_password_file(paths: StackPaths, password: str) -> None:
+    """The simple auth manager's password file, written by us so the login is known.
+
+    Airflow only adds users missing from this file, so the password we write is kept.
+    """
+    _write_private(paths.password_file, json.dumps({ADMIN_USER: password}) + "\n")
+
+
+def read_admin_password(paths: StackPaths) -> str | None:
+    """The password the running API server checks against (the file it reads at login)."""
+    try:
+        data = json.loads(paths.password_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    value = data.get(ADMIN_USER) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def venv_bin() -> Path:
+    """The directory holding `airflow`, `mlflow` and this interpreter."""
+    project_venv = PROJECT_ROOT / ".venv" / "bin"
+    if (project_venv / "airflow").exists():
+        return project_venv
+    return Path(sys.executable).parent
+
+
+def airflow_db_url(paths: StackPaths, environ: Mapping[str, str] | None = None) -> str:
+    """`LOCKGATE_AIRFLOW_DB_URL` (e.g. PostgreSQL), else SQLite under LOCKGATE_HOME."""
+    env = os.environ if environ is None else environ
+    url = env.get(AIRFLOW_DB_URL_ENV)
+    if url:
+        # SQLAlchemy 2 no longer accepts the postgres:// spelling.
+        return "postgresql://" + url[len("postgres://") :] if url.startswith("postgres://") else url
+    return f"sqlite:///{paths.airflow_db}"
+
+
+def mask_url(url: str) -> str:
+    """A URL safe to print: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def stack_overrides(
+    settings: Settings,
+    paths: StackPaths,
+    stack_secrets: StackSecrets,
+    ports: StackPorts,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The variables the stack sets for each component (on top of the caller's environment)."""
+    env = os.environ if environ is None else environ
+    base_url = ports.airflow_url
+    return {
+        # Airflow: separate components, LocalExecutor, only our DAGs and plugins.
+        "AIRFLOW_HOME": str(paths.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(PARALLELISM),
+        "AIRFLOW__CORE__FERNET_KEY": stack_secrets.fernet_key,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db_url(paths, env),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
+        # Tasks reach the execution API here; without it they fail with httpx ConnectError.
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(ports.airflow),
+        "AIRFLOW__API__SECRET_KEY": stack_secrets.api_secret_key,
+        "AIRFLOW__API_AUTH__JWT_SECRET": stack_secrets.jwt_secret,
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(paths.password_file),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports.worker_log),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(ports.trigger_log),
+        # Lockgate inside tasks: same home, policy and reports as the CLI, MLflow = the server.
+        "LOCKGATE_HOME": str(paths.home),
+        "LOCKGATE_REPORTS_DIR": str(settings.reports_dir),
+        "LOCKGATE_CONFIG": str(Path(settings.config_path).resolve()),
+        "LOCKGATE_AIRFLOW_PORT": str(ports.airflow),
+        "LOCKGATE_MLFLOW_PORT": str(ports.mlflow),
+        "LOCKGATE_AIRFLOW_URL": base_url,
+        "MLFLOW_TRACKING_URI": ports.mlflow_url,
+        # No downloads, no telemetry, no tokenizer thread pools fighting over 2 cores.
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # The MLflow job runner pulls ~1.2 GB of extra processes we do not use.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "PATH": os.pathsep.join([str(venv_bin()), env.get("PATH", os.defpath)]),
+        # Bytecode cached under LOCKGATE_HOME (never in the venv or the repo): without it every
+        # component and task recompiles Airflow, MLflow, torch... at each start (2-3x slower).
+        "PYTHONPYCACHEPREFIX": str(paths.pycache_dir),
+    }
+
+
+def _inherited_key_dropped(key: str) -> bool:
+    # An inherited AIRFLOW_HOME or database URL (a test session's, another project's)
+    # would silently point the stack at someone else's metadata database.
+    # PYTHONDONTWRITEBYTECODE would defeat the bytecode cache (PYTHONPYCACHEPREFIX).
+    return (
+        key in ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "PYTHONDONTWRITEBYTECODE")
+        or key.startswith("AIRFLOW__DATABASE__")
+    )
+
+
+def build_stack_env(
+    settings: Settings,
+    paths: StackPaths,
+    stack_secrets: StackSecrets,
+    ports: StackPorts,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The full environment of every stack process: the caller's, made to point at the stack.
+
+    LOCKGATE_LOGS_DB_URL is kept when the caller set it; otherwise it stays unset so the
+    Airflow connection `lockgate_logs` (or the embedded SQLite store) decides.
+    """
+    env = dict(os.environ if environ is None else environ)
+    base = {k: v for k, v in env.items() if not _inherited_key_dropped(k)}
+    base.update(stack_overrides(settings, paths, stack_secrets, ports, env))
+    return base
+
+
+def write_env_file(paths: StackPaths, overrides: Mapping[str, str]) -> None:
+    """`source <home>/run/stack.env` points a shell's `airflow` CLI at the stack (holds secrets: 0600)."""
+    lines = ["# Written by `lockgate up`: source it to use the airflow CLI against the stack."]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(overrides.items())]
+    _write_private(paths.env_file, "\n".join(lines) + "\n")
