@@ -1,0 +1,104 @@
+"""Move the `champion` alias when a challenger's evidence passes every gate and a listed approver approved it.
+
+For each watched model (or the one named in the form) this DAG
+
+1. **decide_and_act**: reads the latest benchmark, drift and quality summaries and the registry's
+   aliases, applies the policy's gates (`include/lockgate.yaml`), and acts: tags the challenger
+   `awaiting_approval` / `gates_failed` / `rejected`, promotes it (`previous_champion` := the old
+   champion, `champion` := the challenger) once a listed approver approved *this* evidence, or rolls
+   the champion back to `previous_champion` when it breaches a rollback gate. It writes a decision page
+   (link in the version's `lockgate.decision_report` tag and in the Lockgate menu) and the audit trail;
+2. **wait_for_approval**: when an approval is due, waits for it in Airflow's triggerer (no worker slot)
+   until `approval_wait_minutes` pass;
+3. **act_on_approval**: decides again as soon as a person answered.
+
+To approve: set the tags `lockgate.approval=approved` and `lockgate.approved_by=<your name>` on the
+challenger version in the MLflow UI, or run `lockgate approve MODEL VERSION --by NAME`.
+
+Runs whenever new evidence lands (the three evidence Assets) and every 30 minutes. Alias moves run in
+the one-slot pool `lockgate_promotion` and under a lock in lockgate's database, so two runs (or a run
+and the CLI) never move an alias twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+
+from lockgate.assets import BENCHMARK, DRIFT, QUALITY
+from lockgate.registry.approval_wait import AwaitApprovalOperator
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    doc_md=__doc__,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/30 * * * *", timezone="UTC"),
+        assets=(BENCHMARK | DRIFT | QUALITY),
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
+    tags=["lockgate"],
+    params={
+        "model": Param(
+            "",
+            type="string",
+            title="Model",
+            description="A registered model watched by the policy. Empty: every watched model.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Decide and write the decision page, but move no alias and set no tag.",
+        ),
+        "approval_wait_minutes": Param(
+            25,
+            type="integer",
+            minimum=0,
+            maximum=1440,
+            title="Wait for an approval (minutes)",
+            description="How long to wait, without a worker slot, for an approval once one is due. "
+            "0: do not wait; the next run checks again.",
+        ),
+        "approval_poll_seconds": Param(
+            30,
+            type="integer",
+            minimum=1,
+            maximum=600,
+            title="Approval poll interval (seconds)",
+            description="How often the wait reads the challenger's approval tags.",
+        ),
+    },
+)
+def lockgate_promotion() -> None:
+    @task
+    def watched_models(params: dict | None = None) -> list[str]:
+        from lockgate.jobs.promotion import watched_model_names
+
+        return watched_model_names((params or {}).get("model"))
+
+    @task(pool="lockgate_promotion")
+    def decide_and_act(model: str, params: dict | None = None, run_id: str | None = None) -> dict:
+        from lockgate.jobs.promotion import promotion_task
+
+        return promotion_task(model, dry_run=bool((params or {}).get("dry_run")), run_id=run_id)
+
+    @task(pool="lockgate_promotion")
+    def act_on_approval(waited: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+        if waited["event"] != "answered":
+            return {"model": waited["model"], "skipped": waited["event"]}
+        from lockgate.jobs.promotion import promotion_task
+
+        return promotion_task(waited["model"], dry_run=bool((params or {}).get("dry_run")), run_id=run_id)
+
+    decisions = decide_and_act.expand(model=watched_models())
+    waited = AwaitApprovalOperator.partial(task_id="wait_for_approval").expand(decision=decisions)
+    act_on_approval.expand(waited=waited.output)
+
+
+lockgate_promotion()

@@ -1,0 +1,113 @@
+"""Judge the quality of the `challenger` against the `champion` on production prompts, with intervals.
+
+1. **plan**: resolves the versions (aliases unless given in the form) and the window (this run's
+   data interval, widened to the policy's `min_hours`), and checks whether the challenger served
+   traffic in it;
+2. **replay** (pool and queue `gpu`): only for a challenger without traffic, generates its answers
+   to the champion's sampled, redacted prompts;
+3. **judge**: samples both versions' logs (deterministically, redacted), scores MiniLM relevance and
+   grounding, asks the policy's judge (local model or OpenAI-compatible endpoint) every rubric and the
+   position-swapped pairwise question, checks the judge against the human-labelled calibration set,
+   bootstraps every estimate, and writes the quality report, `summary.json` (what the promotion gates
+   read), an MLflow run with the report, and the `lockgate_quality_summary` Asset event.
+
+A judge that fails calibration is reported but not used as evidence: its metrics are left out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
+
+from lockgate.assets import QUALITY
+
+RUBRICS = ["relevance", "faithfulness", "safety", "refusal", "pairwise"]
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    doc_md=__doc__,
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
+    tags=["lockgate"],
+    params={
+        "model": Param("lockgate-demo", type="string", minLength=1, title="Model", description="A watched model."),
+        "challenger_version": Param(
+            None,
+            type=["null", "string"],
+            title="Challenger version",
+            description="Empty: the version the `challenger` alias points at.",
+        ),
+        "champion_version": Param(
+            None,
+            type=["null", "string"],
+            title="Champion version",
+            description="Empty: the version the `champion` alias points at.",
+        ),
+        "sample_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Sample size per version",
+            description="Empty: the policy's quality.sample_size.",
+        ),
+        "rubrics": Param(
+            RUBRICS,
+            type="array",
+            items={"type": "string", "enum": RUBRICS},
+            title="Rubrics",
+            description="Judge rubrics to run; pairwise compares challenger and champion on the same prompts.",
+        ),
+    },
+)
+def lockgate_quality() -> None:
+    @task
+    def plan(
+        params: dict | None = None,
+        run_id: str | None = None,
+        data_interval_start: pendulum.DateTime | None = None,
+        data_interval_end: pendulum.DateTime | None = None,
+        dag_run=None,
+    ) -> dict:
+        from lockgate.jobs.quality import DAG_ID, QualityParams, plan_quality
+
+        p = QualityParams.from_params(params or {})
+        # Manual and asset-triggered runs may have no data interval: the run's own time ends the window.
+        end = data_interval_end or dag_run.run_after
+        start = data_interval_start or end
+        return plan_quality(
+            p.model,
+            p.versions,
+            p.sample_size,
+            p.rubrics,
+            run_key=run_id,
+            dag_id=DAG_ID,
+            run_id=run_id,
+            data_interval=(start, end),
+        ).model_dump(mode="json")
+
+    @task(pool="gpu", queue="gpu")
+    def replay(plan: dict) -> str | None:
+        from lockgate.jobs.quality import QualityPlan, replay_challenger
+
+        return replay_challenger(QualityPlan.model_validate(plan))
+
+    @task(outlets=[QUALITY])
+    def judge(plan: dict, replay_path: str | None, outlet_events=None) -> dict:
+        from lockgate.jobs.quality import QualityPlan, headline, judge_quality
+
+        summary = judge_quality(QualityPlan.model_validate(plan), replay_path)
+        extra = headline(summary)
+        outlet_events[QUALITY].extra = extra
+        return extra
+
+    planned = plan()
+    judge(planned, replay(planned))
+
+
+lockgate_quality()

@@ -1,0 +1,135 @@
+"""The "Lockgate" menu in the Airflow UI: an index of reports, each served behind Airflow's login.
+
+A plugin's FastAPI app is public unless its routes depend on Airflow's user
+dependency, so every route here requires `get_user` (a bearer token or the UI's
+`_token` cookie). Files are served only from LOCKGATE_REPORTS_DIR, resolved and
+checked to stay inside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from airflow.api_fastapi.core_api.security import get_user
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+PREFIX = "/lockgate"
+SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml"}
+
+app = FastAPI(title="Lockgate reports", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None)
+
+
+def _reports_dir() -> Path:
+    from lockgate.settings import get_settings
+
+    return get_settings().reports_dir.resolve()
+
+
+def _href(path: str) -> str:
+    """URL of a report file given its path (absolute or relative to the reports dir)."""
+    root = _reports_dir()
+    p = Path(path)
+    try:
+        rel = p.resolve().relative_to(root) if p.is_absolute() else p
+    except ValueError:
+        return ""
+    return f"{PREFIX}/reports/" + "/".join(quote(part) for part in rel.parts)
+
+
+@app.get("/", response_class=HTMLResponse)
+def index(kind: str | None = None, model: str | None = None) -> str:
+    from lockgate.reports import html as h
+    from lockgate.reports.index import list_reports
+
+    entries = list_reports(kind=kind, model_name=model, limit=500)
+    rows = []
+    for e in entries:
+        href = _href(e.path)
+        rows.append(
+            [
+                e.created_at.strftime("%Y-%m-%d %H:%M UTC") if e.created_at else None,
+                e.model_name,
+                e.model_version,
+                e.champion_version,
+                e.kind,
+                h.badge(e.status),
+                h.link(href, e.title) if href else h.esc(e.title),
+                e.dag_id,
+                e.run_id,
+            ]
+        )
+    kinds = ["benchmark", "drift", "quality", "decision"]
+    filters = h.Markup(
+        " · ".join([str(h.link(f"{PREFIX}/", "all"))] + [str(h.link(f"{PREFIX}/?kind={k}", k)) for k in kinds])
+    )
+    body = h.section(
+        "Reports",
+        h.Markup(f"<p>{filters}</p>"),
+        h.table(
+            ["date", "model", "version", "champion", "kind", "status", "report", "DAG", "run"],
+            rows,
+        )
+        if rows
+        else h.Markup("<p>No reports yet: trigger a lockgate DAG.</p>"),
+    )
+    return h.page("Lockgate reports", f"{len(entries)} reports", body)
+
+
+@app.get("/runs/{dag_id}/{run_id:path}", response_model=None)
+def run_report(dag_id: str, run_id: str) -> RedirectResponse | HTMLResponse:
+    """Where the DAG-run view's "Lockgate report" link lands."""
+    from lockgate.reports import html as h
+    from lockgate.reports.index import find_report
+
+    entry = find_report(dag_id, run_id)
+    if entry is not None:
+        href = _href(entry.path)
+        if href:
+            return RedirectResponse(href, status_code=307)
+    body = h.section("No report", f"{dag_id} run {run_id} has not written a report (yet).")
+    return HTMLResponse(h.page("Lockgate report", f"{dag_id} / {run_id}", body), status_code=404)
+
+
+@app.get("/reports/{path:path}", response_model=None)
+def report_file(path: str) -> FileResponse:
+    root = _reports_dir()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(status_code=404, detail="no such report")
+    media = SERVED_SUFFIXES.get(target.suffix.lower())
+    if media is None:
+        raise HTTPException(status_code=404, detail="no such report")
+    return FileResponse(target, media_type=media)
+
+
+@app.get("/api/reports")
+def reports_json(kind: str | None = None, model: str | None = None) -> list[dict[str, object]]:
+    from lockgate.reports.index import list_reports
+
+    return [
+        {**e.__dict__, "created_at": e.created_at.isoformat() if e.created_at else None, "href": _href(e.path)}
+        for e in list_reports(kind=kind, model_name=model, limit=500)
+    ]
+
+
+class LockgatePlugin(AirflowPlugin):
+    name = "lockgate"
+    fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Lockgate reports"}]
+    external_views = [
+        {
+            "name": "Lockgate",
+            "href": f"{PREFIX}/",
+            "destination": "nav",
+            "url_route": "lockgate",
+            "nav_top_level": True,
+        },
+        {
+            "name": "Lockgate report",
+            "href": f"{PREFIX}/runs/{{DAG_ID}}/{{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "lockgate_run_report",
+        },
+    ]
