@@ -1,0 +1,127 @@
+"""`dag.test()` of lockgate_quality: the report, a summary with intervals the gates use, the asset event."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lockgate.evidence import latest_summary_path, read_summary
+from lockgate.logs.db import make_engine
+from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
+from lockgate.policy.gates import assess_evidence, evaluate_gate
+from lockgate.settings import load_policy
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+LOGICAL = datetime(2026, 6, 2, 2, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def quality_dag(airflow_db: str) -> object:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS / "lockgate_quality.py"))
+    assert bag.import_errors == {}
+    return bag.get_dag("lockgate_quality")
+
+
+def test_params_form(quality_dag: object) -> None:
+    dag = quality_dag
+    params = dag.params.dump()
+    assert params["model"] == "lockgate-demo"
+    assert params["challenger_version"] is None and params["sample_size"] is None
+    assert set(params["rubrics"]) == {"relevance", "faithfulness", "safety", "refusal", "pairwise"}
+    replay = dag.get_task("replay")
+    assert (replay.pool, replay.queue) == ("gpu", "gpu")
+    judge = dag.get_task("judge")
+    assert [a.uri for a in judge.outlets] == ["lockgate://evidence/quality"]
+
+
+@pytest.mark.slow
+def test_dag_test_writes_the_report_and_evidence_the_gates_read(
+    quality_dag: object, lockgate_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lockgate.registry.testing import sqlite_mlflow_store
+
+    # A migrated MLflow store from the template: saves ~10 s of migrations.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(lockgate_env / "mlflow.db"))
+    # The quality-regression scenario: 60% of the challenger's canary answers are off-topic or refusals.
+    spec = TrafficSpec(
+        reference_start=LOGICAL - timedelta(days=2),
+        reference_days=1,
+        reference_rows=0,
+        current_rows=240,
+        current_versions=[VersionTraffic("1", share=0.6), VersionTraffic("2", share=0.4, quality_degradation=0.6)],
+        pii_rate=0.1,
+        hostile_rate=0.1,
+        seed=41,
+    )
+    assert spec.current_end == LOGICAL
+    seed_logs(make_engine(f"sqlite:///{lockgate_env / 'logs.db'}"), spec)
+
+    run = quality_dag.test(
+        logical_date=LOGICAL,
+        run_conf={
+            "model": "lockgate-demo",
+            "challenger_version": "2",
+            "champion_version": "1",
+            "sample_size": 30,
+            "rubrics": ["relevance", "safety", "pairwise"],
+        },
+    )
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"plan": "success", "replay": "success", "judge": "success"}, states
+
+    summary = read_summary(latest_summary_path(lockgate_env / "reports", "quality", "lockgate-demo"))
+    assert summary.dag_id == "lockgate_quality" and summary.run_id == run.run_id
+    assert (summary.challenger_version, summary.champion_version) == ("2", "1")
+    assert summary.window_end == LOGICAL and summary.window_start == LOGICAL - timedelta(hours=24)
+    rel = summary.metrics["embedding_relevance"]
+    assert rel.difference.has_interval and rel.difference.confidence == 0.95
+    assert summary.metrics["error_rate"].champion.has_interval
+    assert summary.metrics["judge_spearman"].model.has_interval
+    # The placeholder judge is reported, not used: its calibration fails and the summary says so.
+    assert "judge_relevance" not in summary.metrics
+    assert "failed calibration" in (summary.message or "")
+
+    # The promotion gates read this summary: the relevance regression blocks, the champion is healthy.
+    gates = {g.name: g for g in load_policy().model("lockgate-demo").gates}
+    ref = assess_evidence("quality", summary, summary.created_at, 48, "lockgate-demo")
+    assert ref.usable, ref.reason
+    assert evaluate_gate(gates["relevance_regression"], summary, ref, "2", "1").status == "fail"
+    assert evaluate_gate(gates["champion_error_rate"], summary, ref, "2", "1").status == "pass"
+
+    run_dir = Path(summary.report_path).parent
+    html = (run_dir / "report.html").read_text()
+    assert "Trust in the judge" in html and "Not a quality signal" in html
+    assert "<script>alert" not in html
+    assert (run_dir / "evidently.html").stat().st_size > 100_000  # Evidently descriptor distributions
+    assert json.loads((run_dir / "quality_summary.json").read_text())["mode"] == "traffic"
+
+    # The QUALITY asset event carries the summary path and the headline figures.
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        events = session.scalars(
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == "lockgate://evidence/quality", AssetEvent.source_run_id == run.run_id)
+        ).all()
+        extras = [e.extra for e in events]
+    assert len(extras) == 1
+    assert extras[0]["summary_path"] == str(run_dir / "summary.json")
+    assert extras[0]["embedding_relevance_difference"] < -0.1
+    assert extras[0]["judge_trusted"] is False
+
+
+@pytest.mark.parametrize("bad", [{"sample_size": 0}, {"rubrics": ["vibes"]}, {"model": ""}])
+def test_bad_params_are_config_errors(bad: dict) -> None:
+    from lockgate.errors import ConfigError
+    from lockgate.jobs.quality import QualityParams
+
+    with pytest.raises(ConfigError):
+        QualityParams.from_params({"model": "lockgate-demo", **bad} if "model" not in bad else bad)

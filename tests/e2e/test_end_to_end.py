@@ -1,0 +1,129 @@
+"""The whole promotion story against the real servers, over HTTP only, as a user would drive it.
+
+Airflow's REST API v2 (token from POST /auth/token) runs the DAGs; MLflow's REST API is
+where a person reads the challenger's status and sets the approval tags (what the MLflow
+UI does); the Lockgate plugin serves the reports behind Airflow's login.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+# The timeout covers the shared stack's start and the evidence runs when this module runs first.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+PROMOTION = "lockgate_promotion"
+GATES = (
+    "ttft_regression",
+    "decode_latency_regression",
+    "input_drift",
+    "relevance_regression",
+    "grounding_regression",
+    "champion_error_rate",
+)
+
+
+def _plugin_get(stack, path: str, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(timeout=30, trust_env=False, follow_redirects=True) as c:
+        return c.get(f"{stack.airflow_url}{path}", headers=headers)
+
+
+def test_token_login(stack) -> None:
+    # The login a user gets from `lockgate up` works, a wrong password does not.
+    assert stack.token()
+    with httpx.Client(timeout=30, trust_env=False) as c:
+        bad = c.post(f"{stack.airflow_url}/auth/token", json={"username": stack.username, "password": "wrong"})
+        anonymous = c.get(f"{stack.airflow_url}/api/v2/dags")
+    assert bad.status_code == 401, bad.text
+    assert anonymous.status_code in (401, 403), anonymous.text
+
+
+def test_evidence_promotion_and_approval(stack, evidence_runs, first_promotion) -> None:
+    champion, challenger = stack.champion, stack.challenger
+    assert champion != challenger
+
+    # 1. The three evidence DAGs succeeded (the fixture asserted each run's state through the API).
+    assert set(evidence_runs) == {"lockgate_benchmark", "lockgate_drift", "lockgate_quality"}
+
+    # 2. The first promotion found every gate open and asks a person: nothing moved yet.
+    tags = stack.version_tags(challenger)
+    assert tags.get("lockgate.status") == "awaiting_approval", tags
+    evidence = tags.get("lockgate.evidence")
+    assert evidence, tags
+    assert tags.get("lockgate.decision_report"), tags
+    assert stack.alias("champion") == champion
+    assert stack.alias("challenger") == challenger
+
+    # 3. Someone who is not in the policy's approver list approves: it must not count.
+    stack.set_version_tag(challenger, "lockgate.approval", "approved")
+    stack.set_version_tag(challenger, "lockgate.approved_by", "mallory")
+    stack.promote("approved by mallory")
+    tags = stack.version_tags(challenger)
+    assert stack.alias("champion") == champion, "an unlisted approver moved the champion"
+    assert stack.alias("challenger") == challenger
+    assert stack.alias("previous_champion") is None
+    assert tags.get("lockgate.status") == "awaiting_approval", tags
+    # The refused approval is cleared (so a listed approver is asked) and kept for the record.
+    assert "lockgate.approval" not in tags, tags
+    assert "mallory" in tags.get("lockgate.previous_approval", ""), tags
+
+    # 4. alice, a listed approver, approves the evidence she was shown; the next run promotes.
+    assert stack.version_tags(challenger).get("lockgate.evidence") == evidence, "evidence changed under the approval"
+    stack.set_version_tag(challenger, "lockgate.approval", "approved")
+    stack.set_version_tag(challenger, "lockgate.approved_by", "alice")
+    promoted_run = stack.promote("approved by alice")
+    assert stack.alias("champion") == challenger
+    assert stack.alias("previous_champion") == champion
+    assert stack.alias("challenger") is None  # the challenger is the champion now
+    tags = stack.version_tags(challenger)
+    assert tags.get("lockgate.status") == "promoted", tags
+    assert tags.get("lockgate.promoted_by") == "alice", tags
+    assert tags.get("lockgate.promoted_from") == champion, tags
+
+    # 5. The decision page of that run, through the plugin's DAG-run link, with and without a login.
+    link = f"/lockgate/runs/{PROMOTION}/{quote(promoted_run, safe='')}"
+    page = _plugin_get(stack, link, stack.token())
+    assert page.status_code == 200, page.text[:500]
+    assert page.url.path.endswith(".html"), page.url
+    for gate in GATES:
+        assert gate in page.text, f"gate {gate} missing from the decision page"
+    assert "alice" in page.text
+    refused = _plugin_get(stack, link, None)
+    assert refused.status_code in (401, 403), refused.status_code
+    refused_file = _plugin_get(stack, page.url.path, None)
+    assert refused_file.status_code in (401, 403), refused_file.status_code
+
+    # 6. The Lockgate index lists every kind of report, each with a link that serves it.
+    index = _plugin_get(stack, "/lockgate/", stack.token())
+    assert index.status_code == 200, index.text[:500]
+    assert _plugin_get(stack, "/lockgate/", None).status_code in (401, 403)
+    listed = stack.api_json("GET", "/lockgate/api/reports", params={"model": stack.model})
+    kinds = {e["kind"] for e in listed}
+    assert {"benchmark", "drift", "quality", "decision"} <= kinds, kinds
+    for kind, dag_id in (
+        ("benchmark", "lockgate_benchmark"),
+        ("drift", "lockgate_drift"),
+        ("quality", "lockgate_quality"),
+    ):
+        entry = next(e for e in listed if e["kind"] == kind)
+        assert entry["run_id"] == evidence_runs[dag_id], entry
+        assert entry["href"] and entry["href"] in index.text, entry
+        served = _plugin_get(stack, entry["href"], stack.token())
+        assert served.status_code == 200 and re.search(r"<html", served.text, re.I), (kind, served.status_code)
+
+
+def test_a_bad_form_value_fails_at_once_and_says_why(stack, evidence_runs) -> None:
+    # A model the policy does not watch: retrying cannot help, so the task fails on its first
+    # try, and its log (read through the REST API, as the failure output of these tests is)
+    # names the problem. After the evidence runs: the drift DAG runs one run at a time.
+    run_id = stack.trigger("lockgate_drift", {"model": "no-such-model"})
+    assert stack.wait_for_end("lockgate_drift", run_id, 180) == "failed"
+    (ti,) = stack.task_instances("lockgate_drift", run_id)
+    assert (ti["state"], ti["try_number"]) == ("failed", 1), ti
+    explained = stack.explain("lockgate_drift", run_id)
+    assert "'no-such-model' is not watched" in explained, explained

@@ -1,0 +1,338 @@
+"""The drift job end to end on seeded logs: SQLite log store, SQLite MLflow, real Evidently, real MiniLM.
+
+Windows hold a few hundred rows; MiniLM embeds 80 texts per window and column, and is loaded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lockgate.evidence import latest_summary_path, read_summary
+from lockgate.jobs.drift import drift_summary_of, run_drift
+from lockgate.logs.db import make_engine
+from lockgate.logs.sampling import Window
+from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
+from lockgate.settings import load_policy
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+HOSTILE_VERSION = "</script><img src=x onerror=alert(1)>"
+
+pytestmark = pytest.mark.slow
+
+
+def _spec(model: str, **kw) -> TrafficSpec:
+    base = dict(
+        model_name=model,
+        reference_start=START,
+        reference_days=7,
+        current_days=1,
+        reference_rows=400,
+        current_rows=300,
+        reference_versions=[VersionTraffic("1")],
+        # the healthy story of the demo: a canary challenger with 30% of the current traffic
+        current_versions=[VersionTraffic("1", share=0.7), VersionTraffic("2", share=0.3)],
+        malformed_rate=0.03,
+        pii_rate=0.05,
+        hostile_rate=0.02,
+        seed=7,
+    )
+    base.update(kw)
+    return TrafficSpec(**base)
+
+
+SPECS = {
+    "drift-m": _spec("drift-m", topic_drift=0.6, prompt_length_factor=2.5),
+    "healthy-m": _spec("healthy-m"),
+    "tiny-m": _spec("tiny-m", current_rows=12),
+    "hostile-m": _spec(
+        "hostile-m",
+        hostile_rate=1.0,
+        current_versions=[VersionTraffic("1", share=0.5), VersionTraffic(HOSTILE_VERSION, share=0.5)],
+    ),
+    "promo-m": _spec("promo-m"),
+}
+MODELS = [*SPECS, "empty-m"]
+CURRENT = (SPECS["drift-m"].current_start, SPECS["drift-m"].current_end)
+
+
+def fake_embed(texts: list[str]) -> np.ndarray:
+    """Deterministic stand-in for MiniLM where embeddings are not what a test is about."""
+    rows = [np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8)[:16] for t in texts]
+    out = np.asarray(rows, dtype=np.float32) / 255.0
+    return out.reshape(len(texts), 16)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("drift_job")
+    policy = {
+        "models": [
+            {
+                "name": m,
+                "require_approval": False,
+                "windows": {
+                    "reference": {"mode": "after_promotion", "days": 7}
+                    if m == "promo-m"
+                    else {"mode": "trailing", "days": 7},
+                    "current": {"mode": "data_interval", "min_hours": 24},
+                },
+                "gates": [
+                    {
+                        "name": "input_drift",
+                        "metric": "drift.drift_share",
+                        "comparison": "absolute",
+                        "subject": "model",
+                        "direction": "lower_is_better",
+                        "threshold": 0.30,
+                    }
+                ],
+            }
+            for m in MODELS
+        ],
+        "drift": {"sample_size": 400, "embedding_sample_size": 80, "min_rows": 50},
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOCKGATE_HOME", str(home))
+        mp.setenv("LOCKGATE_REPORTS_DIR", str(home / "reports"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        mp.setenv("LOCKGATE_LOGS_DB_URL", f"sqlite:///{home / 'logs.db'}")
+        mp.setenv("LOCKGATE_CONFIG", str(home / "policy.yaml"))
+        (home / "policy.yaml").write_text(yaml.safe_dump(policy))
+        engine = make_engine(f"sqlite:///{home / 'logs.db'}")
+        for spec in SPECS.values():
+            seed_logs(engine, spec)
+        engine.dispose()
+        yield home
+
+
+@pytest.fixture(scope="module")
+def drift_run(env):
+    return run_drift("drift-m", data_interval=CURRENT, run_key="drift-run")
+
+
+@pytest.fixture(scope="module")
+def healthy_run(env):
+    return run_drift("healthy-m", data_interval=CURRENT, run_key="healthy-run")
+
+
+INJECTED = {"prompt_tokens", "prompt_length", "prompt_words", "prompt_embedding"}
+UNTOUCHED = {"latency_ms", "status", "prompt_has_link", "response_valid_json"}
+
+
+def _gate(summary, model):
+    from lockgate.policy.gates import assess_evidence, evaluate_gate
+
+    gate = load_policy().model(model).gates[0]
+    ref = assess_evidence("drift", summary, summary.created_at, 48, model)
+    return evaluate_gate(gate, summary, ref, challenger=None, champion=None)
+
+
+def test_injected_drift_flags_injected_columns_and_fails_the_gate(drift_run) -> None:
+    drift = drift_summary_of(drift_run)
+    assert drift_run.status == "ok" and drift_run.valid
+    assert INJECTED <= set(drift.drifted_columns)
+    assert not UNTOUCHED & set(drift.drifted_columns)
+    assert drift_run.metrics["drift_share"].model.value == pytest.approx(len(drift.drifted_columns) / drift.n_tested)
+    assert drift_run.metrics["drift_share"].model.value > 0.30
+    assert drift_run.metrics["drifted_columns"].model.value == len(drift.drifted_columns)
+    assert _gate(drift_run, "drift-m").status == "fail"
+    # every tested column: method, statistic, p-value, adjusted p-value and effect size, in the evidence too
+    for col in drift.columns:
+        if col.tested:
+            assert None not in (col.method, col.statistic, col.p_value, col.p_adjusted, col.effect_size)
+            assert drift_run.metrics[f"column.{col.column}"].model.value == pytest.approx(col.effect_size)
+    methods = {c.column: c.method for c in drift.columns if c.tested}
+    assert methods["latency_ms"] == "ks" and methods["status"] in ("chi2", "fisher_exact")
+    assert methods["prompt_embedding"] == "classifier_auc"
+
+
+def test_rates_samples_and_quarantine_are_reported(drift_run) -> None:
+    drift = drift_summary_of(drift_run)
+    er = drift_run.metrics["error_rate"].model
+    assert er is not None and er.ci_low is not None and er.ci_low <= er.value <= er.ci_high and er.confidence == 0.95
+    assert drift_run.metrics["timeout_rate"].model is not None
+    assert drift.version_rates.keys() == {"1", "2"}
+    assert drift_run.sample_sizes["reference"] > 300 and drift_run.sample_sizes["current"] > 200
+    assert drift_run.sample_sizes["reference_embedded"] == 80
+    assert sum(drift_run.quarantined.values()) > 0  # malformed rows were seeded
+    assert drift.reference.window_rows == 400 and drift.current.window_rows == 300
+    # the default windows: the run's data interval, and the 7 days before it
+    assert (drift.current.start, drift.current.end) == CURRENT
+    assert drift.reference.start == START and drift.reference.end == CURRENT[0]
+    page = Path(drift_run.report_path).read_text()
+    assert "Quarantined rows" in page
+    for reason, count in drift_run.quarantined.items():
+        assert reason in page
+        del count
+
+
+class _Resources(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value and tag in ("script", "link", "img", "iframe"):
+                self.urls.append(value)
+
+
+def _data_block(html: str) -> dict:
+    match = re.search(r"<script>\nvar (metric_[0-9a-f]+) = (.*);\nvar additional_graphs_\1 = (.*);\n</script>", html)
+    assert match, "Evidently data block not found"
+    return json.loads(match.group(2))
+
+
+def test_outputs_files_mlflow_and_index(drift_run, env) -> None:
+    out = Path(drift_run.report_path).parent
+    assert {p.name for p in out.iterdir()} >= {"report.html", "evidently.html", "summary.json", "drift_summary.json"}
+    assert read_summary(out / "summary.json") == drift_run
+    latest = latest_summary_path(env / "reports", "drift", "drift-m")
+    assert read_summary(latest).content_hash == drift_run.content_hash
+    # Evidently's page is self-contained (no external script, style or font) and its data is intact JSON
+    html = (out / "evidently.html").read_text()
+    parser = _Resources()
+    parser.feed(html)
+    assert not [u for u in parser.urls if re.match(r"^(https?:)?//", u)]
+    assert "url(http" not in html
+    data = _data_block(html)
+    assert data["widgets"], "no widgets in Evidently's report"
+    # Evidently computed the same effect sizes with the explicit methods lockgate asked for
+    drift = drift_summary_of(drift_run)
+    for col in drift.columns:
+        if col.tested and col.kind != "embedding":
+            assert col.evidently_value == pytest.approx(col.effect_size, rel=1e-6, abs=1e-9), col.column
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run_id = drift_run.mlflow_run_ids["drift"]
+    names = {a.path for a in client.list_artifacts(run_id, "drift_report")}
+    assert {"drift_report/report.html", "drift_report/evidently.html", "drift_report/summary.json"} <= names
+    assert client.get_run(run_id).data.metrics["drift_share"] == pytest.approx(drift.drift_share)
+    from lockgate.reports.index import list_reports
+
+    entries = [e for e in list_reports(kind="drift", model_name="drift-m") if e.run_key == "drift-run"]
+    assert len(entries) == 1 and entries[0].path == drift_run.report_path and entries[0].status == "warn"
+
+
+def test_healthy_canary_window_is_not_flagged(healthy_run) -> None:
+    drift = drift_summary_of(healthy_run)
+    assert healthy_run.status == "ok"
+    assert drift.drifted_columns == []
+    assert drift.drift_share == 0.0 and drift.drift_detected is False
+    assert drift.n_tested >= 14
+    assert _gate(healthy_run, "healthy-m").status == "pass"
+
+
+@pytest.mark.parametrize("model", ["empty-m", "tiny-m"])
+def test_empty_or_tiny_window_is_missing_evidence_not_no_drift(env, model) -> None:
+    summary = run_drift(model, data_interval=CURRENT, run_key="small", embed=fake_embed)
+    drift = drift_summary_of(summary)
+    assert summary.status == "insufficient_data" and summary.valid is False
+    assert summary.metrics == {}
+    assert drift.drift_share is None and drift.drift_detected is None
+    assert "too few usable rows" in (summary.message or "")
+    page = Path(summary.report_path).read_text()
+    assert "insufficient data" in page and "no drift" not in page.replace("not a &#x27;no drift&#x27; result", "")
+    assert not (Path(summary.report_path).parent / "evidently.html").exists()
+    assert _gate(summary, model).status == "missing"
+
+
+def test_hostile_text_is_escaped_in_every_page(env) -> None:
+    summary = run_drift("hostile-m", data_interval=CURRENT, run_key="hostile", embed=fake_embed)
+    out = Path(summary.report_path).parent
+    report = (out / "report.html").read_text()
+    evidently = (out / "evidently.html").read_text()
+    assert HOSTILE_VERSION not in report and "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in report
+    for payload in ("<script>alert(", "<img src=x onerror", "<iframe src=javascript", HOSTILE_VERSION):
+        assert payload not in report
+        assert payload not in evidently
+    # the data block cannot end its script element: not a single "<" inside it, and it is still JSON
+    block = re.search(r"<script>\nvar metric_[0-9a-f]+ = .*?\n</script>", evidently, re.S)
+    assert block and "<" not in block.group(0)[len("<script>") : -len("</script>")]
+    assert _data_block(evidently)["widgets"]
+
+
+def test_evidently_own_html_is_unsafe_and_ours_is_not(tmp_path) -> None:
+    """Why raw text never reaches Evidently, and why its data block is re-escaped anyway."""
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    from lockgate.drift.evidently_report import render_widgets_safely
+
+    evil = "</script><script>window.pwned=1</script>"
+    ref = pd.DataFrame({"c": ["a", "b", evil] * 20})
+    cur = pd.DataFrame({"c": ["a", evil, evil] * 20})
+    dd = DataDefinition(categorical_columns=["c"])
+    snap = Report([ValueDrift(column="c", method="jensenshannon")]).run(
+        Dataset.from_pandas(cur, data_definition=dd), Dataset.from_pandas(ref, data_definition=dd)
+    )
+    snap.save_html(str(tmp_path / "evidently_default.html"))
+    assert evil in (tmp_path / "evidently_default.html").read_text()  # Evidently's own page: breakout possible
+    ours = render_widgets_safely(list(snap._widgets), "t")
+    assert evil not in ours and "window.pwned" in ours  # the text is still there, as inert JSON
+    assert _data_block(ours)["widgets"]
+
+
+def test_rerun_of_a_run_key_replaces_its_outputs(env) -> None:
+    from mlflow import MlflowClient
+
+    from lockgate.reports.index import list_reports
+
+    first = run_drift("healthy-m", data_interval=CURRENT, run_key="again", embed=fake_embed)
+    second = run_drift("healthy-m", data_interval=CURRENT, run_key="again", embed=fake_embed)
+    assert first.mlflow_run_ids == second.mlflow_run_ids
+    assert first.metrics == second.metrics  # deterministic sampling and tests
+    runs = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("lockgate/healthy-m").experiment_id],
+        filter_string="tags.`lockgate.run_key` = 'again'",
+    )
+    assert len(runs) == 1
+    assert len([e for e in list_reports(kind="drift", model_name="healthy-m") if e.run_key == "again"]) == 1
+
+
+def test_after_promotion_reference_window_follows_the_champion(env) -> None:
+    from mlflow import MlflowClient
+
+    from lockgate.registry.testing import register_stub_version
+
+    uri = f"sqlite:///{env / 'mlflow.db'}"
+    # no champion yet: the reference window cannot be placed
+    missing = run_drift("promo-m", data_interval=CURRENT, run_key="no-champion", embed=fake_embed)
+    assert missing.status == "insufficient_data" and "champion" in (missing.message or "")
+    assert missing.metrics == {}
+
+    version = register_stub_version("promo-m", uri, alias="champion", artifact_root=env / "stubs")
+    promoted = START + timedelta(days=2)
+    MlflowClient(uri, uri).set_model_version_tag("promo-m", version, "lockgate.promoted_at", promoted.isoformat())
+    summary = run_drift("promo-m", data_interval=CURRENT, run_key="champion", embed=fake_embed)
+    drift = drift_summary_of(summary)
+    assert summary.status == "ok" and summary.champion_version == version
+    # 7 days after the promotion, cut where the current window starts
+    assert (drift.reference.start, drift.reference.end) == (promoted, CURRENT[0])
+    assert "after_promotion" in drift.reference.mode
+
+
+def test_run_parameters_override_windows_and_sample_size(env) -> None:
+    ref = Window(START, START + timedelta(days=3))
+    summary = run_drift(
+        "healthy-m",
+        reference_window=ref,
+        current_window=Window(*CURRENT),
+        sample_size=100,
+        run_key="params",
+        embed=fake_embed,
+    )
+    drift = drift_summary_of(summary)
+    assert (drift.reference.start, drift.reference.end) == (ref.start, ref.end)
+    assert drift.reference.sampled == 100 and drift.current.sampled == 100

@@ -1,0 +1,103 @@
+"""The Lockgate plugin's routes: index, report files, DAG-run links, traversal, and auth."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lockgate.reports.html import report_dir
+from lockgate.reports.index import ReportEntry, record_report
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def plugin(lockgate_env: Path):  # noqa: ANN201
+    spec = importlib.util.spec_from_file_location("lockgate_plugin_under_test", ROOT / "plugins" / "lockgate_plugin.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def authed(plugin):  # noqa: ANN001, ANN201
+    from airflow.api_fastapi.core_api.security import get_user
+
+    plugin.app.dependency_overrides[get_user] = lambda: object()
+    yield TestClient(plugin.app)
+    plugin.app.dependency_overrides.clear()
+
+
+def _write_report(kind: str, run_id: str, title: str) -> Path:
+    d = report_dir(kind, "lockgate-demo", run_id)
+    (d / "report.html").write_text(f"<html><title>{title}</title><body>{title}</body></html>")
+    record_report(
+        ReportEntry(
+            kind=kind,
+            model_name="lockgate-demo",
+            run_key=run_id,
+            status="ok",
+            title=f"{title} <script>alert(1)</script>",
+            path=str(d / "report.html"),
+            model_version="2",
+            dag_id=f"lockgate_{kind}",
+            run_id=run_id,
+        )
+    )
+    return d / "report.html"
+
+
+def test_requests_without_a_token_are_refused(plugin) -> None:  # noqa: ANN001
+    client = TestClient(plugin.app)
+    for path in ("/", "/api/reports", "/reports/drift/x/report.html", "/runs/lockgate_drift/r1"):
+        assert client.get(path).status_code in (401, 403), path
+
+
+def test_index_lists_reports_escaped(authed: TestClient) -> None:
+    _write_report("drift", "manual__2026-01-01", "Drift report")
+    page = authed.get("/")
+    assert page.status_code == 200
+    assert "/lockgate/reports/drift/lockgate-demo/manual__2026-01-01/report.html" in page.text
+    assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;" in page.text
+    data = authed.get("/api/reports").json()
+    assert data[0]["kind"] == "drift" and data[0]["href"].endswith("report.html")
+
+
+def test_report_file_and_run_link(authed: TestClient) -> None:
+    _write_report("benchmark", "scheduled__2026-01-02", "Benchmark report")
+    r = authed.get("/reports/benchmark/lockgate-demo/scheduled__2026-01-02/report.html")
+    assert r.status_code == 200 and "Benchmark report" in r.text
+    link = authed.get("/runs/lockgate_benchmark/scheduled__2026-01-02", follow_redirects=False)
+    assert link.status_code == 307 and link.headers["location"].endswith("report.html")
+    missing = authed.get("/runs/lockgate_benchmark/nope")
+    assert missing.status_code == 404 and "has not written a report" in missing.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/reports/../../../../etc/passwd",
+        "/reports/%2e%2e/%2e%2e/etc/passwd",
+        "/reports/..%2f..%2fsecrets.json",
+        "/reports/drift/../../secrets.json",
+        "/reports/lockgate.db",
+    ],
+)
+def test_no_path_traversal(authed: TestClient, lockgate_env: Path, path: str) -> None:
+    (lockgate_env / "secrets.json").write_text('{"admin_password": "s3cret"}')
+    r = authed.get(path)
+    assert r.status_code == 404
+    assert "s3cret" not in r.text and "root:" not in r.text
+
+
+def test_plugin_registers_menu_and_run_view(plugin) -> None:  # noqa: ANN001
+    views = {v["url_route"]: v for v in plugin.LockgatePlugin.external_views}
+    assert views["lockgate"]["destination"] == "nav"
+    assert views["lockgate_run_report"]["destination"] == "dag_run"
+    assert "{DAG_ID}" in views["lockgate_run_report"]["href"] and "{RUN_ID}" in views["lockgate_run_report"]["href"]

@@ -1,0 +1,468 @@
+"""The registry adapter, approvals, moves, the audit trail and the lock, on a real MLflow registry (SQLite store)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lockgate.errors import ConcurrentMoveError, UnknownModelVersionError
+from lockgate.jobs.promotion import gather_inputs, run_promotion
+from lockgate.policy import Decision, decide_promotion
+from lockgate.registry import tags as T
+from lockgate.registry.adapter import ModelRegistry, RegistryState, normalise_version
+from lockgate.registry.audit import audit_table, decisions_table, list_audit, list_decisions, model_lock, state_engine
+from lockgate.registry.commands import ApprovalError, approve, model_status
+from lockgate.registry.moves import MoveContext, apply_decision, check_unchanged
+from lockgate.registry.testing import (
+    passing_evidence,
+    policy_for,
+    register_stub_version,
+    sqlite_mlflow_store,
+    throwaway_pg_database,
+    write_evidence,
+)
+from lockgate.reports.index import list_reports
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory) -> str:
+    """One SQLite MLflow store for the module (creating one costs ~10 s); every test uses its own model."""
+    home = tmp_path_factory.mktemp("registry_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOCKGATE_HOME", str(home))
+        uri = sqlite_mlflow_store(home / "mlflow.db")
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        register_stub_version("warm-up", uri)
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def own_pg() -> str:
+    """A PostgreSQL database of this module's own: its lockgate tables do not meet other tests' rows."""
+    admin = os.environ.get("LOCKGATE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    try:
+        with throwaway_pg_database(admin) as url:
+            yield url
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is needed at {admin} (LOCKGATE_TEST_PG_URL): {exc}", pytrace=False)
+
+
+@pytest.fixture
+def registry(mlflow_uri) -> ModelRegistry:
+    return ModelRegistry(mlflow_uri)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, mlflow_uri) -> Path:
+    monkeypatch.setenv("LOCKGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LOCKGATE_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("LOCKGATE_STATE_DB_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    return tmp_path / "reports"
+
+
+class Story:
+    """A model with v1 as champion and v2 as challenger, and helpers to drive promotions."""
+
+    def __init__(self, registry: ModelRegistry, reports: Path, state_url: str) -> None:
+        self.registry = registry
+        self.reports = reports
+        self.state_url = state_url
+        self.name = f"m-{uuid.uuid4().hex[:8]}"
+        self.v1 = register_stub_version(self.name, registry.uri, alias="champion")
+        self.v2 = register_stub_version(self.name, registry.uri, alias="challenger")
+        self.policy = policy_for(self.name)
+
+    def evidence(self, challenger=None, champion=None, **kw):
+        challenger = challenger if challenger is not None else self.v2
+        champion = champion if champion is not None else self.v1
+        return write_evidence(
+            self.reports, passing_evidence(self.name, challenger, champion, NOW - timedelta(hours=1), **kw)
+        )
+
+    def run(self, run_key: str, **kw):
+        return run_promotion(
+            self.name,
+            run_key=run_key,
+            policy=self.policy,
+            registry=self.registry,
+            state_url=self.state_url,
+            reports_dir=self.reports,
+            now=kw.pop("now", NOW),
+            **kw,
+        )
+
+    def approve(self, by="alice", **kw):
+        kw.setdefault("version", self.v2)
+        return approve(
+            self.name, kw.pop("version"), by, policy=self.policy, registry=self.registry, state_url=self.state_url, **kw
+        )
+
+    def state(self) -> RegistryState:
+        return self.registry.state(self.name)
+
+    def tags(self, version) -> dict[str, str]:
+        return self.registry.version_tags(self.name, version)
+
+    def audit(self, kind=None):
+        return list_audit(state_engine(self.state_url), self.name, kind=kind)
+
+    def counts(self) -> tuple[int, int]:
+        engine = state_engine(self.state_url)
+        with engine.connect() as conn:
+            a = conn.execute(sa.select(sa.func.count()).select_from(audit_table)).scalar_one()
+            d = conn.execute(sa.select(sa.func.count()).select_from(decisions_table)).scalar_one()
+        return a, d
+
+
+@pytest.fixture
+def story(registry, env, tmp_path) -> Story:
+    return Story(registry, env, f"sqlite:///{tmp_path / 'state.db'}")
+
+
+# --------------------------------------------------------------------------- adapter
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(1, "1"), ("2", "2"), (" 3 ", "3"), (None, None), ("", None)])
+def test_normalise_version(raw, expected):
+    assert normalise_version(raw) == expected
+
+
+def test_state_and_idempotent_writes(story):
+    s = story.state()
+    assert s == RegistryState(champion=story.v1, challenger=story.v2, previous_champion=None)
+    assert isinstance(s.champion, str)  # SQLite gives int; the adapter gives str
+    assert story.registry.set_alias(story.name, "previous_champion", story.v1) is True
+    assert story.registry.set_alias(story.name, "previous_champion", story.v1) is False
+    assert story.registry.delete_alias(story.name, "previous_champion") is True
+    assert story.registry.delete_alias(story.name, "previous_champion") is False
+    assert story.registry.set_tags(story.name, story.v2, {"lockgate.x": "1", "lockgate.y": None}) == {"lockgate.x": "1"}
+    assert story.registry.set_tags(story.name, story.v2, {"lockgate.x": "1"}) == {}
+    assert story.registry.set_tags(story.name, story.v2, {"lockgate.x": None}) == {"lockgate.x": None}
+    assert [v for v, _ in story.registry.versions_with_status(story.name, "evaluating")] == [story.v2, story.v1]
+
+
+def test_unknown_model_and_version(registry):
+    with pytest.raises(UnknownModelVersionError):
+        registry.state("no-such-model")
+    with pytest.raises(UnknownModelVersionError):
+        registry.version_tags("warm-up", "999")
+
+
+# --------------------------------------------------------------------------- the promotion story
+
+
+def test_gates_pass_then_listed_approval_promotes(story):
+    story.evidence()
+    d = story.run("r1")
+    assert d.action == "await_approval" and d.outcome == "tagged"
+    tags = story.tags(story.v2)
+    assert tags[T.STATUS] == "awaiting_approval"
+    assert tags[T.EVIDENCE] == d.evidence_hash and tags[T.POLICY] == story.policy.policy_hash
+    assert tags[T.DECISION_REPORT] == d.report_path and Path(d.report_path).is_file()
+    saved = Decision.model_validate_json((Path(d.report_path).parent / "decision.json").read_text())
+    assert saved.action == "await_approval" and saved.evidence_hash == d.evidence_hash
+    assert story.state().champion == story.v1  # nothing moved without an approval
+
+    story.approve("alice")
+    d2 = story.run("r2")
+    assert d2.action == "promote" and d2.outcome == "moved"
+    assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
+    tags = story.tags(story.v2)
+    assert tags[T.STATUS] == "promoted" and tags[T.PROMOTED_BY] == "alice" and tags[T.PROMOTED_FROM] == story.v1
+    assert story.tags(story.v1)[T.REPLACED_BY] == story.v2
+    moves = story.audit("alias_move")
+    champion_move = next(a for a in moves if a.alias == "champion")
+    assert (champion_move.from_version, champion_move.to_version) == (story.v1, story.v2)
+    assert champion_move.approved_by == "alice" and champion_move.actor == "lockgate"
+    assert champion_move.evidence_hash == d.evidence_hash and champion_move.policy_hash == story.policy.policy_hash
+    assert {a.alias for a in moves} == {"champion", "previous_champion"}
+    assert [a.kind for a in story.audit("approval")] == ["approval"]  # the CLI's and the job's rows are one
+    reports = list_reports(state_engine(story.state_url), kind="decision", model_name=story.name)
+    assert {r.run_key for r in reports} == {"r1", "r2"}
+    assert next(r for r in reports if r.run_key == "r2").status == "promote"
+
+
+def test_repeating_a_run_changes_nothing(story):
+    story.evidence()
+    story.run("r1")
+    story.approve("bob")
+    story.run("r2")
+    state, counts = story.state(), story.counts()
+    page = Path(story.tags(story.v2)[T.DECISION_REPORT]).read_text()
+    for _ in range(2):
+        again = story.run("r2")
+        assert again.action == "no_op"
+    assert story.state() == state
+    assert story.counts() == counts
+    assert Path(story.tags(story.v2)[T.DECISION_REPORT]).read_text() == page  # the promotion's page is kept
+    rows = list_decisions(state_engine(story.state_url), story.name)
+    assert [(r.run_key, r.action) for r in rows] == [("r2", "promote"), ("r1", "await_approval")]
+    # an await_approval run repeated: same tags, same single row
+    other = Story(story.registry, story.reports, story.state_url)
+    other.evidence()
+    other.run("x")
+    before = other.counts()
+    assert other.run("x").outcome == "unchanged"
+    assert other.counts() == before
+
+
+def test_unlisted_approval_in_the_ui_is_refused_and_recorded(story):
+    story.evidence()
+    d = story.run("r1")
+    story.registry.set_tags(story.name, story.v2, {T.APPROVAL: "approved", T.APPROVED_BY: "mallory"})
+    d2 = story.run("r2")
+    assert d2.action == "await_approval" and d2.approval.status == "unlisted"
+    assert story.state().champion == story.v1
+    refused = story.audit("approval_refused")
+    assert len(refused) == 1 and refused[0].actor == "mallory" and refused[0].version == story.v2
+    tags = story.tags(story.v2)
+    assert T.APPROVAL not in tags and T.APPROVED_BY not in tags  # cleared: a listed approver is asked
+    assert "mallory" in tags[T.PREVIOUS_APPROVAL] and tags[T.EVIDENCE] == d.evidence_hash
+
+
+def test_unlisted_approval_with_the_cli_sets_nothing(story):
+    story.evidence()
+    story.run("r1")
+    with pytest.raises(ApprovalError, match="not an approver") as info:
+        story.approve("mallory")
+    assert info.value.code == "approval_refused"
+    assert T.APPROVAL not in story.tags(story.v2)
+    assert [a.actor for a in story.audit("approval_refused")] == ["mallory"]
+
+
+def test_approve_refuses_what_cannot_count(story):
+    with pytest.raises(ApprovalError, match="no decision yet"):
+        story.approve("alice")  # no evidence has been decided on
+    with pytest.raises(ApprovalError, match="not the challenger"):
+        approve(story.name, story.v1, "alice", policy=story.policy, registry=story.registry, state_url=story.state_url)
+    with pytest.raises(UnknownModelVersionError):
+        approve(story.name, "99", "alice", policy=story.policy, registry=story.registry, state_url=story.state_url)
+
+
+def test_evidence_changed_after_approval_asks_again(story):
+    story.evidence()
+    d1 = story.run("r1")
+    story.approve("alice")
+    story.evidence(tag="newer")  # a new quality/drift/benchmark run
+    d2 = story.run("r2")
+    assert d2.action == "await_approval" and d2.approval.status == "stale"
+    assert d2.evidence_hash != d1.evidence_hash
+    assert story.state().champion == story.v1
+    tags = story.tags(story.v2)
+    assert T.APPROVAL not in tags and tags[T.EVIDENCE] == d2.evidence_hash
+    assert tags[T.STATUS] == "awaiting_approval"
+    reset = story.audit("approval_reset")
+    assert len(reset) == 1 and reset[0].actor == "alice" and "asked again" in reset[0].message
+    story.approve("alice")
+    assert story.run("r3").action == "promote"
+    assert story.state().champion == story.v2
+
+
+def test_approval_in_the_ui_is_bound_to_the_evidence_shown(story):
+    story.evidence()
+    d1 = story.run("r1")
+    story.registry.set_tags(story.name, story.v2, {T.APPROVAL: "approved", T.APPROVED_BY: "bob"})
+    d2 = story.run("r2")
+    assert d2.action == "promote"
+    tags = story.tags(story.v2)
+    assert tags[T.APPROVAL_EVIDENCE] == d1.evidence_hash and T.APPROVED_AT in tags
+
+
+def test_expired_approval_asks_again(story):
+    story.evidence()
+    story.run("r1")
+    story.approve("alice", now=NOW - timedelta(hours=100))
+    d = story.run("r2")
+    assert d.action == "await_approval" and d.approval.status == "expired"
+
+
+def test_listed_rejection_holds_and_is_recorded(story):
+    story.evidence()
+    story.run("r1")
+    story.approve("bob", reject=True)
+    d = story.run("r2")
+    assert d.action == "hold" and d.subject_status == "rejected"
+    assert story.tags(story.v2)[T.STATUS] == "rejected"
+    assert story.state().champion == story.v1
+    assert [a.actor for a in story.audit("rejection")] == ["bob"]
+
+
+def test_failing_gate_holds_with_gates_failed(story):
+    story.evidence(ttft_ratio=1.5)
+    d = story.run("r1")
+    assert d.action == "hold" and d.verdict("ttft_regression").status == "fail"
+    assert story.tags(story.v2)[T.STATUS] == "gates_failed"
+    assert story.state().champion == story.v1
+
+
+def test_champion_breaching_rollback_gate_is_rolled_back(story):
+    story.evidence()
+    story.run("r1")
+    story.approve("alice")
+    story.run("r2")  # v2 is champion, v1 previous
+    # v2's own traffic: an error rate beyond the rollback gate
+    story.evidence(challenger="", champion=story.v2, champion_error_rate=0.5)
+    d = story.run("r3")
+    assert d.action == "rollback" and d.target == story.v1 and d.outcome == "moved"
+    assert story.state() == RegistryState(champion=story.v1, challenger=None, previous_champion=None)
+    tags = story.tags(story.v2)
+    assert tags[T.STATUS] == "rolled_back" and tags[T.ROLLED_BACK_TO] == story.v1
+    restored = story.tags(story.v1)
+    assert restored[T.STATUS] == "promoted" and T.REPLACED_BY not in restored
+    move = next(a for a in story.audit("alias_move") if a.to_version == story.v1 and a.alias == "champion")
+    assert move.from_version == story.v2 and move.message.startswith("rollback")
+    # repeated: nothing more (the evidence is about v2, which is no longer the champion)
+    counts = story.counts()
+    assert story.run("r3").action == "no_op"
+    assert story.state().champion == story.v1 and story.counts()[0] == counts[0]
+
+
+def test_dry_run_writes_nothing_to_the_registry(story):
+    story.evidence()
+    before = story.tags(story.v2)
+    d = story.run("dry", dry_run=True)
+    assert d.action == "await_approval" and d.outcome == "dry_run" and d.dry_run
+    assert story.tags(story.v2) == before
+    assert story.audit() == []
+    assert Path(d.report_path).is_file()
+
+
+def test_move_aborted_when_the_champion_changed_after_the_decision(story):
+    story.evidence()
+    story.run("r1")
+    story.approve("alice")
+    inputs, state, tags = gather_inputs(story.name, story.policy, story.registry, story.reports)
+    decision = decide_promotion(inputs, story.policy.model(story.name), NOW).model_copy(update={"run_key": "r2"})
+    assert decision.action == "promote"
+    # someone moves the champion in the MLflow UI between the decision and the move
+    v3 = register_stub_version(story.name, story.registry.uri)
+    story.registry.set_alias(story.name, "champion", v3)
+    engine = state_engine(story.state_url)
+    with model_lock(engine, story.name) as conn:
+        ctx = MoveContext(story.registry, conn, decision, actor="t", now=NOW, run_key="r2", report_path=None)
+        outcome = apply_decision(ctx, state, tags)
+    assert outcome == "aborted"
+    assert story.state().champion == v3 and story.state().challenger == story.v2
+    assert story.state().previous_champion is None
+    assert len(story.audit("move_aborted")) == 1
+    with pytest.raises(ConcurrentMoveError) as info:
+        check_unchanged(story.registry, story.name, state, ("champion",))
+    assert info.value.code == "concurrent_move"
+
+
+def test_interrupted_promotion_is_completed(story):
+    story.evidence()
+    story.run("r1")
+    # a crash right after the champion moved: challenger still set on the new champion
+    story.registry.set_alias(story.name, "previous_champion", story.v1)
+    story.registry.set_alias(story.name, "champion", story.v2)
+    d = story.run("r2")
+    assert d.action == "no_op" and d.outcome == "repaired"
+    assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
+    assert story.tags(story.v2)[T.STATUS] == "promoted"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_runs_at_once_make_exactly_one_move(request, registry, env, tmp_path, backend):
+    if backend == "postgres":
+        state_url = request.getfixturevalue("own_pg")
+    else:
+        state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    story = Story(registry, env, state_url)
+    story.evidence()
+    story.run("r0")
+    story.approve("alice")
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def worker(key):
+        try:
+            barrier.wait(timeout=30)
+            results.append(story.run(key, actor=key))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(f"run-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert sorted(d.action for d in results) == ["no_op", "promote"]
+    champion_moves = [a for a in story.audit("alias_move") if a.alias == "champion"]
+    assert len(champion_moves) == 1
+    assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
+
+
+def test_lock_excludes_a_second_holder(tmp_path):
+    engine = state_engine(f"sqlite:///{tmp_path / 'lock.db'}")
+    with model_lock(engine, "m"):
+        with pytest.raises(TimeoutError):
+            with model_lock(engine, "m", timeout_s=0.2):
+                pass
+
+
+def test_pg_advisory_lock_is_per_model(own_pg):
+    engine = state_engine(own_pg)
+    with model_lock(engine, "a"):
+        with model_lock(engine, "b", timeout_s=1):  # another model is not blocked
+            pass
+        with pytest.raises(TimeoutError):
+            with model_lock(engine, "a", timeout_s=0.3):
+                pass
+
+
+def test_status_lists_aliases_pending_approvals_and_history(story, capsys):
+    story.evidence()
+    story.run("r1")
+    text = model_status(story.name, policy=story.policy, registry=story.registry, state_url=story.state_url)
+    assert f"champion           version {story.v1}" in text
+    assert "pending approvals:" in text and f"version {story.v2}: evidence" in text
+    assert f"lockgate approve {story.name} {story.v2} --by <name>" in text
+    assert "await_approval" in text
+    story.approve("alice")
+    story.run("r2")
+    text = model_status(story.name, policy=story.policy, registry=story.registry, state_url=story.state_url)
+    assert "pending approvals:\n  none" in text
+    assert f"champion: {story.v1} -> {story.v2}" in text and "approval         by alice" in text
+
+
+def test_command_line(story, monkeypatch, capsys):
+    """`lockgate run promotion`, `lockgate approve`, `lockgate status MODEL` as a person types them."""
+    import yaml
+
+    from lockgate.cli import main
+
+    policy_file = story.reports.parent / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(story.policy.model_dump(mode="json")))
+    monkeypatch.setenv("LOCKGATE_CONFIG", str(policy_file))
+    monkeypatch.setenv("LOCKGATE_STATE_DB_URL", story.state_url)
+    story.evidence()
+
+    assert main(["run", "promotion", "--model", story.name, "--dry-run"]) == 0
+    assert "await_approval (outcome: dry_run)" in capsys.readouterr().out
+    assert story.tags(story.v2)[T.STATUS] == "evaluating"  # a dry run sets no tag
+
+    assert main(["run", "promotion", "--model", story.name]) == 0
+    out = capsys.readouterr().out
+    assert f"lockgate approve {story.name} {story.v2} --by <name>" in out
+
+    assert main(["approve", story.name, story.v2, "--by", "mallory"]) == 2
+    assert "[approval_refused]" in capsys.readouterr().err
+    assert main(["approve", story.name, story.v2, "--by", "alice"]) == 0
+    assert "approved by alice" in capsys.readouterr().out
+
+    assert main(["run", "promotion", "--model", story.name]) == 0
+    assert "promote (outcome: moved)" in capsys.readouterr().out
+    assert main(["status", story.name, "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"champion           version {story.v2}" in out and "approval_refused" in out

@@ -1,0 +1,140 @@
+"""DriftSummary -> evidence contract, asset extra, the drift page (escaping), and the drift policy section."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from lockgate.drift.report import render_drift_page
+from lockgate.drift.summary import ColumnDrift, DriftSummary, Rate, WindowSample, to_evidence
+from lockgate.errors import ConfigError
+from lockgate.settings import DriftConfig, parse_policy
+
+T0, T1, T2 = (datetime(2026, 1, d, tzinfo=UTC) for d in (1, 8, 9))
+EVIL = "</script><script>alert(1)</script>"
+
+
+def _windows(**cur: object) -> tuple[WindowSample, WindowSample]:
+    ref = WindowSample(
+        role="reference",
+        mode="trailing 7 d",
+        start=T0,
+        end=T1,
+        window_rows=500,
+        sampled=400,
+        usable=390,
+        quarantined={"invalid_latency": 10},
+    )
+    current = WindowSample(
+        role="current",
+        mode="data_interval",
+        start=T1,
+        end=T2,
+        window_rows=300,
+        sampled=300,
+        usable=290,
+        quarantined={"invalid_latency": 4, EVIL: 6},
+        versions={"1": 200, EVIL: 90},
+    )
+    return ref, current.model_copy(update=cur)
+
+
+def _col(name: str, drifted: bool, effect: float = 0.5) -> ColumnDrift:
+    return ColumnDrift(
+        column=name,
+        kind="numeric",
+        group="prompt",
+        description=name,
+        tested=True,
+        method="ks",
+        statistic=0.4,
+        p_value=1e-9,
+        p_adjusted=1e-8,
+        effect_measure="wasserstein_norm",
+        effect_size=effect,
+        min_effect=0.1,
+        significant=True,
+        drifted=drifted,
+        n_reference=390,
+        n_current=290,
+    )
+
+
+def _ok() -> DriftSummary:
+    ref, cur = _windows()
+    rate = Rate(count=3, n=290, value=3 / 290, ci_low=0.003, ci_high=0.03, confidence=0.95)
+    return DriftSummary(
+        model_name="m", status="ok", drift_detected=True, drift_share=0.5, n_tested=2,
+        drifted_columns=["prompt_length"], fdr_alpha=0.05,
+        columns=[
+            _col("prompt_length", True),
+            _col("latency_ms", False, 0.01),
+            ColumnDrift(column="prompt_valid_json", kind="categorical", group="prompt", description="x", tested=False,
+                        reason="no variation in either window", min_effect=0.1),
+        ],
+        reference=ref, current=cur, error_rate=rate, timeout_rate=rate,
+        version_rates={"2": {"error_rate": rate}},
+    )  # fmt: skip
+
+
+def test_evidence_metrics_follow_the_contract() -> None:
+    ev = to_evidence(_ok(), created_at=T2, challenger_version="2", champion_version="1", report_path="/r/report.html")
+    assert ev.kind == "drift" and ev.status == "ok" and ev.valid
+    assert ev.metrics["drift_share"].model.value == 0.5 and ev.metrics["drift_share"].model.n == 2
+    assert ev.metrics["drifted_columns"].model.value == 1
+    assert ev.metrics["error_rate"].model.ci_high == 0.03
+    assert ev.metrics["error_rate"].challenger is not None and ev.metrics["error_rate"].champion is None
+    assert ev.metrics["column.prompt_length"].model.value == 0.5
+    assert "column.prompt_valid_json" not in ev.metrics
+    assert ev.quarantined == {"invalid_latency": 14, EVIL: 6}
+    assert ev.sample_sizes["reference"] == 390 and ev.sample_sizes["tested_columns"] == 2
+    assert (ev.window_start, ev.window_end) == (T1, T2)
+    assert DriftSummary.model_validate(ev.details["drift"]) == _ok()
+
+
+def test_insufficient_data_is_missing_evidence() -> None:
+    ref, cur = _windows(usable=3)
+    drift = DriftSummary(
+        model_name="m",
+        status="insufficient_data",
+        message="too few usable rows",
+        fdr_alpha=0.05,
+        reference=ref,
+        current=cur,
+    )
+    ev = to_evidence(drift, created_at=T2, challenger_version=None, champion_version=None)
+    assert ev.status == "insufficient_data" and ev.valid is False and ev.metrics == {}
+    html = render_drift_page(drift, run_key="r")
+    assert "insufficient data" in html and "not a &#x27;no drift&#x27; result" in html
+    assert "drift detected" not in html
+
+
+def test_asset_extra_is_small_json() -> None:
+    import json
+
+    extra = _ok().asset_extra("/r/summary.json")
+    assert json.loads(json.dumps(extra)) == extra
+    assert extra["drift_share"] == 0.5 and extra["drifted_columns"] == ["prompt_length"]
+    assert extra["sample_sizes"]["current"] == 290 and extra["quarantined"]["invalid_latency"] == 14
+
+
+def test_page_escapes_everything_from_the_logs() -> None:
+    html = render_drift_page(_ok(), run_key=EVIL, evidently_href="evidently.html")
+    assert EVIL not in html and "<script>" not in html
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'href="evidently.html"' in html
+    assert "drift detected" in html and "Quarantined rows" in html and "not tested: no variation" in html
+
+
+def test_policy_drift_section_validates_column_names() -> None:
+    base = {"models": [{"name": "m", "require_approval": False}]}
+    with pytest.raises(ConfigError) as err:
+        parse_policy({**base, "drift": {"min_effect_sizes": {"latency": 0.2}}})
+    assert err.value.key == "drift.min_effect_sizes"
+    with pytest.raises(ConfigError) as err:
+        parse_policy({**base, "drift": {"columns": ["status", "nope"]}})
+    assert err.value.key == "drift.columns"
+    cfg = parse_policy({**base, "drift": {"min_effect_sizes": {"prompt_embedding": 0.2}}}).drift
+    assert cfg.min_effect("prompt_embedding") == 0.2 and cfg.min_effect("latency_ms") == 0.1
+    assert DriftConfig().min_effect("status") == 0.05

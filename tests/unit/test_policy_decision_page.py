@@ -1,0 +1,94 @@
+"""The decision page: gates with their intervals and evidence links, approval instructions, history; all escaped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
+from lockgate.policy import ApprovalRecord, PromotionInputs, decide_promotion
+from lockgate.registry.audit import AuditEntry, DecisionRow
+from lockgate.reports.decision import render_decision_page
+from lockgate.settings import WatchedModel
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+EVIL = "<script>alert(1)</script>"
+
+
+def decision(tmp_path, approval=None):
+    report = tmp_path / "reports" / "benchmark" / "m" / "run1" / "index.html"
+    summary = EvidenceSummary(
+        kind="benchmark",
+        model_name="m",
+        challenger_version="2",
+        champion_version="1",
+        created_at=NOW - timedelta(hours=1),
+        metrics={"ttft_ms_p50": MetricEvidence(ratio=Estimate(value=1.0, ci_low=0.9, ci_high=1.05, confidence=0.95))},
+        report_path=str(report),
+    )
+    wm = WatchedModel(
+        name="m",
+        approvers=["alice"],
+        gates=[
+            {"name": "ttft_regression", "metric": "benchmark.ttft_ms_p50", "comparison": "ratio",
+             "threshold": 0.1, "confidence": 0.95},
+        ],
+    )  # fmt: skip
+    inputs = PromotionInputs(
+        model_name="m",
+        champion="1",
+        challenger="2",
+        evidence={"benchmark": summary},
+        policy_hash="P",
+        approval=approval,
+    )
+    return decide_promotion(inputs, wm, NOW).model_copy(update={"run_key": "run-1", "outcome": "tagged"})
+
+
+def render(tmp_path, d, **kw):
+    page_dir = tmp_path / "reports" / "decision" / "m" / "run-1"
+    return render_decision_page(d, page_dir=page_dir, reports_dir=tmp_path / "reports", approvers=["alice"], **kw)
+
+
+def test_page_shows_gates_evidence_and_how_to_approve(tmp_path):
+    d = decision(tmp_path)
+    html = render(tmp_path, d)
+    assert "ttft_regression" in html and "[0.9, 1.05] @ 95%" in html and "challenger / champion ≤ 1.1" in html
+    assert 'href="../../../benchmark/m/run1/index.html"' in html  # relative link to the evidence report
+    assert "lockgate.approval=approved" in html and "lockgate.approved_by=&lt;your name&gt;" in html
+    assert "lockgate approve m 2 --by YOUR_NAME" in html
+    assert d.evidence_hash in html and "await_approval" in html
+
+
+def test_everything_from_data_is_escaped(tmp_path):
+    d = decision(tmp_path, approval=ApprovalRecord(value="approved", by=EVIL, evidence_hash="x"))
+    d = d.model_copy(update={"reasons": [*d.reasons, EVIL]})
+    evidence = {k: v.model_copy(update={"report_path": "javascript:alert(1)"}) for k, v in d.evidence.items()}
+    d = d.model_copy(update={"evidence": evidence})
+    history = [
+        DecisionRow(
+            model_name="m",
+            run_key=EVIL,
+            decided_at=NOW,
+            action="hold",
+            outcome=EVIL,
+            dry_run=False,
+            champion="1",
+            challenger="2",
+            target=None,
+            evidence_hash="e",
+            policy_hash="p",
+            report_path=None,
+            reasons=[],
+        )
+    ]
+    audit = [AuditEntry(model_name="m", kind="approval_refused", actor=EVIL, message=EVIL, at=NOW)]
+    html = render(tmp_path, d, history=history, audit=audit)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'href="javascript' not in html
+
+
+def test_no_approval_section_without_a_challenger(tmp_path):
+    d = decision(tmp_path).model_copy(update={"challenger": None, "action": "no_op"})
+    html = render(tmp_path, d)
+    assert "lockgate approve" not in html
