@@ -80,6 +80,16 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'logs.db'}"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the end-to-end tests last.
+
+    Their stack is session-scoped and so is its environment (LOCKGATE_HOME, ports, the
+    PostgreSQL logs URL): running them last keeps it out of every other test, and the quick
+    tests fail first.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def logs_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The log store on both backends; each test gets an empty table on Postgres."""

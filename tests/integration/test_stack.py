@@ -268,7 +268,10 @@ def test_unreachable_metadata_db_is_one_line(
     assert "secret" not in err
 
 
-def test_logs_database_falls_back_when_postgres_is_unreachable(capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_database_falls_back_when_postgres_is_unreachable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOCKGATE_LOGS_DB_URL", raising=False)
     port = free_port()
     parsed = parse_settings(
         {"airflow": {"connections": [{"conn_id": "lockgate_logs", "conn_type": "postgres", "conn_port": port}]}}
@@ -277,6 +280,12 @@ def test_logs_database_falls_back_when_postgres_is_unreachable(capsys: pytest.Ca
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert f"127.0.0.1:{port}" in err and "fall back to the embedded SQLite store" in err
+
+    # An explicit LOCKGATE_LOGS_DB_URL wins over the fallback, and the message says so.
+    monkeypatch.setenv("LOCKGATE_LOGS_DB_URL", "sqlite:////tmp/elsewhere.db")
+    assert commands.prepare_logs_database(parsed) == {"lockgate_logs"}
+    err = capsys.readouterr().err.strip()
+    assert "inference logs go to LOCKGATE_LOGS_DB_URL" in err and "SQLite" not in err
 
 
 @pytest.mark.postgres
