@@ -287,9 +287,7 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
                 f"approved version {challenger} as {approver} "
                 f"(tags lockgate.approval=approved, lockgate.approved_by={approver})"
             )
-            client.run_and_wait(
-                "lockgate_promotion", PROMOTION_CONF, timeout=max(60, deadline - time.monotonic())
-            )
+            client.run_and_wait("lockgate_promotion", PROMOTION_CONF, timeout=max(60, deadline - time.monotonic()))
         result.decisions = latest_decisions(logs_url, DEMO_MODEL, since)
         result.champion_after = _champion(DEMO_MODEL)
         if result.decisions:

@@ -450,7 +450,7 @@ def test_sigterm_is_the_first_signal(tmp_path: Path, spawned: list[ProcessRecord
     code = textwrap.dedent(
         f"""
         import signal, sys, time
-        signal.signal(signal.SIGTERM, lambda *_: (open({str(tmp_path / 'got')!r}, 'w').write('TERM'), sys.exit(0)))
+        signal.signal(signal.SIGTERM, lambda *_: (open({str(tmp_path / "got")!r}, 'w').write('TERM'), sys.exit(0)))
         print("ready", flush=True)
         time.sleep(600)
         """

@@ -47,9 +47,7 @@ def _apply_connection(session: Any, spec: dict[str, Any]) -> str:
         session.add(desired)
         return "created"
     same = all(getattr(existing, f) == getattr(desired, f) for f in fields)
-    same = same and (existing.extra_dejson if existing.extra else {}) == (
-        desired.extra_dejson if desired.extra else {}
-    )
+    same = same and (existing.extra_dejson if existing.extra else {}) == (desired.extra_dejson if desired.extra else {})
     if same:
         return "unchanged"
     for f in fields:

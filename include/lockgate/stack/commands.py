@@ -194,9 +194,7 @@ def prepare_logs_database(parsed: AstroSettings) -> set[str]:
     return set()
 
 
-def apply_stack_settings(
-    settings_file: Path, env: Mapping[str, str], db_url: str, skip_connections: set[str]
-) -> None:
+def apply_stack_settings(settings_file: Path, env: Mapping[str, str], db_url: str, skip_connections: set[str]) -> None:
     parsed = load_settings_file(settings_file)
     spec = to_load_spec(parsed)
     spec["connections"] = [c for c in spec["connections"] if c["conn_id"] not in skip_connections]
@@ -482,4 +480,3 @@ def cmd_status(args: argparse.Namespace) -> int:
     healthy = len(alive) == len(state.processes) and ml_ok and airflow_healthy(health)
     print(f"  overall      {'healthy' if healthy else 'NOT healthy'}")
     return 0 if healthy else 1
-

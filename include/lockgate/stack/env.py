@@ -294,10 +294,7 @@ def _inherited_key_dropped(key: str) -> bool:
     # An inherited AIRFLOW_HOME or database URL (a test session's, another project's)
     # would silently point the stack at someone else's metadata database.
     # PYTHONDONTWRITEBYTECODE would defeat the bytecode cache (PYTHONPYCACHEPREFIX).
-    return (
-        key in ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "PYTHONDONTWRITEBYTECODE")
-        or key.startswith("AIRFLOW__DATABASE__")
-    )
+    return key in ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "PYTHONDONTWRITEBYTECODE") or key.startswith("AIRFLOW__DATABASE__")
 
 
 def build_stack_env(
