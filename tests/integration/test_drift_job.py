@@ -206,8 +206,20 @@ def test_outputs_files_mlflow_and_index(drift_run, env) -> None:
     assert "url(http" not in html
     data = _data_block(html)
     assert data["widgets"], "no widgets in Evidently's report"
-    # Evidently computed the same effect sizes with the explicit methods lockgate asked for
     drift = drift_summary_of(drift_run)
+    # Its first section says that lockgate's verdict decides, and gives both verdicts per tested column.
+    first = data["widgets"][0]
+    assert first["title"] == "Which verdict counts"
+    note, table = first["widgets"]
+    assert "Lockgate's verdict decides the gates" in note["params"]["text"]
+    rows = {r[0]: r for r in table["params"]["data"]}
+    assert set(rows) == {c.column for c in drift.columns if c.tested}
+    for col in drift.columns:
+        if col.tested:
+            assert rows[col.column][5] == ("drift" if col.drifted else "no drift"), col.column
+            assert rows[col.column][2] in ("drift", "no drift"), col.column
+            assert (rows[col.column][6] == "differ") == (rows[col.column][2] != rows[col.column][5])
+    # Evidently computed the same effect sizes with the explicit methods lockgate asked for
     for col in drift.columns:
         if col.tested and col.kind != "embedding":
             assert col.evidently_value == pytest.approx(col.effect_size, rel=1e-6, abs=1e-9), col.column

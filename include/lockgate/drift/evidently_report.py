@@ -9,6 +9,9 @@ What Evidently gets, and why:
   1,000 rows without saying so;
 * the prompt and response embeddings through `EmbeddingsDrift` (its `model` method,
   threshold AUC = 0.5 + min_effect / 2), each in its own run (they have their own rows);
+* a first section that puts Evidently's verdict beside lockgate's for every column: Evidently
+  flags a column on its effect size alone, lockgate also needs significance after
+  Benjamini-Hochberg, so an on-call reader must not mistake Evidently's flag for the gate's;
 * never raw prompts or responses: Evidently writes its data as JSON inside a
   `<script>` element with `json.dumps`, which leaves `</script>` as is, so a logged
   prompt could end the script and inject markup. On top of that, the page is
@@ -227,6 +230,63 @@ def embedding_part(
         part.methods[name] = "embeddings model (AUC)"
         part.groups.append(group_widget(title=f"Embeddings: {name}", widgets=widgets))
     return part
+
+
+@dataclass(frozen=True)
+class LockgateVerdict:
+    """Lockgate's verdict on one column, shown beside Evidently's on Evidently's page."""
+
+    column: str
+    drifted: bool
+    p_adjusted: float | None
+    effect_size: float | None
+    effect_measure: str | None
+    min_effect: float
+
+
+VERDICT_NOTE = (
+    "**Lockgate's verdict decides the gates, not this page.** Evidently marks a column as drifted when its "
+    "value passes the threshold (lockgate's minimum effect), whatever the sample size. Lockgate also "
+    "requires the change to be significant after Benjamini-Hochberg correction across all tested "
+    "columns, so where the two disagree the column's shift is within sampling noise. The table below "
+    "puts both side by side; lockgate's drift page (report.html) has the details."
+)
+
+
+def verdict_part(verdicts: Sequence[LockgateVerdict], evidently: Sequence[EvidentlyPart]) -> EvidentlyPart:
+    """A first section that says which verdict counts, and where Evidently and lockgate differ."""
+    from evidently.legacy.renderers.html_widgets import group_widget, table_data, text_widget
+
+    values: dict[str, float] = {}
+    for part in evidently:
+        values.update(part.values)
+
+    def fmt(x: float | None) -> str:
+        return "-" if x is None else f"{x:.4g}"
+
+    rows = []
+    for v in verdicts:
+        ev = values.get(v.column)
+        ev_drift = "-" if ev is None else ("drift" if _evidently_drift(v.column, ev, v.min_effect) else "no drift")
+        lg = "drift" if v.drifted else "no drift"
+        effect = f"{fmt(v.effect_size)} ({v.effect_measure})" if v.effect_measure else fmt(v.effect_size)
+        rows.append([v.column, fmt(ev), ev_drift, effect, fmt(v.p_adjusted), lg,
+                     "" if ev_drift in ("-", lg) else "differ"])  # fmt: skip
+    table = table_data(
+        column_names=["column", "Evidently value", "Evidently", "lockgate effect", "BH-adjusted p", "lockgate", ""],
+        data=rows,
+        title="Evidently and lockgate, column by column",
+    )
+    note = text_widget(text=VERDICT_NOTE)
+    return EvidentlyPart(groups=[group_widget(title="Which verdict counts", widgets=[note, table])])
+
+
+def _evidently_drift(column: str, value: float, min_effect: float) -> bool:
+    # As Evidently decides: value >= threshold for Wasserstein and Jensen-Shannon; for the embeddings'
+    # model method AUC > 0.5 + min_effect / 2 (the threshold `_embedding_report` passes).
+    if CATALOG[column].kind == "embedding":
+        return value > 0.5 + min_effect / 2
+    return value >= min_effect
 
 
 def write_parts(path: Path, parts: Sequence[EvidentlyPart], title: str = "Evidently drift report") -> EvidentlyResult:

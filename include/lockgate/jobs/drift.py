@@ -282,7 +282,14 @@ def compare_frames(
     part follows, once the embeddings exist.
     """
     from lockgate.drift.analysis import analyze
-    from lockgate.drift.evidently_report import EvidentlyPart, column_part, embedding_part, write_parts
+    from lockgate.drift.evidently_report import (
+        EvidentlyPart,
+        LockgateVerdict,
+        column_part,
+        embedding_part,
+        verdict_part,
+        write_parts,
+    )
 
     cfg = policy.drift
     min_effects = {c: cfg.min_effect(c) for c in DRIFT_COLUMNS}
@@ -307,7 +314,13 @@ def compare_frames(
     t0 = time.perf_counter()
     tested = {c.column for c in drift.columns if c.tested}
     emb_part = embedding_part({k: v for k, v in analysis.embeddings.items() if k in tested}, min_effects)
-    result = write_parts(out_dir / EVIDENTLY_FILE, [*columns_part, emb_part], f"Evidently drift report: {model_name}")
+    verdicts = [
+        LockgateVerdict(c.column, c.drifted, c.p_adjusted, c.effect_size, c.effect_measure, c.min_effect)
+        for c in drift.columns
+        if c.tested
+    ]
+    parts = [verdict_part(verdicts, [*columns_part, emb_part]), *columns_part, emb_part]
+    result = write_parts(out_dir / EVIDENTLY_FILE, parts, f"Evidently drift report: {model_name}")
     columns = [
         c.model_copy(
             update={"evidently_value": result.values.get(c.column), "evidently_method": result.methods.get(c.column)}
