@@ -152,6 +152,9 @@ def test_airflow_image_layout_and_lockgate_env() -> None:
         "LOCKGATE_CONFIG=/opt/airflow/include/lockgate.yaml",
     ):
         assert expected in env
+    # SQLite's locking cannot be trusted on the shared (NFS) LOCKGATE_HOME: the embedding cache stays local.
+    cache = re.search(r"LOCKGATE_EMBEDDINGS_CACHE=(\S+)", env)
+    assert cache and not cache.group(1).startswith("/opt/lockgate")
     # The official image runs as `airflow`; nothing in ours switches back to root at the end.
     base_users = [a for op, a in _stages()["airflow-base"].instructions if op == "USER"]
     assert base_users[-1] == "airflow"
