@@ -114,21 +114,7 @@ print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}}
     assert info["tags"] == ["lockgate"] and info["doc"] and info["catchup"] is False
 
 
-def _asset_events(run_id: str) -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(AssetEvent.extra)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetModel.uri == "lockgate://evidence/benchmark", AssetEvent.source_run_id == run_id)
-        ).all()
-    return [r[0] for r in rows]
-
-
-def test_dag_test_publishes_a_benchmark_the_gates_use(dag, world):
+def test_dag_test_publishes_a_benchmark_the_gates_use(dag, world, asset_events):
     from mlflow import MlflowClient
 
     from lockgate.policy.gates import assess_evidence, evaluate_gate
@@ -160,16 +146,16 @@ def test_dag_test_publishes_a_benchmark_the_gates_use(dag, world):
             verdict = evaluate_gate(gate, summary, ref, world["challenger"], world["champion"])
             assert verdict.status in ("pass", "fail"), (gate.name, verdict.reason)
 
-    (extra,) = _asset_events(dr.run_id)
+    (extra,) = asset_events("lockgate://evidence/benchmark", dr.run_id)
     assert extra["summary_path"] == str(Path(summary.report_path).with_name("summary.json"))
     assert extra["status"] == "ok" and extra["valid"] is True
     assert extra["ttft_ms_p50.ratio"] == pytest.approx(summary.metrics["ttft_ms_p50"].ratio.value, rel=1e-5)
 
 
-def test_bad_input_ends_in_an_error_summary_not_a_failed_run(dag, world):
+def test_bad_input_ends_in_an_error_summary_not_a_failed_run(dag, world, asset_events):
     dr = dag.test(logical_date=datetime(2026, 1, 10, tzinfo=UTC), run_conf={"model": MODEL, "versions": ["99"]})
     assert dr.state == "success"
-    (extra,) = _asset_events(dr.run_id)
+    (extra,) = asset_events("lockgate://evidence/benchmark", dr.run_id)
     assert extra["status"] == "error" and extra["valid"] is False
     assert "no version 99" in extra["message"]
     summary = read_summary(Path(extra["summary_path"]))

@@ -111,21 +111,7 @@ print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}}
     assert info["tags"] == ["lockgate"] and info["doc"] and info["catchup"] is False
 
 
-def _asset_events(run_id: str) -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.execute(
-            select(AssetEvent.extra)
-            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
-            .where(AssetModel.uri == "lockgate://evidence/drift", AssetEvent.source_run_id == run_id)
-        ).all()
-    return [r[0] for r in rows]
-
-
-def test_dag_test_flags_the_injected_columns_only(dag, world):
+def test_dag_test_flags_the_injected_columns_only(dag, world, asset_events):
     # The data interval of a manual run at 2026-01-09 00:00 is the day before: the seeded current period.
     dr = dag.test(logical_date=datetime(2026, 1, 9, tzinfo=UTC), run_conf={"model": MODEL})
     assert dr.state == "success"
@@ -137,7 +123,7 @@ def test_dag_test_flags_the_injected_columns_only(dag, world):
     assert not UNTOUCHED & set(drift["drifted_columns"])
     assert summary.metrics["drift_share"].model.value > 0.30
 
-    (extra,) = _asset_events(dr.run_id)
+    (extra,) = asset_events("lockgate://evidence/drift", dr.run_id)
     assert extra["summary_path"] == str(Path(summary.report_path).with_name("summary.json"))
     assert extra["drift_detected"] is True
     assert extra["drift_share"] == pytest.approx(summary.metrics["drift_share"].model.value)

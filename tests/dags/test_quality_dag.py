@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,7 +42,10 @@ def test_params_form(quality_dag: object) -> None:
 
 @pytest.mark.slow
 def test_dag_test_writes_the_report_and_evidence_the_gates_read(
-    quality_dag: object, lockgate_env: Path, monkeypatch: pytest.MonkeyPatch
+    quality_dag: object,
+    lockgate_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    asset_events: Callable[[str, str], list[dict]],
 ) -> None:
     from lockgate.registry.testing import sqlite_mlflow_store
 
@@ -101,17 +105,7 @@ def test_dag_test_writes_the_report_and_evidence_the_gates_read(
     assert json.loads((run_dir / "quality_summary.json").read_text())["mode"] == "traffic"
 
     # The QUALITY asset event carries the summary path and the headline figures.
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        events = session.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == "lockgate://evidence/quality", AssetEvent.source_run_id == run.run_id)
-        ).all()
-        extras = [e.extra for e in events]
+    extras = asset_events("lockgate://evidence/quality", run.run_id)
     assert len(extras) == 1
     assert extras[0]["summary_path"] == str(run_dir / "summary.json")
     assert extras[0]["embedding_relevance_difference"] < -0.1
