@@ -242,7 +242,7 @@ class EmbeddingCache:
                         vector = np.frombuffer(blob, dtype=np.float32)
                         if vector.shape == (EMBEDDING_DIM,):
                             found[by_key[key]] = vector
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # a broken file, or a folder it cannot create
             log.warning("embedding cache %s not read (%s): encoding every text", self.path, exc)
             return {}
         return found
@@ -257,7 +257,7 @@ class EmbeddingCache:
                 conn.execute(
                     "DELETE FROM vectors WHERE rowid <= (SELECT MAX(rowid) FROM vectors) - ?", (self.max_rows,)
                 )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # a broken file, or a folder it cannot create
             log.warning("embedding cache %s not written (%s)", self.path, exc)
 
 

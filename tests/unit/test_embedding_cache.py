@@ -74,3 +74,14 @@ def test_cache_keeps_the_newest_rows(tmp_path: Path, encoded: list[list[str]]) -
     cache.put(vectors)
     assert set(cache.get(list("abcde"))) == {"c", "d", "e"}
     np.testing.assert_array_equal(cache.get(["e"])["e"], vectors["e"])
+
+
+def test_cache_in_a_folder_that_cannot_be_created_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoded: list[list[str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LOCKGATE_EMBEDDINGS_CACHE", str(blocker / "cache.sqlite"))
+    with caplog.at_level(logging.WARNING, logger="lockgate.embeddings"):
+        assert embeddings.embed_texts(["x"]).shape == (1, embeddings.EMBEDDING_DIM)
+    assert "not read" in caplog.text and "not written" in caplog.text
