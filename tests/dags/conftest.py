@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,3 +42,44 @@ def asset_events(airflow_db: str) -> Callable[[str, str], list[dict]]:
         return [r[0] for r in rows]
 
     return read
+
+
+# Modules a DAG file must not import at parse time (they belong inside tasks).
+HEAVY_MODULES = ("mlflow", "torch", "pandas", "numpy", "transformers", "evidently", "scipy", "sklearn",
+                 "sentence_transformers")  # fmt: skip
+
+_PARSE_DAG = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+dag_file, dag_id, heavy_modules = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+bag = DagBag(dag_folder=dag_file)
+dag = bag.dags[dag_id]
+params = {k: {**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description} for k in dag.params}
+tasks = {t.task_id: {"pool": t.pool, "queue": t.queue, "outlets": [o.uri for o in t.outlets]} for t in dag.tasks}
+print(json.dumps({
+    "errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(heavy_modules)),
+    "params": params, "tasks": tasks, "outlets": [o.uri for o in dag.tasks[-1].outlets],
+    "timetable": type(dag.timetable).__name__, "tags": sorted(dag.tags), "doc": bool(dag.doc_md),
+    "catchup": dag.catchup,
+}))
+"""
+
+
+def parsed_dag_info(dag_file: Path, dag_id: str) -> dict:
+    """Parse a DAG file in a fresh interpreter, as the dag processor does: its form, tasks and heavy imports."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PARSE_DAG, str(dag_file), dag_id, json.dumps(HEAVY_MODULES)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    info: dict = json.loads(out.stdout.strip().splitlines()[-1])
+    return info
+
+
+@pytest.fixture
+def dag_info() -> Callable[[Path, str], dict]:
+    return parsed_dag_info

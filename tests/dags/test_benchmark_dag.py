@@ -3,10 +3,6 @@ use, and the benchmark Asset event; bad input ends in an error summary, not a fa
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,22 +78,8 @@ def dag(world):
     return bag.dags["lockgate_benchmark"]
 
 
-def test_dag_file_is_thin_and_routes_to_the_gpu():
-    code = f"""
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder={str(DAG_FILE)!r})
-dag = bag.dags["lockgate_benchmark"]
-heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"mlflow", "torch", "pandas", "transformers", "numpy"}})
-params = {{k: {{**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description}}
-          for k in dag.params}}
-tasks = {{t.task_id: {{"pool": t.pool, "queue": t.queue, "outlets": [o.uri for o in t.outlets]}} for t in dag.tasks}}
-print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}}, "heavy": heavy, "params": params,
-                  "tasks": tasks, "tags": sorted(dag.tags), "doc": bool(dag.doc_md), "catchup": dag.catchup}}))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ)
-    assert out.returncode == 0, out.stderr[-3000:]
-    info = json.loads(out.stdout.strip().splitlines()[-1])
+def test_dag_file_is_thin_and_routes_to_the_gpu(dag_info):
+    info = dag_info(DAG_FILE, "lockgate_benchmark")
     assert info["errors"] == {} and info["heavy"] == []
     assert set(info["params"]) == {
         "model",

@@ -3,10 +3,6 @@ the others are not, and the drift Asset event carries the summary."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,24 +72,8 @@ def dag(world):
     return bag.dags["lockgate_drift"]
 
 
-def test_dag_file_is_thin_and_its_form_is_typed():
-    code = f"""
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder={str(DAG_FILE)!r})
-dag = bag.dags["lockgate_drift"]
-heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"mlflow", "torch", "pandas", "evidently", "scipy",
-                                                          "sentence_transformers", "sklearn"}})
-params = {{k: {{**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description}}
-          for k in dag.params}}
-last = dag.tasks[-1]
-print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}}, "heavy": heavy, "params": params,
-                  "outlets": [o.uri for o in last.outlets], "timetable": type(dag.timetable).__name__,
-                  "tags": sorted(dag.tags), "doc": bool(dag.doc_md), "catchup": dag.catchup}}))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=os.environ)
-    assert out.returncode == 0, out.stderr[-3000:]
-    info = json.loads(out.stdout.strip().splitlines()[-1])
+def test_dag_file_is_thin_and_its_form_is_typed(dag_info):
+    info = dag_info(DAG_FILE, "lockgate_drift")
     assert info["errors"] == {} and info["heavy"] == []
     assert set(info["params"]) == {
         "model",
