@@ -169,14 +169,9 @@ def bf16_autocast_helps(device: str) -> bool:
     forced = os.environ.get("LOCKGATE_EMBEDDINGS_BF16", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
-    import torch
+    from lockgate.models import native_bfloat16
 
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without these probes: stay in float32
-        return False
+    return native_bfloat16(device)
 
 
 def _autocast(device: str) -> AbstractContextManager[object]:

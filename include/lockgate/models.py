@@ -102,6 +102,21 @@ def build_tiny_model(
     return out
 
 
+def native_bfloat16(device: str) -> bool:
+    """Whether bfloat16 runs natively here: a CUDA device that supports it, or a CPU with AVX512-BF16/AMX.
+
+    Elsewhere bfloat16 is emulated and slower than float32.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: assume not
+        return False
+
+
 def load_hf_directory(path: str | Path, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
     """Model and tokenizer from a Hugging Face directory; a clear error when it is not a causal LM."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

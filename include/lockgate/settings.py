@@ -410,6 +410,11 @@ class JudgeConfig(_Strict):
     rationale: bool = Field(False, description="Also generate a one-sentence rationale per judgment.")
     rationale_max_new_tokens: int = Field(48, gt=0)
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present (backend: local).")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="auto: bfloat16 where it is native (CUDA, CPUs with AVX512-BF16/AMX), else float32 "
+        "(backend: local).",
+    )
     max_input_chars: int = Field(2000, gt=0, description="Each text is cut to this many characters for the judge.")
     min_score_mass: float = Field(
         0.0,

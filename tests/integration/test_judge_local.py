@@ -25,7 +25,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def judge(tiny_dir: Path) -> LocalJudge:
-    return LocalJudge(tiny_dir, batch_size=4, device="cpu")
+    return LocalJudge(tiny_dir, batch_size=4, device="cpu", dtype="float32")
 
 
 def reqs(n: int, rubric: str = "relevance") -> list[JudgeRequest]:
@@ -138,3 +138,113 @@ def test_gpu_judge_uses_cuda_in_bfloat16(tiny_dir: Path) -> None:
     assert judge.device == "cuda"
     assert next(judge.model.parameters()).dtype == torch.bfloat16
     assert all(j.scored for j in judge.judge(reqs(4)))
+
+
+def _tiny_architecture(out: Path, model_type: str) -> Path:
+    """A 2-layer random-weight model of another architecture, with the tiny model's tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lockgate.models import build_tokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(out)
+    shape = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    if model_type == "gpt2":
+        shape = {"vocab_size": len(tokenizer), "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 2048}
+    if model_type == "qwen3":
+        shape["head_dim"] = 16
+    if model_type == "mistral":
+        shape["sliding_window"] = None
+    torch.manual_seed(5)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **shape)).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
+def test_last_position_forward_equals_the_models_own_forward(tmp_path: Path, model_type: str) -> None:
+    judge = LocalJudge(_tiny_architecture(tmp_path / model_type, model_type), device="cpu", dtype="float32")
+    assert judge.last_position_forward, f"{model_type} should take the last-position forward"
+    batch = reqs(5, "faithfulness")
+    texts = [judge.prompt_text(r) for r in batch]
+    labels = judge.label_tokens(batch[0].rubric)
+    fast = judge._label_probs_shared_prefix(texts, labels)
+    assert judge.last_position_forward  # it ran, and did not fall back
+    judge.last_position_forward = False
+    own = judge._label_probs_shared_prefix(texts, labels)
+    padded = judge._label_probs_padded(texts, labels)
+    assert fast is not None and own is not None
+    for a, b, c in zip(fast, own, padded, strict=True):
+        for label in a:
+            assert a[label] == pytest.approx(b[label], rel=1e-4, abs=1e-7)
+            assert a[label] == pytest.approx(c[label], rel=1e-4, abs=1e-7)
+
+
+def test_other_architectures_use_their_own_forward(tmp_path: Path) -> None:
+    judge = LocalJudge(_tiny_architecture(tmp_path / "gpt2", "gpt2"), batch_size=4, device="cpu", dtype="float32")
+    assert not judge.last_position_forward
+    batch = reqs(5)
+    out = judge.judge(batch)
+    assert all(j.scored for j in out)
+    single = [judge.judge([r])[0] for r in batch]
+    assert [j.score for j in out] == pytest.approx([j.score for j in single], rel=1e-4)
+
+
+def test_a_failing_last_position_forward_falls_back_to_the_models_own(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lockgate.judge.backends import local
+
+    judge = LocalJudge(tiny_dir, batch_size=4, device="cpu", dtype="float32")
+    expected = [j.score for j in judge.judge(reqs(6))]
+
+    def broken(*args: object) -> object:
+        raise AttributeError("'LlamaAttention' object has no attribute 'q_proj'")
+
+    monkeypatch.setattr(local, "_last_position_logits", broken)
+    with caplog.at_level("WARNING"):
+        again = [j.score for j in judge.judge(reqs(6))]
+    assert again == pytest.approx(expected, rel=1e-4)
+    assert not judge.last_position_forward and judge.prefix_cache
+    assert "last-position forward unavailable" in caplog.text
+
+
+def test_token_ids_equal_the_tokenizers_after_a_padded_truncated_call(judge: LocalJudge) -> None:
+    texts = [judge.prompt_text(r) for r in reqs(4)]
+    judge._encode(texts)  # leaves left padding and truncation set on the Rust tokenizer
+    assert judge._tokenize(texts) == judge.tokenizer(texts)["input_ids"]
+    assert judge._token_ids(texts[:2]) == judge.tokenizer(texts[:2])["input_ids"]
+
+
+def test_bfloat16_scores_stay_close_to_float32(tiny_dir: Path, judge: LocalJudge) -> None:
+    torch = pytest.importorskip("torch")
+    bf16 = LocalJudge(tiny_dir, batch_size=4, device="cpu", dtype="bfloat16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    assert bf16.identity != judge.identity  # calibration is measured per dtype
+    batch = reqs(8)
+    for a, b in zip(bf16.judge(batch), judge.judge(batch), strict=True):
+        assert a.scored and b.scored
+        assert a.score == pytest.approx(b.score, abs=0.02)
+
+
+def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    from lockgate.judge.backends import local
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert local.pick_dtype("auto", "cpu") == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert local.pick_dtype("auto", "cpu") == "bfloat16"
+    assert local.pick_dtype("float32", "cpu") == "float32"

@@ -241,6 +241,7 @@ def test_duplicated_model_is_rejected() -> None:
         (lambda d: d["logs"].update(table="x; drop table y"), "logs.table"),
         (lambda d: d["models"][0]["windows"].update(reference={"mode": "weekly"}), "models.0.windows.reference"),
         (lambda d: d["quality"]["judge"].update(backend="openai"), "quality.judge"),
+        (lambda d: d["quality"]["judge"].update(dtype="float16"), "quality.judge.dtype"),
     ],
 )
 def test_invalid_policy_sections_name_the_key(mutate: Any, key: str) -> None:

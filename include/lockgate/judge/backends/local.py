@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,12 +24,16 @@ from lockgate.errors import JudgeError
 from lockgate.judge.backends.base import Progress
 from lockgate.judge.rubrics import Rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment, judgment_from_distribution, judgment_from_text
+from lockgate.models import native_bfloat16
 from lockgate.settings import JudgeConfig
 
 log = logging.getLogger(__name__)
 
 _ANSWER_CUE = "\nAnswer:"
 MIN_SHARED_PREFIX = 32  # tokens; below this the plain padded batch is as fast
+# Decoder layers whose forward is input norm -> (q, k, v, optional q/k norm, rotary) attention ->
+# o_proj -> residual -> post-attention norm -> MLP -> residual, as in transformers' Llama.
+LAST_POSITION_LAYERS = frozenset({"LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,13 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def pick_dtype(requested: str, device: str) -> str:
+    """auto: bfloat16 where it is native (GPUs, recent x86 CPUs), else float32 (emulated bf16 is slower)."""
+    if requested == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
+    return requested
+
+
 def pick_device(requested: str = "auto") -> str:
     import torch
 
@@ -71,6 +83,7 @@ class LocalJudge:
         *,
         batch_size: int = 8,
         device: str = "auto",
+        dtype: str = "auto",
         rationale: bool = False,
         rationale_max_new_tokens: int = 48,
         max_input_chars: int = 2000,
@@ -84,9 +97,9 @@ class LocalJudge:
 
         self.path = Path(model_path).expanduser().resolve()
         self.device = pick_device(device)
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.dtype = pick_dtype(dtype, self.device)
         started = time.perf_counter()
-        self.model, self.tokenizer = load_hf_directory(self.path, device=self.device, dtype=dtype)
+        self.model, self.tokenizer = load_hf_directory(self.path, device=self.device, dtype=getattr(torch, self.dtype))
         self.batch_size = batch_size
         self.rationale = rationale
         self.rationale_max_new_tokens = rationale_max_new_tokens
@@ -97,14 +110,18 @@ class LocalJudge:
         self._labels: dict[str, LabelTokens] = {}
         self.prefix_cache = prefix_cache
         self._prefix_states: dict[tuple[int, ...], Any] = {}
+        self._known_ids: dict[str, list[int]] = {}
+        self.last_position_forward = _supports_last_position_forward(self.model)
         self._fingerprint = _fingerprint(self.path)
         self.n_params = sum(p.numel() for p in self.model.parameters())
         log.info(
-            "local judge %s (%d parameters) on %s loaded in %.1f s",
+            "local judge %s (%d parameters) on %s in %s loaded in %.1f s; last-position forward: %s",
             self.path,
             self.n_params,
             self.device,
+            self.dtype,
             time.perf_counter() - started,
+            self.last_position_forward,
         )
 
     @classmethod
@@ -113,6 +130,7 @@ class LocalJudge:
             path,
             batch_size=config.batch_size,
             device=config.device,
+            dtype=config.dtype,
             rationale=config.rationale,
             rationale_max_new_tokens=config.rationale_max_new_tokens,
             max_input_chars=config.max_input_chars,
@@ -122,12 +140,16 @@ class LocalJudge:
 
     @property
     def identity(self) -> str:
-        return f"local:{self.path}:{self._fingerprint}"
+        # The dtype changes the scores a little, so it is part of what calibration was measured on.
+        return f"local:{self.path}:{self._fingerprint}:{self.dtype}"
 
     @property
     def description(self) -> str:
         kind = "placeholder random-weight model" if self.placeholder else "local model"
-        return f"{kind} {self.path.name} ({self.n_params:,} parameters, {self.device}), next-token label distribution"
+        return (
+            f"{kind} {self.path.name} ({self.n_params:,} parameters, {self.device}, {self.dtype}), "
+            "next-token label distribution"
+        )
 
     def close(self) -> None:
         self._prefix_states.clear()
@@ -248,6 +270,24 @@ class LocalJudge:
             self._prefix_states[prefix] = out.past_key_values
         return self._prefix_states[prefix]
 
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, as `tokenizer(texts)` gives them (those of this `judge()` call are known)."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._known_ids]
+        found = dict(zip(missing, self._tokenize(missing), strict=True)) if missing else {}
+        return [self._known_ids[t] if t in self._known_ids else found[t] for t in texts]
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        """One batched call to the Rust tokenizer, without the character offsets nobody reads here."""
+        add_special = not self._chat
+        backend: Any = getattr(self.tokenizer, "backend_tokenizer", None)
+        fast = getattr(backend, "encode_batch_fast", None)
+        if fast is not None:
+            # transformers leaves the padding and truncation of its last call set on the backend
+            backend.no_padding()
+            backend.no_truncation()
+            return [e.ids for e in fast(texts, add_special_tokens=add_special)]
+        return [list(i) for i in self.tokenizer(texts, add_special_tokens=add_special)["input_ids"]]
+
     def _label_probs_shared_prefix(self, texts: list[str], labels: LabelTokens) -> list[dict[str, float]] | None:
         """Score a batch whose prompts share a long token prefix (the rubric's instructions).
 
@@ -260,27 +300,39 @@ class LocalJudge:
 
         import torch
 
-        ids = [self.tokenizer.encode(t, add_special_tokens=not self._chat) for t in texts]
+        ids = self._token_ids(texts)
         longest = max(len(i) for i in ids)
         if longest > self.max_positions:
             return None
-        shared = 0
         first = ids[0]
-        limit = min(len(i) for i in ids) - 1  # every row keeps at least one token of its own
-        while shared < limit and all(i[shared] == first[shared] for i in ids):
-            shared += 1
+        # every row keeps at least one token of its own; the common prefix of the lexicographic
+        # smallest and largest rows is that of all rows
+        shared = min(len(os.path.commonprefix(ids)), min(len(i) for i in ids) - 1)
         if shared < MIN_SHARED_PREFIX:
             return None
-        state = copy.deepcopy(self._prefix_state(tuple(first[:shared])))
-        state.batch_repeat_interleave(len(ids))
+
+        def prefix_state() -> Any:
+            state = copy.deepcopy(self._prefix_state(tuple(first[:shared])))
+            state.batch_repeat_interleave(len(ids))
+            return state
+
         rest = [i[shared:] for i in ids]
         width = max(len(r) for r in rest)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rest], device=self.device)
+        last = torch.tensor([len(r) - 1 for r in rest], device=self.device)
+        if self.last_position_forward and _window_allows(self.model, shared + width):
+            try:
+                logits = _last_position_logits(self.model, input_ids, last, shared, prefix_state())
+            except Exception as exc:  # noqa: BLE001 - a layer that differs after all: the model's own forward
+                log.warning("last-position forward unavailable for this model (%s); using its own forward", exc)
+                self.last_position_forward = False
+            else:
+                return self._pick(logits, labels)
+        state = prefix_state()
         own = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rest], device=self.device)
         mask = torch.cat([torch.ones((len(ids), shared), dtype=own.dtype, device=self.device), own], dim=1)
         positions = torch.arange(shared, shared + width, device=self.device).expand(len(ids), width)
-        last = torch.tensor([[len(r) - 1] for r in rest], device=self.device)
         with torch.inference_mode():
             out = self.model(
                 input_ids=input_ids,
@@ -288,7 +340,7 @@ class LocalJudge:
                 position_ids=positions,
                 past_key_values=state,
                 use_cache=True,
-                logits_to_keep=last,
+                logits_to_keep=last[:, None],
             )
         return self._pick(out.logits[:, -1, :], labels)
 
@@ -325,9 +377,26 @@ class LocalJudge:
         return out
 
     def judge(self, requests: Sequence[JudgeRequest], progress: Progress | None = None) -> list[Judgment]:
-        """Batched: requests are grouped by rubric and sorted by length so padding stays small."""
+        """Batched: requests are grouped by rubric and sorted by token count so padding stays small.
+
+        Every prompt is tokenized up front in one call (the Rust tokenizer runs it on all cores).
+        """
         results: dict[int, Judgment] = {}
-        order = sorted(range(len(requests)), key=lambda i: (requests[i].rubric.id, len(requests[i].render())))
+        texts = [self.prompt_text(r) for r in requests]
+        self._known_ids = dict(zip(texts, self._tokenize(texts), strict=True)) if texts else {}
+        try:
+            return self._judge_sorted(requests, texts, results, progress)
+        finally:
+            self._known_ids = {}
+
+    def _judge_sorted(
+        self,
+        requests: Sequence[JudgeRequest],
+        texts: list[str],
+        results: dict[int, Judgment],
+        progress: Progress | None,
+    ) -> list[Judgment]:
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].rubric.id, len(self._known_ids[texts[i]])))
         batches: list[list[int]] = []
         for i in order:
             if (
@@ -386,3 +455,109 @@ class LocalJudge:
             )
         answer = self.tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         return judgment_from_text(request.item_id, request.rubric, answer)
+
+
+# ---------------------------------------------------------------------- last-position forward
+
+
+def _supports_last_position_forward(model: Any) -> bool:
+    """A Llama-family causal LM whose layers `_last_position_logits` can drive."""
+    core = getattr(model, "model", None)
+    layers = getattr(core, "layers", None)
+    needed = ("embed_tokens", "rotary_emb", "norm")
+    if not layers or not all(hasattr(core, a) for a in needed) or not hasattr(model, "lm_head"):
+        return False
+    config = model.config
+    if getattr(config, "num_hidden_layers", len(layers)) != len(layers):
+        return False
+    for layer in layers:
+        attn = getattr(layer, "self_attn", None)
+        if type(layer).__name__ not in LAST_POSITION_LAYERS or attn is None:
+            return False
+        if not all(hasattr(attn, a) for a in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling")):
+            return False
+    return True
+
+
+def _window_allows(model: Any, length: int) -> bool:
+    """False when a sliding attention window is shorter than the sequence (the mask here is plain causal)."""
+    windows = [getattr(layer.self_attn, "sliding_window", None) for layer in model.model.layers]
+    if type(model.model.layers[0]).__name__ == "MistralDecoderLayer":
+        windows.append(getattr(model.config, "sliding_window", None))
+    return all(w is None or w >= length for w in windows)
+
+
+def _rotate_half(x: Any) -> Any:
+    import torch
+
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _heads(attn: Any, x: Any, which: str, cos: Any = None, sin: Any = None) -> Any:
+    """Queries, keys or values of `x` as (batch, heads, length, head_dim), normed and rotated as the model does."""
+    out = getattr(attn, f"{which}_proj")(x).view(*x.shape[:-1], -1, attn.head_dim)
+    norm = getattr(attn, f"{which}_norm", None)  # Qwen3 normalises each head's queries and keys
+    if norm is not None:
+        out = norm(out)
+    out = out.transpose(1, 2)
+    if cos is not None:
+        out = out * cos.unsqueeze(1) + _rotate_half(out) * sin.unsqueeze(1)
+    return out
+
+
+def _attention(query: Any, keys: Any, values: Any, mask: Any, scale: float) -> Any:
+    import torch
+    import torch.nn.functional as F  # noqa: N812 - the usual name
+
+    if query.device.type == "cpu" and query.dtype != torch.float32:
+        # PyTorch's CPU flash attention is about a quarter faster in float32 than in bfloat16
+        # (2 EPYC cores, head_dim 16-64); the projections stay in bfloat16, where they gain.
+        out = F.scaled_dot_product_attention(
+            query.float(), keys.float(), values.float(), attn_mask=mask, scale=scale, enable_gqa=True
+        )
+        return out.to(query.dtype)
+    return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
+
+
+def _last_position_logits(model: Any, input_ids: Any, last: Any, past: int, cache: Any) -> Any:
+    """Next-token logits at position `last[b]` of each right-padded row, after `past` cached tokens.
+
+    Every layer but the last runs on all positions (their keys and values feed the next
+    layer); the last layer computes keys and values for all positions but its query,
+    attention output and MLP only at each row's last real token. Right padding needs no
+    padding mask: under the causal mask a real token never sees the padding after it, so
+    one additive causal mask, built once, serves every row and every layer.
+    """
+    import torch
+
+    core = model.model
+    batch, width = input_ids.shape
+    device = input_ids.device
+    rows = torch.arange(batch, device=device)
+    with torch.inference_mode():
+        hidden = core.embed_tokens(input_ids)
+        positions = torch.arange(past, past + width, device=device).expand(batch, width)
+        cos, sin = core.rotary_emb(hidden, position_ids=positions)
+        mask_dtype = torch.float32 if device.type == "cpu" else hidden.dtype
+        allowed = torch.ones(width, past + width, dtype=torch.bool, device=device).tril(diagonal=past)
+        mask = torch.zeros(width, past + width, dtype=mask_dtype, device=device)
+        mask = mask.masked_fill(~allowed, torch.finfo(mask_dtype).min)[None, None]
+        final = len(core.layers) - 1
+        for index, layer in enumerate(core.layers):
+            attn = layer.self_attn
+            normed = layer.input_layernorm(hidden)
+            keys = _heads(attn, normed, "k", cos, sin)
+            keys, values = cache.update(keys, _heads(attn, normed, "v"), attn.layer_idx)
+            if index == final:
+                hidden = hidden[rows, last][:, None]
+                at_last = (normed[rows, last][:, None], cos[rows, last][:, None], sin[rows, last][:, None])
+                query = _heads(attn, at_last[0], "q", at_last[1], at_last[2])
+                layer_mask = mask[0, 0][last][:, None, None, :]
+            else:
+                query = _heads(attn, normed, "q", cos, sin)
+                layer_mask = mask
+            context = _attention(query, keys, values, layer_mask, attn.scaling)
+            hidden = hidden + attn.o_proj(context.transpose(1, 2).reshape(*hidden.shape[:2], -1))
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        return model.lm_head(core.norm(hidden))[:, 0]
