@@ -363,10 +363,10 @@ class LocalJudge:
         for j, text in zip(targets, self.tokenizer.batch_decode(new, skip_special_tokens=True), strict=True):
             j.rationale = text.strip().split("\n", 1)[0][:300] or None
 
-    def _judge_batch(self, batch: list[JudgeRequest]) -> list[Judgment]:
+    def _judge_batch(self, batch: list[JudgeRequest], texts: list[str] | None = None) -> list[Judgment]:
         rubric = batch[0].rubric
         labels = self.label_tokens(rubric)
-        texts = [self.prompt_text(r) for r in batch]
+        texts = texts if texts is not None else [self.prompt_text(r) for r in batch]
         dists = self._label_probs(texts, labels)
         out = [
             judgment_from_distribution(r.item_id, rubric, d, self.min_score_mass)
@@ -411,7 +411,7 @@ class LocalJudge:
         for idx in batches:
             batch = [requests[i] for i in idx]
             try:
-                judged = self._judge_batch(batch)
+                judged = self._judge_batch(batch, [texts[i] for i in idx])
             except JudgeError:
                 raise
             except Exception as exc:  # noqa: BLE001 - e.g. out of memory: retry one by one below
