@@ -18,7 +18,7 @@ Prints samples/s of each and the ratio lockgate / baseline. Target: >= 10x on CP
 tiny model. The model is built from a config, so the same script measures a >= 100M-parameter
 model on a GPU (`--hidden 1024 --layers 12 --heads 16` is 137M; bfloat16 on CUDA):
 
-    .venv/bin/python bench/judge.py [--samples 64] [--batch-size 16] [--gen-tokens 8] [--dtype auto]
+    .venv/bin/python bench/judge.py [--samples 200] [--batch-size 16] [--gen-tokens 8] [--dtype auto]
     .venv/bin/python bench/judge.py --hidden 1024 --layers 12 --heads 16 --samples 256 --batch-size 32
 
 Exit status 1 when the ratio misses the target.
@@ -73,7 +73,13 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=64, help="samples judged by the batched judge per repeat")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=200,
+        help="samples judged by the batched judge per repeat, in one judge() call as the quality job does "
+        "(default: the demo policy's quality.sample_size)",
+    )
     parser.add_argument("--baseline-samples", type=int, default=32, help="samples the slow baseline judges per repeat")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--gen-tokens", type=int, default=8, help="tokens the baseline generates per sample")
