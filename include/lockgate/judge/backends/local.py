@@ -381,21 +381,17 @@ class LocalJudge:
 
         Every prompt is tokenized up front in one call (the Rust tokenizer runs it on all cores).
         """
-        results: dict[int, Judgment] = {}
         texts = [self.prompt_text(r) for r in requests]
         self._known_ids = dict(zip(texts, self._tokenize(texts), strict=True)) if texts else {}
         try:
-            return self._judge_sorted(requests, texts, results, progress)
+            return self._judge_sorted(requests, texts, progress)
         finally:
             self._known_ids = {}
 
     def _judge_sorted(
-        self,
-        requests: Sequence[JudgeRequest],
-        texts: list[str],
-        results: dict[int, Judgment],
-        progress: Progress | None,
+        self, requests: Sequence[JudgeRequest], texts: list[str], progress: Progress | None
     ) -> list[Judgment]:
+        results: dict[int, Judgment] = {}
         order = sorted(range(len(requests)), key=lambda i: (requests[i].rubric.id, len(self._known_ids[texts[i]])))
         batches: list[list[int]] = []
         for i in order:
@@ -511,8 +507,8 @@ def _attention(query: Any, keys: Any, values: Any, mask: Any, scale: float) -> A
     import torch.nn.functional as F  # noqa: N812 - the usual name
 
     if query.device.type == "cpu" and query.dtype != torch.float32:
-        # PyTorch's CPU flash attention is about a quarter faster in float32 than in bfloat16
-        # (2 EPYC cores, head_dim 16-64); the projections stay in bfloat16, where they gain.
+        # PyTorch's CPU flash attention ran slower in bfloat16 than in float32 on this project's
+        # machines (head_dim 16); the projections stay in bfloat16, where they gain.
         out = F.scaled_dot_product_attention(
             query.float(), keys.float(), values.float(), attn_mask=mask, scale=scale, enable_gqa=True
         )
