@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,20 @@ print(json.dumps({
     "catchup": dag.catchup,
 }))
 """
+
+
+def _load_dag(dag_file: Path, dag_id: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(dag_file))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id]
+
+
+@pytest.fixture(scope="session")
+def load_dag() -> Callable[[Path, str], Any]:
+    """The DAG `dag_id` from a DAG file, parsed in this process (for `dag.test()`); import errors fail the test."""
+    return _load_dag
 
 
 def parsed_dag_info(dag_file: Path, dag_id: str) -> dict:

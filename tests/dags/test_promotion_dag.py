@@ -51,12 +51,8 @@ def world(tmp_path_factory, airflow_db):
 
 
 @pytest.fixture(scope="module")
-def dag(world):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert not bag.import_errors, bag.import_errors
-    return bag.dags["lockgate_promotion"]
+def dag(world, load_dag):
+    return load_dag(DAG_FILE, "lockgate_promotion")
 
 
 class Model:

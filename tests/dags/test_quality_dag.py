@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,12 +21,8 @@ LOGICAL = datetime(2026, 6, 2, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def quality_dag(airflow_db: str) -> object:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS / "lockgate_quality.py"))
-    assert bag.import_errors == {}
-    return bag.get_dag("lockgate_quality")
+def quality_dag(airflow_db: str, load_dag: Callable[[Path, str], Any]) -> object:
+    return load_dag(DAGS / "lockgate_quality.py", "lockgate_quality")
 
 
 def test_params_form(quality_dag: object) -> None:
