@@ -9,7 +9,9 @@ A metric carries up to five estimates:
 * `challenger`, `champion`: each version's own value (with an interval when estimated);
 * `model`: a model-wide value (drift share, error rate of the whole window);
 * `ratio`: challenger / champion, with its interval;
-* `difference`: challenger - champion, with its interval.
+* `difference`: challenger - champion, with its interval;
+* `baseline`: the champion's value in its own baseline window (production evidence);
+* `baseline_ratio`, `baseline_difference`: the champion now against that baseline.
 
 Absent estimates, an invalid summary, a summary for other versions or an old one
 all make a gate's verdict `missing`, which never passes.
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockgate.errors import EvidenceError
 
-EvidenceKind = Literal["benchmark", "drift", "quality"]
+log = logging.getLogger(__name__)
+
+EvidenceKind = Literal["benchmark", "drift", "quality", "live"]
 SummaryStatus = Literal["ok", "insufficient_data", "invalid", "error"]
 
 
@@ -55,6 +61,9 @@ class MetricEvidence(BaseModel):
     model: Estimate | None = None
     ratio: Estimate | None = None
     difference: Estimate | None = None
+    baseline: Estimate | None = None
+    baseline_ratio: Estimate | None = None
+    baseline_difference: Estimate | None = None
     unit: str | None = None
     description: str | None = None
 
@@ -123,6 +132,31 @@ def read_summary(path: Path) -> EvidenceSummary:
         raise EvidenceError(f"cannot read evidence summary {path}: {exc.strerror}") from None
     except ValidationError as exc:
         raise EvidenceError(f"malformed evidence summary {path}: {exc.errors()[0]['msg']}") from None
+
+
+def promote_latest(summary_path: Path, latest: Path, summary: EvidenceSummary) -> bool:
+    """Copy a run's summary to the model's `latest.json`, unless the latest one describes a later window.
+
+    A backfill or a rerun of an old run must not replace fresher evidence. Returns whether it was copied.
+    """
+    if latest.exists():
+        try:
+            current: EvidenceSummary | None = read_summary(latest)
+        except EvidenceError:
+            current = None
+        if (
+            current is not None
+            and current.window_end is not None
+            and summary.window_end is not None
+            and current.window_end > summary.window_end
+        ):
+            log.info("kept %s: it describes a later window (%s)", latest, current.window_end.isoformat())
+            return False
+    latest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = latest.with_suffix(".json.tmp")
+    shutil.copyfile(summary_path, tmp)
+    tmp.replace(latest)
+    return True
 
 
 def latest_summary_path(reports_dir: Path, kind: EvidenceKind, model_name: str) -> Path:

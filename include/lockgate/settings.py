@@ -43,9 +43,9 @@ GateAction = Literal["block_promotion", "rollback", "warn"]
 GateComparison = Literal["absolute", "ratio", "difference"]
 GateSubject = Literal["challenger", "champion", "model"]
 Direction = Literal["higher_is_better", "lower_is_better"]
-EvidenceKind = Literal["benchmark", "drift", "quality"]
+EvidenceKind = Literal["benchmark", "drift", "quality", "live"]
 
-_METRIC_RE = re.compile(r"^(benchmark|drift|quality)\.[A-Za-z0-9_.:-]+$")
+_METRIC_RE = re.compile(r"^(benchmark|drift|quality|live)\.[A-Za-z0-9_.:-]+$")
 
 
 class Gate(_Strict):
@@ -58,6 +58,11 @@ class Gate(_Strict):
       ratio's interval is within `1 + threshold` (lower is better) or
       `1 - threshold` (higher is better): `threshold` is the tolerated relative change.
     * `difference`: challenger - champion, tolerated degradation `threshold`.
+    * `ratio` / `difference` with `subject: champion` (production evidence, `live.*` metrics):
+      the champion now against its own baseline window, the same way.
+
+    A `rollback` gate fails only when even the favourable end of the interval breaches the
+    bound: rolling a serving champion back needs evidence of harm, not a lack of evidence of health.
     """
 
     name: str = Field(min_length=1, description="Unique name shown in reports and tags.")
@@ -81,15 +86,20 @@ class Gate(_Strict):
     @classmethod
     def _metric_has_kind(cls, v: str) -> str:
         if not _METRIC_RE.match(v):
-            raise ValueError("must look like '<benchmark|drift|quality>.<metric name>'")
+            raise ValueError("must look like '<benchmark|drift|quality|live>.<metric name>'")
         return v
 
     @model_validator(mode="after")
     def _coherent(self) -> Gate:
         if self.comparison in ("ratio", "difference") and self.threshold < 0:
             raise ValueError("threshold of a ratio/difference gate is a tolerated change and must be >= 0")
-        if self.comparison in ("ratio", "difference") and self.subject != "challenger":
-            raise ValueError("ratio/difference gates compare challenger with champion; subject must be 'challenger'")
+        if self.comparison in ("ratio", "difference") and self.subject == "model":
+            raise ValueError("ratio/difference gates compare two versions; subject must be 'challenger' or 'champion'")
+        if self.comparison in ("ratio", "difference") and self.subject == "champion" and self.kind != "live":
+            raise ValueError(
+                "only production evidence (live.*) compares the champion with its own baseline; "
+                "use subject 'challenger' to compare challenger with champion"
+            )
         if self.action == "rollback" and self.subject == "challenger":
             raise ValueError("a rollback gate must check the champion (subject: champion or model)")
         return self
@@ -125,6 +135,16 @@ class AfterPromotionWindow(_Strict):
     days: float = Field(7, gt=0)
 
 
+class ChampionBaselineWindow(_Strict):
+    """The `days` before the current champion was promoted (`lockgate.promoted_at`): the traffic it
+    was judged on. A shift that began after the promotion, even days before the current window,
+    is compared against traffic from before it. Without a promotion time: the trailing `days`.
+    The window never reaches into the current one."""
+
+    mode: Literal["champion_baseline"] = "champion_baseline"
+    days: float = Field(7, gt=0)
+
+
 class TrailingWindow(_Strict):
     """The `days` before the current window, a common fallback for the reference."""
 
@@ -142,12 +162,14 @@ class DataIntervalWindow(_Strict):
     )
 
 
-ReferenceWindow = Annotated[FixedWindow | AfterPromotionWindow | TrailingWindow, Field(discriminator="mode")]
+ReferenceWindow = Annotated[
+    FixedWindow | ChampionBaselineWindow | AfterPromotionWindow | TrailingWindow, Field(discriminator="mode")
+]
 CurrentWindow = Annotated[FixedWindow | DataIntervalWindow, Field(discriminator="mode")]
 
 
 class Windows(_Strict):
-    reference: ReferenceWindow = Field(default_factory=lambda: TrailingWindow())
+    reference: ReferenceWindow = Field(default_factory=lambda: ChampionBaselineWindow())
     current: CurrentWindow = Field(default_factory=lambda: DataIntervalWindow())
 
 
@@ -223,6 +245,11 @@ class LogColumns(_Strict):
     status: str = "status"
     feedback: str = "feedback"
     metadata: str = "metadata"
+    cached_tokens: str = Field(
+        "cached_tokens",
+        description="Optional column: prompt tokens served from the KV/prefix cache. A table without it "
+        "falls back to `logs.cached_tokens_metadata_key`.",
+    )
 
 
 class LogsConfig(_Strict):
@@ -231,6 +258,13 @@ class LogsConfig(_Strict):
     max_text_chars: int = Field(32_000, gt=0, description="Longer prompt/response/context is quarantined.")
     max_latency_ms: float = Field(3_600_000, gt=0)
     statuses: list[str] = Field(default_factory=lambda: ["ok", "error", "timeout", "cancelled", "filtered"])
+    cached_tokens_metadata_key: str | None = Field(
+        "usage.prompt_tokens_details.cached_tokens",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="Dotted path in `metadata` to the cached prompt tokens, used when the table has no "
+        "`cached_tokens` column (vLLM and OpenAI-compatible servers report "
+        "usage.prompt_tokens_details.cached_tokens). null: no KV-cache hit rate.",
+    )
 
 
 ServingConfig = Literal["eager", "static_compile", "int8_dynamic"]
@@ -451,6 +485,25 @@ class QualityConfig(_Strict):
     evidently_report: bool = Field(True, description="Also write an Evidently descriptor report beside ours.")
 
 
+class LiveConfig(_Strict):
+    """Production evidence: each version's own traffic in the current window (see lockgate.live)."""
+
+    min_requests: int = Field(
+        200, ge=10, description="Fewer requests for a version in the window: its live evidence is missing."
+    )
+    sample_size: int = Field(
+        3000, ge=100, description="Requests per version sampled (deterministically) for the intervals."
+    )
+    relevance_sample_size: int = Field(
+        300, ge=0, description="Answered requests per version whose prompt and answer MiniLM embeds (0: off)."
+    )
+    strata: int = Field(4, ge=1, le=20, description="Prompt-length strata (quantiles of prompt_tokens, pooled).")
+    bootstrap_resamples: int = Field(1000, ge=200, le=100_000)
+    baseline_days: float = Field(
+        7, gt=0, description="The champion's baseline: this many days before its promotion (trailing without one)."
+    )
+
+
 # --------------------------------------------------------------------------- policy
 
 
@@ -464,6 +517,7 @@ class Policy(_Strict):
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
 
     @model_validator(mode="after")
     def _unique_models(self) -> Policy:

@@ -3,9 +3,11 @@
 * current: the policy's fixed dates, or the DAG run's data interval, widened back to
   `min_hours` when shorter (a manual run's interval is empty); without an interval
   (the CLI) it ends at `now`;
-* reference: fixed dates; the `days` before the current window (trailing, with an
-  optional gap); or the `days` after the current champion was promoted, cut at the
-  start of the current window so the two never overlap.
+* reference: fixed dates; the `days` before the current champion was promoted
+  (`champion_baseline`, the default: trailing without a promotion time); the `days`
+  before the current window (trailing, with an optional gap); or the `days` after the
+  current champion was promoted. A reference is cut at the start of the current window
+  so the two never overlap.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from lockgate.errors import ConfigError, InsufficientDataError
 from lockgate.logs.sampling import Window
 from lockgate.settings import (
     AfterPromotionWindow,
+    ChampionBaselineWindow,
     CurrentWindow,
     DataIntervalWindow,
     FixedWindow,
@@ -69,6 +72,21 @@ def resolve_reference(
     """
     if isinstance(config, FixedWindow):
         return ResolvedWindow(Window(_utc(config.start), _utc(config.end)), "fixed")
+    if isinstance(config, ChampionBaselineWindow):
+        promoted_ok = champion_promoted_at is not None and (
+            _utc(champion_promoted_at) - timedelta(days=config.days) < current.start
+        )
+        if champion_promoted_at is None or not promoted_ok:
+            end = current.start
+            why = "no promotion time (lockgate.promoted_at)" if champion_promoted_at is None else "promoted too late"
+            mode = f"champion_baseline {config.days:g} d: {why}, trailing instead"
+            return ResolvedWindow(Window(end - timedelta(days=config.days), end), mode)
+        promoted = _utc(champion_promoted_at)
+        end = min(promoted, current.start)
+        mode = f"champion_baseline {config.days:g} d before the promotion at {promoted.isoformat()}"
+        if end < promoted:
+            mode += " (cut at the current window)"
+        return ResolvedWindow(Window(promoted - timedelta(days=config.days), end), mode)
     if isinstance(config, TrailingWindow):
         end = current.start - timedelta(days=config.gap_days)
         mode = f"trailing {config.days:g} d" + (f", gap {config.gap_days:g} d" if config.gap_days else "")

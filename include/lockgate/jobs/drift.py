@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lockgate.drift.summary import DriftSummary, WindowSample, to_evidence
 from lockgate.drift.windows import ResolvedWindow, resolve_current, resolve_reference
-from lockgate.errors import ConfigError, EvidenceError, InsufficientDataError
-from lockgate.evidence import EvidenceSummary, latest_summary_path, read_summary, write_summary
+from lockgate.errors import ConfigError, InsufficientDataError
+from lockgate.evidence import EvidenceSummary, latest_summary_path, promote_latest, write_summary
 from lockgate.logs.sampling import LogSample, Window
 from lockgate.reports.html import report_dir, safe_segment
-from lockgate.settings import DRIFT_COLUMNS, Policy, get_settings, load_policy
+from lockgate.settings import DRIFT_COLUMNS, ChampionBaselineWindow, Policy, get_settings, load_policy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,6 +55,8 @@ class RegistryContext:
     champion_version: str | None = None
     champion_promoted_at: datetime | None = None
     challenger_version: str | None = None
+    # Only the `lockgate.promoted_at` tag: a champion_baseline reference is never anchored at a creation time.
+    champion_promoted_tag: datetime | None = None
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -91,14 +92,15 @@ def registry_context(model_name: str) -> RegistryContext:
 
     champion = by_alias("champion")
     challenger = by_alias("challenger")
-    promoted_at = None
+    promoted_at = tagged = None
     if champion is not None:
-        promoted_at = _parse_time((champion.tags or {}).get("lockgate.promoted_at"))
+        promoted_at = tagged = _parse_time((champion.tags or {}).get("lockgate.promoted_at"))
         if promoted_at is None and champion.creation_timestamp:
             promoted_at = datetime.fromtimestamp(int(champion.creation_timestamp) / 1000, tz=UTC)
     return RegistryContext(
         champion_version=str(champion.version) if champion is not None else None,
         champion_promoted_at=promoted_at,
+        champion_promoted_tag=tagged,
         challenger_version=str(challenger.version) if challenger is not None else None,
     )
 
@@ -133,31 +135,6 @@ def _window_sample(
 def default_run_key(current: Window) -> str:
     """A run key for runs outside Airflow: the current window, so rerunning the same window replaces it."""
     return f"manual__{current.start:%Y%m%dT%H%M%S}__{current.end:%Y%m%dT%H%M%S}"
-
-
-def _promote_latest(summary_path: Path, latest: Path, summary: EvidenceSummary) -> bool:
-    """Copy the run's summary to `latest.json`, unless the latest one describes a later window.
-
-    A backfill or a rerun of an old run must not replace fresher evidence.
-    """
-    if latest.exists():
-        try:
-            current = read_summary(latest)
-        except EvidenceError:
-            current = None
-        if (
-            current is not None
-            and current.window_end is not None
-            and summary.window_end is not None
-            and current.window_end > summary.window_end
-        ):
-            log.info("kept %s: it describes a later window (%s)", latest, current.window_end.isoformat())
-            return False
-    latest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = latest.with_suffix(".json.tmp")
-    shutil.copyfile(summary_path, tmp)
-    tmp.replace(latest)
-    return True
 
 
 def mlflow_run_for(model_name: str, run_key: str) -> tuple[Any, str]:
@@ -390,9 +367,13 @@ def run_drift(
         reference_resolved = ResolvedWindow(reference_window, "fixed (run parameter)")
     else:
         try:
-            reference_resolved = resolve_reference(
-                watched.windows.reference, current_resolved.window, registry.champion_promoted_at
+            reference_cfg = watched.windows.reference
+            anchor = (
+                registry.champion_promoted_tag
+                if isinstance(reference_cfg, ChampionBaselineWindow)
+                else registry.champion_promoted_at
             )
+            reference_resolved = resolve_reference(reference_cfg, current_resolved.window, anchor)
         except InsufficientDataError as exc:
             reference_resolved, reference_problem = None, str(exc)
     run_key = run_key or default_run_key(current_resolved.window)
@@ -479,7 +460,7 @@ def run_drift(
     )
     summary_path = _write_outputs(out_dir, drift, evidence, run_key, registry)
     log_to_mlflow(client, mlflow_run, out_dir, drift, evidence.content_hash)
-    _promote_latest(summary_path, latest_summary_path(settings.reports_dir, "drift", model_name), evidence)
+    promote_latest(summary_path, latest_summary_path(settings.reports_dir, "drift", model_name), evidence)
 
     if drift.status != "ok":
         status, title = "insufficient_data", f"Drift {model_name}: insufficient data"

@@ -8,7 +8,6 @@ values into the `MetricEvidence` the promotion gates read.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,22 +23,10 @@ from lockgate.judge.statistics import (
     position_consistency,
     win_rate,
 )
+from lockgate.logs.refusal import is_refusal
 from lockgate.settings import RubricName, StatisticsConfig
 
 ERROR_STATUSES = frozenset({"error", "timeout"})
-
-# Phrases of a declined answer. Deterministic, so `refusal_rate` is a signal even
-# when the LLM judge is not trusted; the judge's own refusal rubric is reported beside it.
-REFUSAL_RE = re.compile(
-    r"\b(?:I(?:'m| am) sorry,? but I (?:can(?:'|no)t|cannot|am unable|won't)"
-    r"|I (?:can(?:'|no)t|cannot|won't|am unable to|am not able to) (?:help|assist|answer|do that|provide)"
-    r"|as an AI(?: language)? model,? I (?:am unable|can(?:'|no)t|cannot)"
-    r"|I(?:'m| am) (?:not able|unable) to (?:help|assist|answer)"
-    r"|unfortunately,? I(?:'m| am)? (?:not able|unable|can(?:'|no)t)"
-    r"|I (?:won't|will not) be able to"
-    r"|(?:that|this) is not something I can (?:help|assist|answer))",
-    re.IGNORECASE,
-)
 
 JUDGE_METRICS: dict[str, str] = {
     "relevance": "judge_relevance",
@@ -49,10 +36,6 @@ JUDGE_METRICS: dict[str, str] = {
 }
 
 Mode = Literal["traffic", "replay", "champion_only"]
-
-
-def is_refusal(text: str | None) -> bool:
-    return bool(text) and REFUSAL_RE.search(text or "") is not None
 
 
 def prompt_key(prompt: str | None) -> str:

@@ -1,8 +1,11 @@
 """Applying one gate to one evidence summary: pass, fail, or missing (which never passes).
 
-Estimated metrics are compared by the unfavourable end of their confidence
-interval, never by their point value: a challenger passes "no worse than the
-champion by more than m" only if the worst value the interval allows is within m.
+Estimated metrics are compared by an end of their confidence interval, never by their
+point value. A `block_promotion` or `warn` gate reads the unfavourable end: a challenger
+passes "no worse than the champion by more than m" only if the worst value the interval
+allows is within m. A `rollback` gate reads the favourable end: a serving champion is
+rolled back only when even the best value the interval allows breaches the bound, so
+noise alone never moves production.
 """
 
 from __future__ import annotations
@@ -70,10 +73,9 @@ def assess_evidence(
 
 def estimate_name(gate: Gate) -> EstimateName:
     """Which estimate of a metric a gate reads."""
-    if gate.comparison == "ratio":
-        return "ratio"
-    if gate.comparison == "difference":
-        return "difference"
+    if gate.comparison in ("ratio", "difference"):
+        # Subject champion: the champion now against its own baseline window (production evidence).
+        return f"baseline_{gate.comparison}" if gate.subject == "champion" else gate.comparison  # type: ignore[return-value]
     return gate.subject
 
 
@@ -92,7 +94,14 @@ def _version_mismatch(
 ) -> str | None:
     """Why the summary is about other versions than the ones the gate must judge, if it is."""
     needs_challenger = estimate in ("challenger", "ratio", "difference")
-    needs_champion = estimate in ("champion", "ratio", "difference")
+    needs_champion = estimate in (
+        "champion",
+        "ratio",
+        "difference",
+        "baseline",
+        "baseline_ratio",
+        "baseline_difference",
+    )
     if needs_challenger and (challenger is None or summary.challenger_version != challenger):
         return f"evidence is for challenger {summary.challenger_version!r}, the challenger is {challenger!r}"
     if needs_champion and (champion is None or summary.champion_version != champion):
@@ -182,8 +191,10 @@ def evaluate_gate(
             return verdict("missing", f"needs a {gate.confidence:.0%} interval; the evidence's is {level:.0%}", est)
     lower = gate.direction == "lower_is_better"
     if est.has_interval and est.ci_low is not None and est.ci_high is not None:
-        compared = est.ci_high if lower else est.ci_low
-        what = f"{'upper' if lower else 'lower'} bound {compared:.4g}"
+        # Unfavourable end for gates that block or warn; favourable end for rollback (see the module doc).
+        upper = lower if gate.action != "rollback" else not lower
+        compared = est.ci_high if upper else est.ci_low
+        what = f"{'upper' if upper else 'lower'} bound {compared:.4g}"
     else:
         compared = est.value
         what = f"value {compared:.4g}"

@@ -18,7 +18,9 @@ Action = Literal["promote", "await_approval", "hold", "rollback", "no_op"]
 """What the decision asks for; only `promote` and `rollback` move an alias."""
 
 VerdictStatus = Literal["pass", "fail", "missing"]
-EstimateName = Literal["challenger", "champion", "model", "ratio", "difference"]
+EstimateName = Literal[
+    "challenger", "champion", "model", "ratio", "difference", "baseline", "baseline_ratio", "baseline_difference"
+]
 VersionStatus = Literal["evaluating", "gates_failed", "awaiting_approval", "promoted", "rolled_back", "rejected"]
 """Values of the `lockgate.status` model-version tag (DESIGN.md)."""
 
