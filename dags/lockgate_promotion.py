@@ -15,7 +15,7 @@ For each watched model (or the one named in the form) this DAG
 To approve: set the tags `lockgate.approval=approved` and `lockgate.approved_by=<your name>` on the
 challenger version in the MLflow UI, or run `lockgate approve MODEL VERSION --by NAME`.
 
-Runs whenever new evidence lands (the three evidence Assets) and every 30 minutes. Alias moves run in
+Runs whenever new evidence lands (the four evidence Assets) and every 30 minutes. Alias moves run in
 the one-slot pool `lockgate_promotion` and under a lock in lockgate's database, so two runs (or a run
 and the CLI) never move an alias twice.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from lockgate.assets import BENCHMARK, DRIFT, QUALITY
+from lockgate.assets import BENCHMARK, DRIFT, LIVE, QUALITY
 from lockgate.registry.approval_wait import AwaitApprovalOperator
 
 
@@ -36,7 +36,7 @@ from lockgate.registry.approval_wait import AwaitApprovalOperator
     doc_md=__doc__,
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("*/30 * * * *", timezone="UTC"),
-        assets=(BENCHMARK | DRIFT | QUALITY),
+        assets=(BENCHMARK | DRIFT | QUALITY | LIVE),
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

@@ -10,5 +10,6 @@ from airflow.sdk import Asset
 BENCHMARK = Asset(uri="lockgate://evidence/benchmark", name="lockgate_benchmark_summary", group="lockgate")
 DRIFT = Asset(uri="lockgate://evidence/drift", name="lockgate_drift_summary", group="lockgate")
 QUALITY = Asset(uri="lockgate://evidence/quality", name="lockgate_quality_summary", group="lockgate")
+LIVE = Asset(uri="lockgate://evidence/live", name="lockgate_live_summary", group="lockgate")
 
-EVIDENCE_ASSETS = (BENCHMARK, DRIFT, QUALITY)
+EVIDENCE_ASSETS = (BENCHMARK, DRIFT, QUALITY, LIVE)

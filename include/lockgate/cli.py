@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--current-days", type=float, default=1)
     seed.add_argument("--champion-version", default="1")
     seed.add_argument("--challenger-version", default=None, help="adds canary traffic for this version")
+    seed.add_argument(
+        "--previous-champion-version",
+        default=None,
+        help="the reference period is this version's traffic beside the champion's canary",
+    )
     seed.add_argument("--canary-share", type=float, default=0.3)
     seed.add_argument("--topic-drift", type=float, default=0.0)
     seed.add_argument("--prompt-length-factor", type=float, default=1.0)
@@ -117,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     # jobs, runnable without Airflow
     run = sub.add_parser("run", help="Run one job once, without Airflow (for debugging).")
     run_sub = run.add_subparsers(dest="job", required=True, metavar="JOB")
-    for job in ("benchmark", "drift", "quality", "promotion"):
+    for job in ("benchmark", "drift", "quality", "live", "promotion"):
         p = _add(run_sub, job, f"lockgate.jobs.{job}:cmd_run", f"Run the {job} job once.")
         p.add_argument("--model", default="lockgate-demo")
         p.add_argument("--dry-run", action="store_true", help="promotion: decide but move nothing")
@@ -132,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--scenario",
         default="healthy",
-        choices=["healthy", "latency-regression", "quality-regression", "input-drift"],
+        help="healthy, latency-regression, quality-regression, input-drift, live-latency-regression, "
+        "champion-collapse (an unknown name is refused with the list)",
     )
     demo.add_argument("--approve", action=argparse.BooleanOptionalAction, default=True)
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")

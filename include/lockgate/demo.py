@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from lockgate.scenarios import Scenario, get_scenario
 log = logging.getLogger(__name__)
 
 DEMO_MODEL = "lockgate-demo"
-EVIDENCE_DAGS = ("lockgate_benchmark", "lockgate_drift", "lockgate_quality")
+EVIDENCE_DAGS = ("lockgate_benchmark", "lockgate_drift", "lockgate_quality", "lockgate_live")
 # The demo approves between two promotion runs, so the first run must not wait for the approval.
 PROMOTION_CONF = {"model": DEMO_MODEL, "approval_wait_minutes": 0}
 
@@ -60,6 +61,8 @@ class DemoResult:
     def as_expected(self) -> bool:
         if self.expected == "promote":
             return self.champion_after != self.champion_before and self.final_action == "promote"
+        if self.expected == "rollback":
+            return self.champion_after != self.champion_before and self.final_action == "rollback"
         return self.champion_after == self.champion_before and bool(self.stopped_by)
 
 
@@ -104,17 +107,24 @@ def reset_demo_model(model_name: str, logs_url: str, reports_dir: Path) -> None:
     table = create_schema(engine)
     with engine.begin() as conn:
         conn.execute(table.delete().where(table.c.model_name == model_name))
-    for kind in ("benchmark", "drift", "quality"):
+    for kind in ("benchmark", "drift", "quality", "live"):
         latest = reports_dir / kind / model_name / "latest.json"
         latest.unlink(missing_ok=True)
 
 
-def build_and_register(home: Path, scenario: Scenario, model_name: str) -> tuple[str, str]:
-    """Champion (2 layers x 64) and the scenario's challenger, registered with their aliases."""
+def build_and_register(home: Path, scenario: Scenario, model_name: str) -> tuple[str, str, str | None]:
+    """Champion (2 layers x 64) and the scenario's challenger (and previous champion), registered with
+    their aliases. Returns (champion, challenger, previous_champion)."""
     from lockgate.models import build_tiny_model, register_model
     from lockgate.registry.adapter import ModelRegistry
 
     models = home / "demo" / "models"
+    previous = None
+    if scenario.previous_champion:
+        previous = register_model(
+            model_name, build_tiny_model(models / "previous-champion", seed=3), alias="previous_champion"
+        )
+        ModelRegistry().set_tags(model_name, previous, {"lockgate.status": "promoted"})
     champion_dir = build_tiny_model(models / "champion", seed=1)
     challenger_dir = build_tiny_model(
         models / f"challenger-{scenario.name}",
@@ -125,10 +135,14 @@ def build_and_register(home: Path, scenario: Scenario, model_name: str) -> tuple
     champion = register_model(model_name, champion_dir, alias="champion")
     ModelRegistry().set_tags(model_name, champion, {"lockgate.status": "promoted"})
     challenger = register_model(model_name, challenger_dir, alias="challenger")
-    return champion, challenger
+    return champion, challenger, previous
 
 
-def seed_demo_logs(logs_url: str, scenario: Scenario, champion: str, challenger: str, model_name: str) -> int:
+def seed_demo_logs(
+    logs_url: str, scenario: Scenario, champion: str, challenger: str, model_name: str, previous: str | None = None
+) -> tuple[int, datetime]:
+    """Seed the scenario's traffic; returns the rows offered and when the current day begins (the
+    champion's promotion time in the story: the week before is its baseline)."""
     from lockgate.logs.commands import spec_from_args
     from lockgate.logs.db import check_connection, make_engine
     from lockgate.logs.synthetic import seed_logs
@@ -138,12 +152,15 @@ def seed_demo_logs(logs_url: str, scenario: Scenario, champion: str, challenger:
         model=model_name,
         scenario=scenario.name,
         reference_rows=2000,
-        current_rows=1200,
+        # 30% canary traffic gives ~1,200 challenger requests: enough for the production evidence's
+        # intervals to resolve its gates (live.min_requests is 200).
+        current_rows=4000,
         current_end=None,
         reference_days=7,
         current_days=1,
         champion_version=champion,
         challenger_version=challenger,
+        previous_champion_version=previous,
         canary_share=0.3,
         topic_drift=0.0,
         prompt_length_factor=1.0,
@@ -157,7 +174,8 @@ def seed_demo_logs(logs_url: str, scenario: Scenario, champion: str, challenger:
     )
     engine = make_engine(logs_url)
     check_connection(engine)
-    return seed_logs(engine, spec_from_args(args), load_policy().logs)
+    spec = spec_from_args(args)
+    return seed_logs(engine, spec, load_policy().logs), spec.current_start
 
 
 def latest_decisions(logs_url: str, model_name: str, since_id: int = 0) -> list[dict[str, Any]]:
@@ -256,9 +274,16 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
 
         reset_demo_model(DEMO_MODEL, logs_url, reports_dir)
         _say("building and registering two model versions")
-        champion, challenger = build_and_register(home, scenario, DEMO_MODEL)
-        _say(f"champion = version {champion}, challenger = version {challenger}")
-        rows = seed_demo_logs(logs_url, scenario, champion, challenger, DEMO_MODEL)
+        champion, challenger, previous = build_and_register(home, scenario, DEMO_MODEL)
+        _say(
+            f"champion = version {champion}, challenger = version {challenger}"
+            + (f", previous_champion = version {previous}" if previous else "")
+        )
+        rows, promoted_at = seed_demo_logs(logs_url, scenario, champion, challenger, DEMO_MODEL, previous)
+        from lockgate.registry.adapter import ModelRegistry
+
+        # The story: the champion was promoted as the current day began; the week before is its baseline.
+        ModelRegistry().set_tags(DEMO_MODEL, champion, {"lockgate.promoted_at": promoted_at.isoformat()})
         _say(f"seeded {rows} log rows (reference week + current day with 30% canary traffic)")
 
         since = _max_decision_id(logs_url, DEMO_MODEL)
@@ -295,7 +320,8 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
             result.stopped_by = [
                 v["gate"]
                 for v in last.get("verdicts", [])
-                if v["action"] == "block_promotion" and v["status"] != "pass"
+                if (v["action"] == "block_promotion" and v["status"] != "pass")
+                or (v["action"] == "rollback" and v["status"] == "fail")
             ]
         result.reports = _reports(logs_url, DEMO_MODEL)
         _print_summary(result, airflow_url, scenario)

@@ -17,16 +17,21 @@ def spec_from_args(args: argparse.Namespace) -> TrafficSpec:
     length = args.prompt_length_factor
     latency = args.latency_factor
     degradation = args.quality_degradation
+    ttft = tpot = None
+    champion_degradation = 0.0
+    previous = getattr(args, "previous_champion_version", None)
     if args.scenario:
         sc = get_scenario(args.scenario)
         topic_drift, length = sc.topic_drift, sc.prompt_length_factor
         latency, degradation = sc.challenger_latency_factor, sc.challenger_quality_degradation
+        ttft, tpot = sc.challenger_ttft_factor, sc.challenger_tpot_factor
+        champion_degradation = sc.champion_quality_degradation
     end = datetime.fromisoformat(args.current_end) if args.current_end else datetime.now(UTC)
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
     # Round so that seeding twice within the same hour writes the same rows.
     end = end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    champion = VersionTraffic(args.champion_version)
+    champion = VersionTraffic(args.champion_version, quality_degradation=champion_degradation)
     current = [champion]
     if args.challenger_version:
         champion.share = 1 - args.canary_share
@@ -36,8 +41,17 @@ def spec_from_args(args: argparse.Namespace) -> TrafficSpec:
                 args.challenger_version,
                 share=args.canary_share,
                 latency_factor=latency,
+                ttft_factor=ttft,
+                tpot_factor=tpot,
                 quality_degradation=degradation,
             ),
+        ]
+    # With a previous champion, the reference week is its traffic beside the champion's canary.
+    reference = [VersionTraffic(args.champion_version)]
+    if previous:
+        reference = [
+            VersionTraffic(previous, share=1 - args.canary_share),
+            VersionTraffic(args.champion_version, share=args.canary_share),
         ]
     return TrafficSpec(
         model_name=args.model,
@@ -46,7 +60,7 @@ def spec_from_args(args: argparse.Namespace) -> TrafficSpec:
         current_days=args.current_days,
         reference_rows=args.reference_rows,
         current_rows=args.current_rows,
-        reference_versions=[VersionTraffic(args.champion_version)],
+        reference_versions=reference,
         current_versions=current,
         rag_share=args.rag_share,
         topic_drift=topic_drift,

@@ -164,6 +164,20 @@ class VersionTraffic:
     quality_degradation: float = 0.0  # share of answers that are off-topic or refusals
     error_rate: float = 0.01
     timeout_rate: float = 0.005
+    # Production latency of this version on the serving stack (what the live evidence reads): time to
+    # first token and time per output token scale separately; None follows `latency_factor`.
+    ttft_factor: float | None = None
+    tpot_factor: float | None = None
+    # Share of prompt tokens served from the KV/prefix cache (reported in metadata.usage as vLLM does).
+    cache_hit_rate: float = 0.35
+
+    @property
+    def ttft_scale(self) -> float:
+        return self.latency_factor if self.ttft_factor is None else self.ttft_factor
+
+    @property
+    def tpot_scale(self) -> float:
+        return self.latency_factor if self.tpot_factor is None else self.tpot_factor
 
 
 @dataclass
@@ -263,11 +277,13 @@ def _make_row(
 
     prompt_tokens = _tokens(prompt) + (_tokens(context) if context else 0) + 24  # system prompt
     completion_tokens = _tokens(response) if response else 0
-    ttft = rng.lognormvariate(math.log(40 + 0.4 * prompt_tokens), 0.25) * vt.latency_factor
-    tpot = rng.lognormvariate(math.log(18), 0.15) * vt.latency_factor
+    ttft = rng.lognormvariate(math.log(40 + 0.4 * prompt_tokens), 0.25) * vt.ttft_scale
+    tpot = rng.lognormvariate(math.log(18), 0.15) * vt.tpot_scale
     latency = ttft + tpot * completion_tokens + rng.uniform(2, 8)
     if status == "timeout":
         latency = 30_000.0
+    # Its own stream: the main one stays as it was, so seeded traffic of earlier versions is unchanged.
+    cached = min(1.0, max(0.0, random.Random(f"{spec.seed}-{period}-{index}").gauss(vt.cache_hit_rate, 0.1)))
     feedback = None
     if status == "ok" and rng.random() < 0.2:
         bad = response in REFUSALS or response in OFF_TOPIC
@@ -287,7 +303,14 @@ def _make_row(
         "completion_tokens": completion_tokens,
         "status": status,
         "feedback": feedback,
-        "metadata": json.dumps({"topic": topic, "rag": context is not None, "region": rng.choice(["eu", "us"])}),
+        "metadata": json.dumps(
+            {
+                "topic": topic,
+                "rag": context is not None,
+                "region": rng.choice(["eu", "us"]),
+                "usage": {"prompt_tokens_details": {"cached_tokens": round(prompt_tokens * cached)}},
+            }
+        ),
     }
 
 

@@ -6,8 +6,9 @@ Order of precedence:
 
 1. Rollback gates check the champion. One that *fails* (missing evidence never triggers a
    rollback) with a `previous_champion` to go back to gives `rollback`, whatever the challenger.
-2. No challenger, or the challenger already is the champion: `no_op` (or `hold` when the
-   champion breaches a rollback gate and there is nowhere to roll back to).
+   Without one the decision is `hold` with an alert naming the degraded metrics and "no
+   rollback target", whatever the challenger (its canary was compared with a degraded champion).
+2. No challenger, or the challenger already is the champion: `no_op`.
 3. Any `block_promotion` gate that does not pass (fail or missing): `hold`.
    `warn` gates are reported and never block.
 4. Every blocking gate passes: the approval decides. Not required or approved by a listed
@@ -204,7 +205,12 @@ def decide_promotion(inputs: PromotionInputs, model_policy: WatchedModel, now: d
                 verdicts=rb_verdicts,
             )
         stuck = True
-        reasons.append(f"champion {champion} breaches rollback gate(s) {names}, and there is no previous_champion")
+        metrics = ", ".join(sorted({v.metric for v in breaches}))
+        reasons.append(
+            f"ALERT: champion {champion} is degraded ({metrics}: rollback gate(s) {names}) and there is "
+            "no rollback target (no previous_champion)"
+        )
+        reasons.extend(_summary_line(v) for v in breaches)
 
     # 2. is there anything to promote?
     if challenger is None or challenger == champion:
@@ -218,6 +224,17 @@ def decide_promotion(inputs: PromotionInputs, model_policy: WatchedModel, now: d
     # 3. the challenger's gates
     promo_verdicts = apply([g for g in model_policy.gates if g.action != "rollback"])
     verdicts = [*promo_verdicts, *rb_verdicts]
+    if stuck:
+        # A canary compared with a degraded champion clears a lowered bar: nothing is promoted on it.
+        return build(
+            "hold",
+            subject_version=challenger,
+            reasons=[
+                *reasons,
+                f"challenger {challenger} is not promoted while the champion it is compared with is degraded",
+            ],
+            verdicts=verdicts,
+        )
     blocking = [v for v in promo_verdicts if v.blocks]
     warnings = [v for v in promo_verdicts if v.action == "warn" and v.status != "pass"]
     reasons.extend(f"warning: {_summary_line(v)}" for v in warnings)

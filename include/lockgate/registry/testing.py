@@ -116,6 +116,8 @@ def passing_evidence(
     relevance_difference: float = 0.0,
     drift_share: float = 0.1,
     champion_error_rate: float = 0.01,
+    live_ttft_ratio: float = 1.0,
+    champion_relevance_difference: float = 0.0,
     tag: str = "",
 ) -> dict[EvidenceKind, EvidenceSummary]:
     """Summaries for the shipped gates; the keyword arguments move a metric across its gate.
@@ -166,7 +168,27 @@ def passing_evidence(
         sample_sizes=sizes,
         **common,
     )
-    return {"benchmark": bench, "drift": drift, "quality": quality}
+    live = EvidenceSummary(
+        kind="live",
+        metrics={
+            "ttft_ms_p90": MetricEvidence(
+                challenger=_est(80.0 * live_ttft_ratio, 2.0),
+                champion=_est(80.0, 2.0),
+                ratio=_est(live_ttft_ratio, 0.03),
+                baseline=_est(80.0, 2.0),
+                baseline_ratio=_est(1.0, 0.03),
+            ),
+            "tpot_ms_p50": MetricEvidence(ratio=_est(1.0, 0.02), baseline_ratio=_est(1.0, 0.02)),
+            "error_rate": MetricEvidence(difference=_est(0.0, 0.005), baseline_difference=_est(0.0, 0.005)),
+            "refusal_rate": MetricEvidence(difference=_est(0.0, 0.01), baseline_difference=_est(0.0, 0.01)),
+            "relevance": MetricEvidence(
+                difference=_est(0.0, 0.02), baseline_difference=_est(champion_relevance_difference, 0.02)
+            ),
+        },
+        sample_sizes=sizes,
+        **common,
+    )
+    return {"benchmark": bench, "drift": drift, "quality": quality, "live": live}
 
 
 def write_evidence(reports_dir: Path, summaries: dict[EvidenceKind, EvidenceSummary]) -> dict[EvidenceKind, Path]:
