@@ -492,12 +492,12 @@ class LiveConfig(_Strict):
         200, ge=10, description="Fewer requests for a version in the window: its live evidence is missing."
     )
     sample_size: int = Field(
-        3000, ge=100, description="Requests per version sampled (deterministically) for the intervals."
+        2000, ge=100, description="Requests per version sampled (deterministically) for the intervals."
     )
     relevance_sample_size: int = Field(
         300, ge=0, description="Answered requests per version whose prompt and answer MiniLM embeds (0: off)."
     )
-    strata: int = Field(4, ge=1, le=20, description="Prompt-length strata (quantiles of prompt_tokens, pooled).")
+    strata: int = Field(8, ge=1, le=20, description="Prompt-length strata (quantiles of prompt_tokens, pooled).")
     bootstrap_resamples: int = Field(1000, ge=200, le=100_000)
     baseline_days: float = Field(
         7, gt=0, description="The champion's baseline: this many days before its promotion (trailing without one)."

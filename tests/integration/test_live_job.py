@@ -1,8 +1,8 @@
 """The production evidence job end to end: seeded traffic in the real PostgreSQL, an MLflow registry on
 SQLite (stub versions with aliases), the shipped policy's live gates, and the decision engine.
 
-Each model is one story: 10,000 current requests with 30% canary traffic (3,000 canary requests),
-and a reference week before the champion's promotion.
+Each model is one story: a current day with 30% canary traffic (3,000 canary requests where the
+issue's thresholds are checked, 1,200 elsewhere), and a reference week before the champion's promotion.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def _spec(
         reference_start=START,
         reference_days=7,
         current_days=1,
-        reference_rows=3000,
-        current_rows=10_000,
+        reference_rows=1500,
+        current_rows=4000,
         reference_versions=[VersionTraffic("1")],
         current_versions=current,
         malformed_rate=0.01,
@@ -56,11 +56,11 @@ def _canary(**kw) -> VersionTraffic:
 
 SPECS = {
     "healthy": _spec("healthy", _canary()),
-    "ttft-20": _spec("ttft-20", _canary(ttft_factor=1.2)),
-    "ttft-3": _spec("ttft-3", _canary(ttft_factor=1.03)),
+    "ttft-20": _spec("ttft-20", _canary(ttft_factor=1.2), current_rows=10_000),
+    "ttft-3": _spec("ttft-3", _canary(ttft_factor=1.03), current_rows=10_000),
     "thin": _spec("thin", _canary(), current_rows=500),
     # The canary gets much longer prompts than the champion: raw TTFT looks worse, like for like it is not.
-    "mix": _spec("mix", _canary(), prompt_length_factor=1.0),
+    "mix": _spec("mix", _canary(), current_rows=10_000),
     "collapse": _spec("collapse", _canary(), champion=VersionTraffic("1", share=0.7, quality_degradation=0.6)),
     "collapse-alone": _spec(
         "collapse-alone", _canary(), champion=VersionTraffic("1", share=0.7, quality_degradation=0.6)
@@ -109,17 +109,15 @@ def _renumber(spec: TrafficSpec, state) -> TrafficSpec:
 
 
 def _lengthen_canary_prompts(engine, model: str) -> None:
-    """Give the canary of `model` a traffic mix of long prompts, with TTFT as the serving stack would show it."""
+    """Skew the canary of `model` towards long prompts (most of its short ones are gone), as a router
+    that sends long-context traffic to the canary would: same latency per prompt length, another mix."""
     import sqlalchemy as sa
 
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "UPDATE inference_logs SET prompt_tokens = prompt_tokens + 300, "
-                "ttft_ms = ttft_ms * (160 + 0.4 * prompt_tokens) / (40 + 0.4 * prompt_tokens), "
-                "latency_ms = latency_ms + ttft_ms * (120 / (40 + 0.4 * prompt_tokens)) "
-                "WHERE model_name = :m AND model_version = '2' AND ts >= :s AND status = 'ok' "
-                "AND abs(hashtext(request_id)) % 10 < 6"
+                "DELETE FROM inference_logs WHERE model_name = :m AND model_version = '2' AND ts >= :s "
+                "AND prompt_tokens < 90 AND abs(hashtext(request_id)) % 10 < 9"
             ),
             {"m": model, "s": CURRENT[0]},
         )
@@ -199,9 +197,10 @@ def test_traffic_mix_is_controlled_by_prompt_length_strata(runs) -> None:
     s = runs["mix"]
     canary = s.details["canary"]["metrics"]["ttft_ms_p90"]
     raw, strat = canary["raw"]["compared"], canary["stratified"]["compared"]
-    assert raw["low"] > 1.10  # the raw comparison blames the canary for its longer prompts
-    assert strat["low"] < 1.0 < strat["high"] * 1.05  # like for like it is as fast as the champion
-    assert _verdict(s, "mix", "live_ttft_regression").status == "pass"  # the gate reads the stratified one
+    assert raw["value"] > 1.06  # read raw, the canary looks slower for its longer prompts
+    assert strat["low"] < 1.0 < strat["high"]  # like for like it is as fast as the champion
+    verdict = _verdict(s, "mix", "live_ttft_regression")
+    assert verdict.status == "pass" and verdict.value == pytest.approx(strat["value"])  # gates read stratified
 
 
 def test_requests_needed_is_computed_for_resolved_gates(runs) -> None:

@@ -133,7 +133,7 @@ def requests_needed_by_gate(
                 else "no estimate"
             )
         else:
-            needed = requests_needed(est.value, est.ci_low, est.ci_high, canary_requests, limit, gate.comparison)  # type: ignore[arg-type]
+            needed = requests_needed(est.value, est.ci_low, est.ci_high, canary_requests, limit, gate.comparison)
             note = "resolved now" if needed is not None and needed <= canary_requests else "to resolve the threshold"
         rows.append(
             {
@@ -148,52 +148,23 @@ def requests_needed_by_gate(
     return rows
 
 
-def _group(
-    engine: Any,
-    policy: Policy,
-    model_name: str,
-    window: Window,
-    label: str,
-    version: str,
-    counts: VersionCounts,
-    cached: Any,
-    embed_relevance: bool,
-) -> Group:
-    from lockgate.logs.aggregates import sample_requests
-
-    cfg = policy.live
-    sample = sample_requests(
-        engine,
-        model_name,
-        window,
-        version,
-        cfg.sample_size,
-        policy.statistics.seed,
-        policy.logs,
-        cached,
-        with_text=cfg.relevance_sample_size if embed_relevance else 0,
-    )
-    group = Group(label, version, counts, sample)
-    if embed_relevance and cfg.relevance_sample_size > 0:
-        group.relevance, group.relevance_prompt_tokens = _relevance(sample, policy)
-    return group
-
-
-def _relevance(sample: list[dict[str, Any]], policy: Policy) -> tuple[np.ndarray, np.ndarray]:
-    """MiniLM cosine of each (redacted) prompt and its answer, and the prompt lengths of those rows."""
+def _relevance(rows: list[dict[str, Any]], policy: Policy) -> None:
+    """MiniLM cosine of each (redacted) prompt and its answer, set as the rows' `relevance`."""
     from lockgate.embeddings import cosine_similarities, embed_texts
     from lockgate.logs.redaction import Redactor
 
-    rows = [r for r in sample if r.get("response")]
+    rows = [r for r in rows if r.get("response")]
     if not rows:
-        return np.zeros(0), np.zeros(0)
+        return
     redact = Redactor(policy.redaction)
     prompts = [redact(r["prompt"]) or "" for r in rows]
     answers = [redact(r["response"]) or "" for r in rows]
     vectors = embed_texts(prompts + answers)
     sims = cosine_similarities(vectors[: len(rows)], vectors[len(rows) :])
-    lengths = np.array([float(r.get("prompt_tokens") or 0) for r in rows])
-    return np.asarray(sims, dtype=np.float64), lengths
+    for r, sim in zip(rows, sims, strict=True):
+        r["relevance"] = float(sim)
+        # the texts were only needed for the embedding; nothing downstream keeps them
+        del r["prompt"], r["response"]
 
 
 def read_inputs(
@@ -206,63 +177,61 @@ def read_inputs(
     *,
     embed_relevance: bool = True,
 ) -> LiveInputs:
-    """Every query of the job: quarantine, exact counts and percentiles in SQL, the bounded samples."""
+    """Every query of the job. Per window, three passes: the bounded samples of every version, the exact
+    counts (rows, quarantine, each stratification), and (PostgreSQL) the exact percentiles."""
     from lockgate.logs.aggregates import (
-        cached_tokens_expr,
+        attach_texts,
         physical_columns,
-        quarantine_counts,
-        version_counts,
+        resolve_cached_tokens,
+        sample_versions,
+        window_counts,
         window_quantiles,
     )
     from lockgate.logs.db import make_engine
-    from lockgate.logs.sampling import model_versions_in_window
-    from lockgate.logs.schema import log_table
     from lockgate.settings import resolve_logs_db_url
 
     cfg, logs = policy.live, policy.logs
+    seed = policy.statistics.seed
     engine = make_engine(resolve_logs_db_url(get_settings()))
     try:
-        columns = physical_columns(engine, logs)
-        table = log_table(logs)
-        cached = cached_tokens_expr(engine, table, logs, columns)
-        cache_source = None
-        if cached is not None:
-            cache_source = (
-                f"column {logs.columns.cached_tokens}"
-                if logs.columns.cached_tokens in columns
-                else f"metadata key {logs.cached_tokens_metadata_key}"
-            )
+        cached = resolve_cached_tokens(engine, logs, physical_columns(engine, logs))
         baseline = resolve_reference(ChampionBaselineWindow(days=cfg.baseline_days), current.window, promoted_at)
-        window_rows = model_versions_in_window(engine, model_name, current.window, logs)
-        quarantined = quarantine_counts(engine, model_name, current.window, logs)
-        seed = policy.statistics.seed
+        has_canary = challenger is not None and challenger != champion
+        versions = [v for v in (champion, challenger if has_canary else None) if v]
+        current_samples = sample_versions(
+            engine, model_name, current.window, versions, cfg.sample_size, seed, logs, cached
+        )
+        base_samples = (
+            sample_versions(engine, model_name, baseline.window, [champion], cfg.sample_size, seed, logs, cached)
+            if champion
+            else {}
+        )
 
-        def group(window: Window, label: str, version: str, cutoffs: list[float]) -> Group:
-            counts = version_counts(engine, model_name, window, [version], cutoffs, logs, cached)[version]
-            return _group(engine, policy, model_name, window, label, version, counts, cached, embed_relevance)
+        def lengths(rows: list[dict[str, Any]]) -> list[float]:
+            return [float(r["prompt_tokens"] or 0) for r in rows]
+
+        champ_rows = current_samples.get(champion or "", [])
+        chall_rows = current_samples.get(challenger or "", []) if has_canary else []
+        base_rows = base_samples.get(champion or "", [])
+        canary_cut = stratum_cutoffs(lengths(champ_rows) + lengths(chall_rows), cfg.strata) if has_canary else []
+        base_cut = stratum_cutoffs(lengths(champ_rows) + lengths(base_rows), cfg.strata)
+        counts = window_counts(engine, model_name, current.window, [canary_cut, base_cut], logs, cached)
+        base_counts = window_counts(engine, model_name, baseline.window, [base_cut], logs, cached)
+        if embed_relevance and cfg.relevance_sample_size > 0:
+            for rows in (champ_rows, chall_rows, base_rows):
+                _relevance(attach_texts(engine, rows, cfg.relevance_sample_size, logs), policy)
+
+        def group(label: str, version: str, vc: dict[str, VersionCounts], rows: list[dict[str, Any]]) -> Group:
+            return Group(label, version, vc.get(version, VersionCounts(version)), rows)
 
         champ = chall = base = None
         champ_counts_b: VersionCounts | None = None
-        canary_cut: list[float] = []
-        base_cut: list[float] = []
         if champion is not None:
-            # Cut points come from the pooled prompt lengths of both groups' samples (one light query each).
-            from lockgate.logs.aggregates import sample_requests
-
-            def lengths(window: Window, version: str) -> list[float]:
-                rows = sample_requests(engine, model_name, window, version, cfg.sample_size, seed, logs, None)
-                return [float(r["prompt_tokens"] or 0) for r in rows]
-
-            champ_len = lengths(current.window, champion)
-            if challenger is not None and challenger != champion:
-                canary_cut = stratum_cutoffs(champ_len + lengths(current.window, challenger), cfg.strata)
-                chall = group(current.window, "challenger", challenger, canary_cut)
-            base_cut = stratum_cutoffs(champ_len + lengths(baseline.window, champion), cfg.strata)
-            champ = group(current.window, "champion", champion, canary_cut)
-            base = group(baseline.window, "baseline", champion, base_cut)
-            champ_counts_b = version_counts(engine, model_name, current.window, [champion], base_cut, logs, cached)[
-                champion
-            ]
+            champ = group("champion", champion, counts.by_cutoffs[0], champ_rows)
+            champ_counts_b = counts.by_cutoffs[1].get(champion, VersionCounts(champion))
+            base = group("baseline", champion, base_counts.by_cutoffs[0], base_rows)
+            if has_canary and challenger is not None:
+                chall = group("challenger", challenger, counts.by_cutoffs[0], chall_rows)
         return LiveInputs(
             current=current.window,
             current_mode=current.mode,
@@ -273,15 +242,13 @@ def read_inputs(
             baseline_group=base,
             canary_cutoffs=canary_cut,
             baseline_cutoffs=base_cut,
-            window_rows=window_rows,
-            quarantined=quarantined,
-            window_quantiles=window_quantiles(
-                engine, model_name, current.window, [v for v in (champion, challenger) if v], logs
-            ),
+            window_rows=counts.rows_by_version,
+            quarantined=counts.quarantined,
+            window_quantiles=window_quantiles(engine, model_name, current.window, versions, logs),
             baseline_quantiles=window_quantiles(
                 engine, model_name, baseline.window, [champion] if champion else [], logs
             ),
-            cache_source=cache_source,
+            cache_source=cached.source,
             champion_counts_baseline_strata=champ_counts_b,
         )
     finally:
@@ -324,9 +291,7 @@ def evaluate(
         problems["baseline"] = f"{n} champion requests in its baseline window, live.min_requests is {cfg.min_requests}"
     else:
         counts = inputs.champion_counts_baseline_strata or champ.counts
-        champ_b = Group(
-            champ.label, champ.version, counts, champ.sample, champ.relevance, champ.relevance_prompt_tokens
-        )
+        champ_b = Group(champ.label, champ.version, counts, champ.sample)
         baseline = compare_groups(
             champ_b,
             base,
@@ -435,7 +400,7 @@ def run_live(
         "champion_vs_baseline": comparison_details(baseline),
         "min_requests": policy.live.min_requests,
         "relevance_rows": {
-            g.label: int(g.relevance.size)
+            g.label: g.relevance_rows
             for g in (inputs.champion, inputs.challenger, inputs.baseline_group)
             if g is not None
         },

@@ -17,15 +17,17 @@ from typing import Any, Literal
 import numpy as np
 
 from lockgate.live.stats import (
-    Cells,
     FloatArray,
+    IntArray,
     Interval,
+    Resampled,
     assign_strata,
-    compare_bootstrap,
-    compare_quantiles,
-    make_cells,
+    difference_interval,
     newcombe_difference,
+    percentile_interval,
     pooled_weights,
+    ratio_interval,
+    resampled,
     standardized_rate,
 )
 from lockgate.logs.aggregates import StratumCounts, VersionCounts
@@ -59,7 +61,7 @@ RATE_METRICS: dict[str, tuple[str, str, str]] = {
     "error_rate": ("errors", "requests", "share of requests with status error"),
     "timeout_rate": ("timeouts", "requests", "share of requests with status timeout"),
     "empty_response_rate": ("empty", "requests", "share of requests answered ok with an empty response"),
-    "refusal_rate": ("refusals", "answered", "share of answers that decline (phrase detector)"),
+    "refusal_rate": ("refusals", "answered", "share of sampled answers that decline (phrase detector)"),
     "negative_feedback_rate": ("negative", "rated", "share of rated requests with feedback -1"),
 }
 
@@ -79,16 +81,22 @@ class Group:
     label: str
     version: str
     counts: VersionCounts
-    sample: list[dict[str, Any]]
-    relevance: FloatArray = field(default_factory=lambda: np.zeros(0))
-    relevance_prompt_tokens: FloatArray = field(default_factory=lambda: np.zeros(0))
+    sample: list[dict[str, Any]]  # a `relevance` key where MiniLM scored the answer
+    _columns: dict[str, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def requests(self) -> int:
         return int(self.counts.total("requests"))
 
+    @property
+    def relevance_rows(self) -> int:
+        return int(np.isfinite(self.column("relevance")).sum())
+
     def column(self, name: str) -> FloatArray:
-        return np.array([_num(r.get(name)) for r in self.sample], dtype=np.float64)
+        cached = self._columns.get(name)
+        if cached is None:
+            cached = self._columns[name] = np.array([_num(r.get(name)) for r in self.sample], dtype=np.float64)
+        return cached
 
     def variable(self, name: str) -> FloatArray:
         """Per-request values of a latency variable (NaN where it is not defined)."""
@@ -151,14 +159,36 @@ def _counts_by_stratum(group: Group) -> dict[int, int]:
     return {s: c.requests for s, c in group.counts.strata.items()}
 
 
-def _rate(group: Group, num: str, den: str, weights: Mapping[int, float], confidence: float) -> Any:
-    succ = {s: int(getattr(c, num)) for s, c in group.counts.strata.items()}
-    tot = {s: int(getattr(c, den)) for s, c in group.counts.strata.items()}
-    return standardized_rate(succ, tot, weights, confidence)
+def _stratum_counts(group: Group, num: str, den: str, strata: IntArray | None) -> tuple[dict[int, int], dict[int, int]]:
+    """Successes and trials per stratum: exact window counts from SQL, or, for the refusal rate (a text
+    pattern, too costly over every row), counts over the bounded sample."""
+    if num != "refusals":
+        return (
+            {s: int(getattr(c, num)) for s, c in group.counts.strata.items()},
+            {s: int(getattr(c, den)) for s, c in group.counts.strata.items()},
+        )
+    succ: dict[int, int] = {}
+    tot: dict[int, int] = {}
+    labels = strata if strata is not None else np.zeros(len(group.sample), dtype=np.int64)
+    for row, s in zip(group.sample, labels.tolist(), strict=True):
+        if row.get("answered"):
+            tot[s] = tot.get(s, 0) + 1
+            succ[s] = succ.get(s, 0) + int(bool(row.get("refused")))
+    return succ, tot
 
 
-def _rate_side(a: Group, b: Group, num: str, den: str, weights: Mapping[int, float], confidence: float) -> Side:
-    ra, rb = _rate(a, num, den, weights, confidence), _rate(b, num, den, weights, confidence)
+def _rate_side(
+    a: Group,
+    b: Group,
+    num: str,
+    den: str,
+    weights: Mapping[int, float],
+    confidence: float,
+    strata: tuple[IntArray, IntArray] | None = None,
+) -> Side:
+    sa_, sb_ = strata if strata is not None else (None, None)
+    ra = standardized_rate(*_stratum_counts(a, num, den, sa_), weights, confidence)
+    rb = standardized_rate(*_stratum_counts(b, num, den, sb_), weights, confidence)
     d, lo, hi = newcombe_difference(ra, rb)
     return Side(
         Interval(ra.value, ra.low, ra.high, ra.n),
@@ -175,20 +205,40 @@ def _one_stratum(group: Group) -> dict[int, StratumCounts]:
     return {0: merged}
 
 
-def _bootstrap_side(a_cells: Cells, b_cells: Cells, kind: Any, resamples: int, conf: float, seed: int) -> Side:
-    """Means and ratios of sums, compared as a difference."""
-    if a_cells.n < 2 or b_cells.n < 2:
-        return Side(None, None, None)
-    ia, ib, _, diff = compare_bootstrap(a_cells, b_cells, kind, resamples, conf, seed)
-    return Side(ia, ib, diff)
+@dataclass(frozen=True)
+class _Pair:
+    """Both groups resampled under one stratification."""
 
+    a: Resampled
+    b: Resampled
 
-def _quantile_sides(
-    a_cells: Cells, b_cells: Cells, qs: Sequence[float], resamples: int, conf: float, seed: int
-) -> list[Side]:
-    if a_cells.n < 2 or b_cells.n < 2:
-        return [Side(None, None, None) for _ in qs]
-    return [Side(ia, ib, ratio) for ia, ib, ratio in compare_quantiles(a_cells, b_cells, qs, resamples, conf, seed)]
+    def quantile_sides(self, ga: Group, gb: Group, var: str, qs: list[float], conf: float) -> list[Side]:
+        xa, xb = ga.variable(var), gb.variable(var)
+        pa, da, na = self.a.quantiles(xa, qs)
+        pb, db, nb = self.b.quantiles(xb, qs)
+        if na < 2 or nb < 2:
+            return [Side(None, None, None) for _ in qs]
+        return [
+            Side(
+                percentile_interval(float(pa[i]), da[i], conf, na),
+                percentile_interval(float(pb[i]), db[i], conf, nb),
+                ratio_interval(float(pa[i]), da[i], float(pb[i]), db[i], conf, na),
+            )
+            for i in range(len(qs))
+        ]
+
+    def difference_side(
+        self, num_a: FloatArray, den_a: FloatArray, num_b: FloatArray, den_b: FloatArray, conf: float
+    ) -> Side:
+        pa, da, na = self.a.ratio_of_sums(num_a, den_a)
+        pb, db, nb = self.b.ratio_of_sums(num_b, den_b)
+        if na < 2 or nb < 2:
+            return Side(None, None, None)
+        return Side(
+            percentile_interval(pa, da, conf, na),
+            percentile_interval(pb, db, conf, nb),
+            difference_interval(pa, da, pb, db, conf, na),
+        )
 
 
 def compare_groups(
@@ -201,67 +251,51 @@ def compare_groups(
     seed: int,
     min_cell: int = 5,
 ) -> GroupComparison:
-    """Every live metric of group a against group b, raw and stratified by prompt length."""
+    """Every live metric of group a against group b, raw and stratified by prompt length.
+
+    Each group is resampled once per stratification (within strata), and every statistic is
+    computed on those same resamples.
+    """
     counts_a, counts_b = _counts_by_stratum(a), _counts_by_stratum(b)
     weights = pooled_weights(counts_a, counts_b, min_cell=min_cell)
-    raw_a = Group(a.label, a.version, VersionCounts(a.version, _one_stratum(a)), a.sample, a.relevance)
-    raw_b = Group(b.label, b.version, VersionCounts(b.version, _one_stratum(b)), b.sample, b.relevance)
+    raw_a = Group(a.label, a.version, VersionCounts(a.version, _one_stratum(a)), a.sample)
+    raw_b = Group(b.label, b.version, VersionCounts(b.version, _one_stratum(b)), b.sample)
     strata_a = assign_strata(a.column("prompt_tokens"), cutoffs)
     strata_b = assign_strata(b.column("prompt_tokens"), cutoffs)
-    zeros_a, zeros_b = np.zeros(len(a.sample), dtype=np.int64), np.zeros(len(b.sample), dtype=np.int64)
-    quantile_sides: dict[str, tuple[Side, Side]] = {}
+    rng_a, rng_b = np.random.default_rng([seed, 0]), np.random.default_rng([seed, 1])
+    pairs = {
+        # Raw: point estimates only (intervals for the rates). The gates read the stratified estimates,
+        # which carry the bootstrap intervals; resampling twice would double the job's cost.
+        "raw": _Pair(
+            resampled(np.zeros(len(a.sample), dtype=np.int64), {0: 1.0}, 0, rng_a),
+            resampled(np.zeros(len(b.sample), dtype=np.int64), {0: 1.0}, 0, rng_b),
+        ),
+        "stratified": _Pair(
+            resampled(strata_a, weights, resamples, rng_a), resampled(strata_b, weights, resamples, rng_b)
+        ),
+    }
+    sides: dict[str, dict[str, Side]] = {"raw": {}, "stratified": {}}
     by_variable: dict[str, list[LiveMetric]] = {}
     for metric in LIVE_METRICS:
         if metric.comparison == "ratio":
             by_variable.setdefault(metric.name.rpartition("_p")[0], []).append(metric)
-    for j, (var, metrics) in enumerate(by_variable.items()):
-        qs = [int(m.name.rpartition("_p")[2]) / 100 for m in metrics]
-        va, vb = a.variable(var), b.variable(var)
-        raw_sides = _quantile_sides(
-            make_cells(va, zeros_a, {0: 1.0}), make_cells(vb, zeros_b, {0: 1.0}), qs, resamples, confidence, seed + j
+    ones_a, ones_b = np.ones(len(a.sample)), np.ones(len(b.sample))
+    for kind, pair in pairs.items():
+        for var, metrics in by_variable.items():
+            qs = [int(m.name.rpartition("_p")[2]) / 100 for m in metrics]
+            for m, side in zip(metrics, pair.quantile_sides(a, b, var, qs, confidence), strict=True):
+                sides[kind][m.name] = side
+        sides[kind]["kv_cache_hit_rate"] = pair.difference_side(
+            a.column("cached_tokens"), a.column("prompt_tokens"), b.column("cached_tokens"), b.column("prompt_tokens"),
+            confidence,
+        )  # fmt: skip
+        sides[kind]["relevance"] = pair.difference_side(
+            a.column("relevance"), ones_a, b.column("relevance"), ones_b, confidence
         )
-        strat_sides = _quantile_sides(
-            make_cells(va, strata_a, weights), make_cells(vb, strata_b, weights), qs, resamples, confidence, seed + j
-        )
-        for m, r, st in zip(metrics, raw_sides, strat_sides, strict=True):
-            quantile_sides[m.name] = (r, st)
-    out: dict[str, MetricComparison] = {}
-    for i, metric in enumerate(LIVE_METRICS):
-        s = seed + 7919 * i  # each metric its own stream: adding a metric leaves the others' draws alone
-        if metric.name in RATE_METRICS:
-            num, den, _ = RATE_METRICS[metric.name]
-            raw = _rate_side(raw_a, raw_b, num, den, {0: 1.0}, confidence)
-            strat = _rate_side(a, b, num, den, weights, confidence)
-        elif metric.name == "kv_cache_hit_rate":
-            ca, cb = a.column("cached_tokens"), b.column("cached_tokens")
-            pa, pb = a.column("prompt_tokens"), b.column("prompt_tokens")
-            raw = _bootstrap_side(
-                make_cells(ca, zeros_a, {0: 1.0}, pa),
-                make_cells(cb, zeros_b, {0: 1.0}, pb),
-                "ratio_of_sums", resamples, confidence, s,
-            )  # fmt: skip
-            strat = _bootstrap_side(
-                make_cells(ca, strata_a, weights, pa),
-                make_cells(cb, strata_b, weights, pb),
-                "ratio_of_sums", resamples, confidence, s,
-            )  # fmt: skip
-        elif metric.name == "relevance":
-            sa_ = assign_strata(a.relevance_prompt_tokens, cutoffs)
-            sb_ = assign_strata(b.relevance_prompt_tokens, cutoffs)
-            za, zb = np.zeros(a.relevance.size, dtype=np.int64), np.zeros(b.relevance.size, dtype=np.int64)
-            raw = _bootstrap_side(
-                make_cells(a.relevance, za, {0: 1.0}),
-                make_cells(b.relevance, zb, {0: 1.0}),
-                "mean", resamples, confidence, s,
-            )  # fmt: skip
-            strat = _bootstrap_side(
-                make_cells(a.relevance, sa_, weights),
-                make_cells(b.relevance, sb_, weights),
-                "mean", resamples, confidence, s,
-            )  # fmt: skip
-        else:
-            raw, strat = quantile_sides[metric.name]
-        out[metric.name] = MetricComparison(metric, raw, strat)
+    for name, (num, den, _) in RATE_METRICS.items():
+        sides["raw"][name] = _rate_side(raw_a, raw_b, num, den, {0: 1.0}, confidence)
+        sides["stratified"][name] = _rate_side(a, b, num, den, weights, confidence, (strata_a, strata_b))
+    out = {m.name: MetricComparison(m, sides["raw"][m.name], sides["stratified"][m.name]) for m in LIVE_METRICS}
     return GroupComparison(
         a_label=a.label,
         b_label=b.label,

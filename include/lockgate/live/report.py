@@ -71,7 +71,8 @@ def _comparison_section(
     intro = Markup(
         f"<p class='muted'>{esc(cmp['a'])}: {esc(cmp['a_requests'])} requests; {esc(cmp['b'])}: "
         f"{esc(cmp['b_requests'])} requests. Stratified: each group weighted to the pooled mix of prompt-length "
-        f"strata ({esc(strata)} prompt tokens); the gates read it. Raw: as the requests came.</p>"
+        f"strata ({esc(strata)} prompt tokens), with bootstrap intervals; the gates read it. Raw: as the requests "
+        f"came (point estimates; intervals for rates).</p>"
     )
     return section(
         title,

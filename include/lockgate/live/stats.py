@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -27,8 +28,6 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-StatKind = Literal["mean", "ratio_of_sums"]
 
 
 @dataclass(frozen=True)
@@ -40,9 +39,8 @@ class Interval:
 
 
 def z_value(confidence: float) -> float:
-    from scipy import stats
-
-    return float(stats.norm.ppf(0.5 + confidence / 2))
+    # The standard library's normal quantile: importing scipy.stats costs seconds in a fresh worker.
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 # --------------------------------------------------------------------------- strata
@@ -82,126 +80,127 @@ def pooled_weights(counts_a: Mapping[int, int], counts_b: Mapping[int, int], min
 # --------------------------------------------------------------------------- bootstrap
 
 
-@dataclass(frozen=True)
-class Cells:
-    """One group's values of a variable, split by stratum, with the weight each stratum gets."""
+def resample_counts(
+    strata: IntArray, weights: Mapping[int, float], resamples: int, rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
+    """How often each request is drawn in each of `resamples` bootstrap resamples, (resamples, n).
 
-    values: list[FloatArray]  # per stratum
-    denominators: list[FloatArray] | None  # for ratio_of_sums
-    weights: list[float]  # per stratum, summing to 1
+    Requests are resampled within their stratum (so the mix stays fixed); requests in a stratum
+    without a weight are never drawn. One matrix serves every statistic of a group: a resample
+    is a set of requests, and each statistic is computed on the same set.
+    """
+    n = strata.size
+    columns = []
+    for s in weights:
+        positions = np.flatnonzero(strata == s)
+        if positions.size:
+            columns.append(positions[rng.integers(0, positions.size, size=(resamples, positions.size))])
+    if not columns:
+        return np.zeros((resamples, n), dtype=np.float32)
+    drawn = np.concatenate(columns, axis=1)
+    flat = (drawn + (np.arange(resamples, dtype=np.int64) * n)[:, None]).ravel()
+    counts: npt.NDArray[np.float32] = np.bincount(flat, minlength=resamples * n).astype(np.float32)
+    return counts.reshape(resamples, n)
 
-    @property
-    def n(self) -> int:
-        return int(sum(v.size for v in self.values))
 
-
-def make_cells(
-    values: FloatArray,
-    strata: IntArray,
-    weights: Mapping[int, float],
-    denominators: FloatArray | None = None,
-) -> Cells:
-    """Split a variable's finite values by stratum; strata without a weight are left out."""
-    ok = np.isfinite(values)
-    if denominators is not None:
-        ok &= np.isfinite(denominators)
-    vals, dens, ws = [], [], []
+def request_weights(strata: IntArray, weights: Mapping[int, float], defined: npt.NDArray[np.bool_]) -> FloatArray:
+    """Each request's weight in a statistic: `w_s / n_s` over the requests the statistic is defined on."""
+    out = np.zeros(strata.size, dtype=np.float64)
     for s, w in weights.items():
-        mask = ok & (strata == s)
-        if not mask.any():
-            continue
-        vals.append(values[mask])
-        if denominators is not None:
-            dens.append(denominators[mask])
-        ws.append(w)
-    total = sum(ws)
-    return Cells(vals, dens if denominators is not None else None, [w / total for w in ws] if total else ws)
-
-
-def _statistic(kind: StatKind, values: FloatArray, weights: FloatArray, denominators: FloatArray | None) -> FloatArray:
-    """The statistic of each row of `values` (rows: bootstrap draws; columns: requests)."""
-    if kind == "mean":
-        return np.asarray((values * weights).sum(axis=1) / weights.sum(), dtype=np.float64)
-    assert denominators is not None  # ratio_of_sums
-    den = (denominators * weights).sum(axis=1)
-    num = (values * weights).sum(axis=1)
-    return np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
-
-
-def bootstrap(cells: Cells, kind: StatKind, resamples: int, rng: np.random.Generator) -> tuple[float, FloatArray]:
-    """The statistic on the cells as observed, and `resamples` draws resampled within each stratum."""
-    if cells.n == 0:
-        return math.nan, np.full(resamples, np.nan)
-    per_obs_w = np.concatenate([np.full(v.size, w / v.size) for v, w in zip(cells.values, cells.weights, strict=True)])
-    observed = np.concatenate(cells.values)[None, :]
-    obs_den = np.concatenate(cells.denominators)[None, :] if cells.denominators is not None else None
-    point = float(_statistic(kind, observed, per_obs_w, obs_den)[0])
-    draws_v, draws_d = [], []
-    for i, v in enumerate(cells.values):
-        idx = rng.integers(0, v.size, size=(resamples, v.size))
-        draws_v.append(v[idx])
-        if cells.denominators is not None:
-            draws_d.append(cells.denominators[i][idx])
-    values = np.concatenate(draws_v, axis=1)
-    den = np.concatenate(draws_d, axis=1) if draws_d else None
-    return point, _statistic(kind, values, per_obs_w, den)
-
-
-def _quantiles_of_rows(values: FloatArray, weights: FloatArray, qs: Sequence[float]) -> FloatArray:
-    """Weighted quantiles of each row, (len(qs), rows); one sort serves every q."""
-    rows = np.arange(values.shape[0])[:, None]
-    uniform = bool(np.all(weights == weights[0]))
-    if uniform:
-        sorted_vals = np.sort(values, axis=1)
-        cum = np.cumsum(np.broadcast_to(weights, values.shape[1:]))[None, :]
-    else:
-        order = np.argsort(values, axis=1)
-        sorted_vals = values[rows, order]
-        cum = np.cumsum(weights[order], axis=1)
-    total = cum[:, -1:]
-    out = np.empty((len(qs), values.shape[0]), dtype=np.float64)
-    for i, q in enumerate(qs):
-        idx = np.minimum((cum < q * total).sum(axis=1), values.shape[1] - 1)
-        out[i] = sorted_vals[np.arange(values.shape[0]), idx]
+        mask = defined & (strata == s)
+        k = int(mask.sum())
+        if k:
+            out[mask] = w / k
     return out
 
 
-def bootstrap_quantiles(
-    cells: Cells, qs: Sequence[float], resamples: int, rng: np.random.Generator
-) -> tuple[FloatArray, FloatArray]:
-    """Weighted quantiles as observed (len(qs),) and their within-stratum bootstrap draws (len(qs), resamples)."""
-    if cells.n == 0:
-        return np.full(len(qs), np.nan), np.full((len(qs), resamples), np.nan)
-    per_obs_w = np.concatenate([np.full(v.size, w / v.size) for v, w in zip(cells.values, cells.weights, strict=True)])
-    observed = np.concatenate(cells.values)[None, :]
-    points = _quantiles_of_rows(observed, per_obs_w, qs)[:, 0]
-    # float32 draws: half the memory and faster sorts; latencies need no more precision than that.
-    draws = np.concatenate(
-        [v.astype(np.float32)[rng.integers(0, v.size, size=(resamples, v.size))] for v in cells.values], axis=1
-    )
-    return points, _quantiles_of_rows(draws, per_obs_w, qs)
+@dataclass(frozen=True)
+class Resampled:
+    """One group's requests and their bootstrap resamples under one stratification."""
 
+    strata: IntArray
+    weights: dict[int, float]
+    counts: npt.NDArray[np.float32]  # (resamples, n)
 
-def compare_quantiles(
-    a: Cells, b: Cells, qs: Sequence[float], resamples: int, confidence: float, seed: int
-) -> list[tuple[Interval, Interval, Interval]]:
-    """For each q: group a's quantile, group b's, and a / b, with percentile-bootstrap intervals."""
-    rng = np.random.default_rng(seed)
-    pa, da = bootstrap_quantiles(a, qs, resamples, rng)
-    pb, db = bootstrap_quantiles(b, qs, resamples, rng)
-    out = []
-    for i in range(len(qs)):
+    def _scales(self, defined: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.float32], FloatArray, IntArray]:
+        """Per stratum: a one-hot of the requests the statistic is defined on (n, S); each resample's weight
+        of one drawn request of that stratum, `w_s / (defined requests drawn from s)` (resamples, S); and
+        each request's stratum column (-1 when undefined or unweighted).
+
+        A stratum weighs `w_s` in every resample, shared among its drawn requests, so the mix stays fixed.
+        The sums run as matrix products over the counts: one BLAS pass each, no per-resample sorting.
+        """
+        keys = list(self.weights)
+        onehot = np.zeros((self.strata.size, len(keys)), dtype=np.float32)
+        column = np.full(self.strata.size, -1, dtype=np.int64)
+        for j, s in enumerate(keys):
+            mask = defined & (self.strata == s)
+            onehot[mask, j] = 1.0
+            column[mask] = j
+        drawn = self.counts @ onehot
+        ws = np.array([self.weights[s] for s in keys], dtype=np.float64)
+        scale = np.divide(ws[None, :], drawn, out=np.zeros(drawn.shape, dtype=np.float64), where=drawn > 0)
+        return onehot, scale, column
+
+    def quantiles(self, x: FloatArray, qs: Sequence[float]) -> tuple[FloatArray, FloatArray, int]:
+        """Weighted quantiles as observed (len(qs),), their draws (len(qs), resamples), and n.
+
+        A resample's q-quantile lies close to the observed one in rank, so each draw adds up the weight
+        of the requests below a band of ranks around it (one matrix product) and walks the band only;
+        the rare resample whose quantile falls outside the band is computed in full.
+        """
+        defined = np.isfinite(x)
+        w = request_weights(self.strata, self.weights, defined)
+        n = int(np.count_nonzero(w))
+        resamples = self.counts.shape[0]
+        if n == 0:
+            return np.full(len(qs), np.nan), np.full((len(qs), resamples), np.nan), 0
+        onehot, scale, column = self._scales(defined & (w > 0))
+        total = (scale * (self.counts @ onehot)).sum(axis=1)  # 1 where every stratum was drawn
+        order = np.argsort(np.where(w > 0, x, np.inf), kind="stable")[:n]
+        xs = x[order]
+        point_cum = np.cumsum(w[order])
+        points = np.empty(len(qs))
+        draws = np.empty((len(qs), resamples))
+        for i, q in enumerate(qs):
+            k0 = min(int((point_cum < q * point_cum[-1]).sum()), n - 1)
+            points[i] = xs[k0]
+            # ten binomial standard deviations of rank, stretched by the strata's unequal weights
+            spread = math.sqrt(q * (1 - q) * n) * math.sqrt(n * float((w[w > 0] ** 2).sum()))
+            half = int(10 * spread) + 20
+            lo, hi = max(0, k0 - half), min(n, k0 + half + 1)
+            below = np.zeros_like(onehot)
+            below[order[:lo]] = onehot[order[:lo]]
+            cum_below = (scale * (self.counts @ below)).sum(axis=1)
+            band = self.counts[:, order[lo:hi]] * scale[:, column[order[lo:hi]]]
+            cum = cum_below[:, None] + np.cumsum(band, axis=1)
+            target = q * total
+            k = lo + (cum < target[:, None]).sum(axis=1)
+            outside = (cum_below >= target) | (cum[:, -1] < target)
+            for r in np.flatnonzero(outside & (total > 0)):
+                row = self.counts[r, order] * scale[r, column[order]]
+                k[r] = int((np.cumsum(row) < target[r]).sum())
+            draws[i] = np.where(total > 0, xs[np.minimum(k, n - 1)], np.nan)
+        return points, draws, n
+
+    def ratio_of_sums(self, num: FloatArray, den: FloatArray) -> tuple[float, FloatArray, int]:
+        """sum(num) / sum(den), weighted (a mean when `den` is all ones), as observed and per resample."""
+        defined = np.isfinite(num) & np.isfinite(den)
+        w = request_weights(self.strata, self.weights, defined)
+        n = int(np.count_nonzero(w))
+        onehot, scale, _ = self._scales(defined & (w > 0))
+        num0 = np.where(w > 0, num, 0.0).astype(np.float32)
+        den0 = np.where(w > 0, den, 0.0).astype(np.float32)
+        top = (scale * (self.counts @ (onehot * num0[:, None]))).sum(axis=1)
+        bottom = (scale * (self.counts @ (onehot * den0[:, None]))).sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio_draws = np.where(db[i] > 0, da[i] / db[i], np.nan)
-            ratio_point = float(pa[i] / pb[i]) if pb[i] > 0 else math.nan
-        out.append(
-            (
-                percentile_interval(float(pa[i]), da[i], confidence, a.n),
-                percentile_interval(float(pb[i]), db[i], confidence, b.n),
-                percentile_interval(ratio_point, ratio_draws, confidence, a.n),
-            )
-        )
-    return out
+            draws = np.where(bottom > 0, top / bottom, np.nan)
+            point = float(w @ num0 / (w @ den0)) if n and (w @ den0) > 0 else math.nan
+        return point, draws, n
+
+
+def resampled(strata: IntArray, weights: Mapping[int, float], resamples: int, rng: np.random.Generator) -> Resampled:
+    return Resampled(strata, dict(weights), resample_counts(strata, weights, resamples, rng))
 
 
 def percentile_interval(point: float, draws: FloatArray, confidence: float, n: int) -> Interval:
@@ -213,26 +212,16 @@ def percentile_interval(point: float, draws: FloatArray, confidence: float, n: i
     return Interval(point, float(lo), float(hi), n)
 
 
-def compare_bootstrap(
-    a: Cells, b: Cells, kind: StatKind, resamples: int, confidence: float, seed: int
-) -> tuple[Interval, Interval, Interval, Interval]:
-    """Estimates of group a, group b, a / b and a - b, with percentile-bootstrap intervals.
-
-    The groups are independent samples, so each is resampled on its own and draw i of a is
-    compared with draw i of b.
-    """
-    rng = np.random.default_rng(seed)
-    pa, da = bootstrap(a, kind, resamples, rng)
-    pb, db = bootstrap(b, kind, resamples, rng)
+def ratio_interval(pa: float, da: FloatArray, pb: float, db: FloatArray, confidence: float, n: int) -> Interval:
+    """a / b of two independent groups: draw i of a over draw i of b."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio_draws = np.where(db > 0, da / db, np.nan)
-        ratio_point = pa / pb if pb > 0 else math.nan
-    return (
-        percentile_interval(pa, da, confidence, a.n),
-        percentile_interval(pb, db, confidence, b.n),
-        percentile_interval(ratio_point, ratio_draws, confidence, a.n),
-        percentile_interval(pa - pb, da - db, confidence, a.n),
-    )
+        draws = np.where(db > 0, da / db, np.nan)
+        point = pa / pb if pb > 0 else math.nan
+    return percentile_interval(point, draws, confidence, n)
+
+
+def difference_interval(pa: float, da: FloatArray, pb: float, db: FloatArray, confidence: float, n: int) -> Interval:
+    return percentile_interval(pa - pb, da - db, confidence, n)
 
 
 # --------------------------------------------------------------------------- rates

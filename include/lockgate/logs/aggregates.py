@@ -3,7 +3,8 @@
 Counts and rates run over every row of the window inside the database (one GROUP BY per
 query), and PostgreSQL computes exact percentiles with `percentile_cont`; Python only
 receives a handful of numbers per version and prompt-length stratum, plus a bounded,
-deterministic sample of numeric columns for the intervals (`sample_requests`).
+deterministic sample of numeric columns for the intervals (`sample_versions`). The refusal
+pattern, a regular expression over the answer text, runs on the sampled rows only.
 
 Rows that break the contract are counted by reason (`quarantine_counts`) and left out of
 every aggregate, in the order `lockgate.logs.quarantine.quarantine_reason` checks them.
@@ -38,8 +39,6 @@ class StratumCounts:
     errors: int = 0
     timeouts: int = 0
     empty: int = 0
-    refusals: int = 0
-    answered: int = 0  # status ok with a non-empty response: the denominator of the refusal rate
     rated: int = 0
     negative: int = 0
     cached_tokens: float = 0.0
@@ -64,20 +63,45 @@ def physical_columns(engine: Engine, config: LogsConfig) -> set[str]:
         raise ConfigError(f"the log table {config.table!r} does not exist", key="logs.table") from None
 
 
-def cached_tokens_expr(engine: Engine, table: sa.Table, config: LogsConfig, columns: set[str]) -> Any | None:
-    """Cached prompt tokens per row: the optional column, else the metadata key, else None."""
+@dataclass(frozen=True)
+class CachedTokens:
+    """Where a row's cached prompt tokens are: the optional column, or a metadata key."""
+
+    column: str | None = None
+    metadata_key: str | None = None
+
+    @property
+    def source(self) -> str | None:
+        if self.column:
+            return f"column {self.column}"
+        return f"metadata key {self.metadata_key}" if self.metadata_key else None
+
+
+def resolve_cached_tokens(engine: Engine, config: LogsConfig, columns: set[str]) -> CachedTokens:
     if config.columns.cached_tokens in columns:
-        return sa.cast(sa.literal_column(_quoted(engine, table, config.columns.cached_tokens)), sa.Float)
-    key = config.cached_tokens_metadata_key
-    if not key:
+        return CachedTokens(column=config.columns.cached_tokens)
+    if config.cached_tokens_metadata_key and engine.dialect.name in ("postgresql", "sqlite"):
+        return CachedTokens(metadata_key=config.cached_tokens_metadata_key)
+    return CachedTokens()
+
+
+def cached_tokens_expr(engine: Engine, table: sa.Table, spec: CachedTokens | None) -> Any | None:
+    """Cached prompt tokens per row of `table`, or None when the table has no such information."""
+    if spec is None:
         return None
-    parts = key.split(".")
+    if spec.column:
+        return sa.cast(sa.literal_column(_quoted(engine, table, spec.column)), sa.Float)
+    if not spec.metadata_key:
+        return None
+    parts = spec.metadata_key.split(".")
     meta = table.c.metadata
     if engine.dialect.name == "postgresql":
-        path = "{" + ",".join(parts) + "}"
-        text = meta.op("#>>")(sa.literal(path))
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        text = meta.op("#>>", return_type=sa.Text)(sa.literal(parts, ARRAY(sa.Text)))
         # A non-numeric value is not a count: treated as unknown rather than failing the query.
-        return sa.case((text.op("~")(r"^\s*[0-9]+(\.[0-9]+)?\s*$"), sa.cast(text, sa.Float)), else_=None)
+        numeric = text.op("~", return_type=sa.Boolean)(sa.literal(r"^\s*[0-9]+(\.[0-9]+)?\s*$", sa.Text))
+        return sa.case((numeric, sa.cast(text, sa.Float)), else_=None)
     if engine.dialect.name == "sqlite":
         value = sa.func.json_extract(meta, "$." + ".".join(parts))
         return sa.case((sa.func.json_valid(meta) == 1, sa.cast(value, sa.Float)), else_=None)
@@ -92,7 +116,13 @@ def _quoted(engine: Engine, table: sa.Table, column: str) -> str:
 def quarantine_reason_expr(table: sa.Table, config: LogsConfig) -> Any:
     """The first contract rule a row breaks, as SQL (NULL for a valid row)."""
     c = table.c
-    text_too_long = sa.or_(*[sa.func.length(c[k]) > config.max_text_chars for k in ("prompt", "response", "context")])
+    # octet_length first: O(1) on a stored text, and a text has at least as many bytes as characters.
+    text_too_long = sa.or_(
+        *[
+            sa.and_(sa.func.octet_length(c[k]) > config.max_text_chars, sa.func.length(c[k]) > config.max_text_chars)
+            for k in ("prompt", "response", "context")
+        ]
+    )
     return sa.case(
         (c.request_id.is_(None), "missing_request_id"),
         (c.ts.is_(None), "missing_ts"),
@@ -116,16 +146,6 @@ def _window_conds(table: sa.Table, model_name: str, window: Window) -> list[Any]
     return [table.c.model_name == model_name, table.c.ts >= window.start, table.c.ts < window.end]
 
 
-def quarantine_counts(engine: Engine, model_name: str, window: Window, config: LogsConfig) -> dict[str, int]:
-    """Rows of the window that break the contract, by reason (over the whole window, in SQL)."""
-    table = log_table(config)
-    reason = quarantine_reason_expr(table, config).label("reason")
-    inner = sa.select(reason).where(*_window_conds(table, model_name, window)).subquery()
-    stmt = sa.select(inner.c.reason, sa.func.count()).where(inner.c.reason.is_not(None)).group_by(inner.c.reason)
-    with engine.connect() as conn:
-        return {str(r): int(n) for r, n in conn.execute(stmt).all()}
-
-
 def stratum_expr(column: Any, cutoffs: Sequence[float]) -> Any:
     """Index of the prompt-length stratum: 0 up to cutoffs[0], 1 up to cutoffs[1], ..."""
     if not cutoffs:
@@ -140,33 +160,42 @@ def _refusal_match(engine: Engine, response: Any) -> Any:
     return response.regexp_match(REFUSAL_PATTERN, flags="i")
 
 
-def version_counts(
+@dataclass
+class WindowCounts:
+    """One pass over a window: rows by version, quarantined rows by reason, and each stratification's counts."""
+
+    rows_by_version: dict[str, int]
+    quarantined: dict[str, int]
+    by_cutoffs: list[dict[str, VersionCounts]]
+
+
+def window_counts(
     engine: Engine,
     model_name: str,
     window: Window,
-    versions: Sequence[str],
-    cutoffs: Sequence[float],
+    cutoff_sets: Sequence[Sequence[float]],
     config: LogsConfig,
-    cached: Any | None,
-) -> dict[str, VersionCounts]:
-    """Exact counts per version and prompt-length stratum, over the window's valid rows."""
+    cached_spec: CachedTokens | None,
+) -> WindowCounts:
+    """Exact counts of every row of the window in one GROUP BY: per version and contract breach, and per
+    prompt-length stratum of each cut-point set (valid rows only)."""
     table = log_table(config)
     c = table.c
+    cached = cached_tokens_expr(engine, table, cached_spec)
 
     def count_if(cond: Any) -> Any:
         return sa.func.sum(sa.case((cond, 1), else_=0))
 
-    answered = sa.and_(c.status == "ok", c.response.is_not(None), sa.func.trim(c.response) != "")
-    stratum = stratum_expr(c.prompt_tokens, cutoffs).label("stratum")
+    reason = quarantine_reason_expr(table, config).label("reason")
+    strata = [stratum_expr(c.prompt_tokens, cuts).label(f"s{i}") for i, cuts in enumerate(cutoff_sets)]
     cols = [
         c.model_version.label("version"),
-        stratum,
+        reason,
+        *strata,
         sa.func.count().label("requests"),
         count_if(c.status == "error").label("errors"),
         count_if(c.status == "timeout").label("timeouts"),
         count_if(sa.and_(c.status == "ok", sa.func.trim(c.response) == "")).label("empty"),
-        count_if(sa.and_(answered, _refusal_match(engine, c.response))).label("refusals"),
-        count_if(answered).label("answered"),
         count_if(c.feedback.is_not(None)).label("rated"),
         count_if(c.feedback < 0).label("negative"),
     ]
@@ -174,27 +203,25 @@ def version_counts(
         known = sa.and_(cached.is_not(None), c.prompt_tokens > 0)
         cols.append(sa.func.sum(sa.case((known, cached), else_=0)).label("cached_tokens"))
         cols.append(sa.func.sum(sa.case((known, c.prompt_tokens), else_=0)).label("cached_prompt_tokens"))
-    stmt = (
-        sa.select(*cols)
-        .where(
-            *_window_conds(table, model_name, window),
-            c.model_version.in_(list(versions)),
-            quarantine_reason_expr(table, config).is_(None),
-        )
-        .group_by(c.model_version, stratum)
-    )
-    out = {v: VersionCounts(v) for v in versions}
+    stmt = sa.select(*cols).where(*_window_conds(table, model_name, window)).group_by(c.model_version, reason, *strata)
+    out = WindowCounts({}, {}, [{} for _ in cutoff_sets])
     with engine.connect() as conn:
         for row in conn.execute(stmt).mappings():
-            counts = StratumCounts(
-                **{k: int(row[k] or 0) for k in ("requests", "errors", "timeouts", "empty", "refusals")},
-                answered=int(row["answered"] or 0),
-                rated=int(row["rated"] or 0),
-                negative=int(row["negative"] or 0),
-                cached_tokens=float(row.get("cached_tokens") or 0.0),
-                cached_prompt_tokens=float(row.get("cached_prompt_tokens") or 0.0),
-            )
-            out[str(row["version"])].strata[int(row["stratum"])] = counts
+            version = str(row["version"]) if row["version"] is not None else None
+            if version is not None:
+                out.rows_by_version[version] = out.rows_by_version.get(version, 0) + int(row["requests"])
+            if row["reason"] is not None:
+                out.quarantined[row["reason"]] = out.quarantined.get(row["reason"], 0) + int(row["requests"])
+                continue
+            if version is None:  # pragma: no cover - a row without a version is quarantined above
+                continue
+            for i in range(len(cutoff_sets)):
+                vc = out.by_cutoffs[i].setdefault(version, VersionCounts(version))
+                cell = vc.strata.setdefault(int(row[f"s{i}"]), StratumCounts())
+                for f in ("requests", "errors", "timeouts", "empty", "rated", "negative"):
+                    setattr(cell, f, getattr(cell, f) + int(row[f] or 0))
+                cell.cached_tokens += float(row.get("cached_tokens") or 0.0)
+                cell.cached_prompt_tokens += float(row.get("cached_prompt_tokens") or 0.0)
     return out
 
 
@@ -255,57 +282,75 @@ def window_quantiles(
     return out
 
 
-def sample_requests(
+def sample_versions(
     engine: Engine,
     model_name: str,
     window: Window,
-    version: str,
+    versions: Sequence[str],
     n: int,
     seed: int,
     config: LogsConfig,
-    cached: Any | None,
-    with_text: int = 0,
-) -> list[dict[str, Any]]:
-    """A deterministic sample of one version's valid requests (the seeded hash ranking of
-    `lockgate.logs.sampling`), numeric columns only; the first `with_text` answered rows also
-    carry their prompt and response (for MiniLM relevance)."""
+    cached_spec: CachedTokens | None,
+) -> dict[str, list[dict[str, Any]]]:
+    """A deterministic sample of each version's valid requests in one pass over the window: the n rows
+    of each version with the smallest seeded hash (`lockgate.logs.sampling`), numeric columns only."""
     table = log_table(config)
     c = table.c
-    rank = sample_rank(table, seed, engine.dialect.name).label("rank")
+    cached = cached_tokens_expr(engine, table, cached_spec)
+    rank = sample_rank(table, seed, engine.dialect.name)
     cols = [
         c.request_id,
+        c.model_version.label("version"),
         c.status,
         c.latency_ms,
         c.ttft_ms,
         c.prompt_tokens,
         c.completion_tokens,
         c.feedback,
-        rank,
+        rank.label("rank"),
+        sa.func.row_number().over(partition_by=c.model_version, order_by=rank).label("nth"),
     ]
     if cached is not None:
         cols.append(cached.label("cached_tokens"))
-    stmt = (
+    inner = (
         sa.select(*cols)
         .where(
             *_window_conds(table, model_name, window),
-            c.model_version == version,
+            c.model_version.in_(list(versions)),
             quarantine_reason_expr(table, config).is_(None),
         )
-        .order_by(rank)
-        .limit(n)
+        .subquery()
     )
+    # The refusal pattern runs on the sampled rows only (joined back by key), never on the whole window.
+    sampled = sa.select(inner).where(inner.c.nth <= n).subquery()
+    text = table.alias("t")
+    answered = sa.and_(sampled.c.status == "ok", sa.func.trim(text.c.response) != "")
+    stmt = (
+        sa.select(
+            sampled,
+            answered.label("answered"),
+            sa.and_(answered, _refusal_match(engine, text.c.response)).label("refused"),
+        )
+        .join(text, text.c.request_id == sampled.c.request_id)
+        .order_by(sampled.c.version, sampled.c.rank)
+    )
+    out: dict[str, list[dict[str, Any]]] = {v: [] for v in versions}
     with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(stmt).mappings()]
-    if with_text > 0 and rows:
-        answered = [r["request_id"] for r in rows if r["status"] == "ok"][:with_text]
-        texts: dict[str, tuple[str, str]] = {}
-        with engine.connect() as conn:
-            for i in range(0, len(answered), 500):
-                chunk = answered[i : i + 500]
-                stmt_text = sa.select(c.request_id, c.prompt, c.response).where(c.request_id.in_(chunk))
-                for rid, prompt, response in conn.execute(stmt_text).all():
-                    texts[str(rid)] = (prompt or "", response or "")
-        for r in rows:
-            if r["request_id"] in texts:
-                r["prompt"], r["response"] = texts[r["request_id"]]
-    return rows
+        for row in conn.execute(stmt).mappings():
+            out[str(row["version"])].append(dict(row))
+    return out
+
+
+def attach_texts(engine: Engine, rows: list[dict[str, Any]], limit: int, config: LogsConfig) -> list[dict[str, Any]]:
+    """Read prompt and response of the first `limit` answered rows (by primary key); returns those rows."""
+    table = log_table(config)
+    c = table.c
+    chosen = [r for r in rows if r.get("status") == "ok"][:limit]
+    by_id = {r["request_id"]: r for r in chosen}
+    ids = list(by_id)
+    with engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            stmt = sa.select(c.request_id, c.prompt, c.response).where(c.request_id.in_(ids[i : i + 500]))
+            for rid, prompt, response in conn.execute(stmt).all():
+                by_id[rid]["prompt"], by_id[rid]["response"] = prompt or "", response or ""
+    return chosen

@@ -62,8 +62,86 @@ def _interval(v: GateVerdict) -> str:
 
 def _rule(v: GateVerdict) -> str:
     sign = "≤" if v.direction == "lower_is_better" else "≥"
-    what = {"ratio": "challenger / champion", "difference": "challenger − champion"}.get(v.comparison, v.subject)
+    if v.subject == "champion" and v.comparison in ("ratio", "difference"):
+        what = {"ratio": "champion / its baseline", "difference": "champion − its baseline"}[v.comparison]
+    else:
+        what = {"ratio": "challenger / champion", "difference": "challenger − champion"}.get(v.comparison, v.subject)
     return f"{what} {sign} {fmt(v.limit)}"
+
+
+def _change(v: GateVerdict) -> str:
+    """`TTFT p90 +38% [+31%, +45%]` (ratio) or `error rate +0.021 [+0.010, +0.032]` (difference)."""
+    name = v.metric.split(".", 1)[1].replace("_ms_", " ").replace("_", " ")
+    if v.value is None:
+        return f"{name}: no estimate"
+
+    def show(x: float) -> str:
+        return f"{(x - 1) * 100:+.1f}%" if v.comparison == "ratio" else f"{x:+.3f}"
+
+    text = f"{name} {show(v.value)}"
+    if v.ci_low is not None and v.ci_high is not None:
+        text += f" [{show(v.ci_low)}, {show(v.ci_high)}]"
+    return text
+
+
+def _no_change(v: GateVerdict) -> bool:
+    """The interval includes no change (ratio 1, difference 0)."""
+    null = 1.0 if v.comparison == "ratio" else 0.0
+    return v.ci_low is not None and v.ci_high is not None and v.ci_low <= null <= v.ci_high
+
+
+def _family(metric: str) -> str:
+    return metric.split(".", 1)[1].split("_", 1)[0]  # ttft, tpot, latency, ...
+
+
+def disagreements(decision: Decision) -> list[str]:
+    """One sentence for each latency the offline benchmark and the production canary judge differently.
+
+    The benchmark measures the artifacts on the benchmark machine; the canary, the versions on the
+    serving stack under real load. Where one passes its gate and the other does not, a person should
+    see both numbers before anything else.
+    """
+    bench = [v for v in decision.verdicts if v.kind == "benchmark" and v.comparison == "ratio"]
+    live = [v for v in decision.verdicts if v.kind == "live" and v.comparison == "ratio" and v.subject == "challenger"]
+    out = []
+    for lv in live:
+        for bv in bench:
+            if _family(bv.metric) != _family(lv.metric) or "missing" in (bv.status, lv.status):
+                continue
+            if (bv.status == "pass") == (lv.status == "pass"):
+                continue
+            b_text = f"no difference ({_change(bv)})" if _no_change(bv) else _change(bv)
+            l_text = f"no difference ({_change(lv)})" if _no_change(lv) else _change(lv)
+            out.append(f"benchmark: {b_text}; canary: {l_text}")
+    return out
+
+
+def canary_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Markup | None:
+    """The offline benchmark's gates beside the production evidence's, challenger against champion."""
+    bench = [v for v in decision.verdicts if v.kind == "benchmark"]
+    live = [v for v in decision.verdicts if v.kind == "live"]
+    if not live:
+        return None
+
+    def rows(verdicts: Sequence[GateVerdict]) -> list[list[object]]:
+        return [[v.gate, _rule(v), _change(v), badge(v.status), v.reason] for v in verdicts]
+
+    head = ["gate", "passes when", "change [interval]", "verdict", "why"]
+    ref = decision.evidence.get("live")
+    href = _href(ref.report_path if ref else None, page_dir, reports_dir)
+    return section(
+        "Benchmark and production canary",
+        Markup(
+            '<p class="muted">The benchmark measures the two registered artifacts side by side on the benchmark '
+            "machine; the production canary measures each version's own requests on the serving stack, in the "
+            "same hours, stratified by prompt length. Both are evidence; neither replaces the other.</p>"
+        ),
+        Markup("<h3>Benchmark (offline)</h3>"),
+        table(head, rows(bench)) if bench else Markup('<p class="muted">no benchmark gate</p>'),
+        Markup("<h3>Production canary and champion health (live)</h3>"),
+        table(head, rows(live)),
+        Markup(f"<p>{link(href, 'production evidence page')}</p>") if href else Markup(""),
+    )
 
 
 def _bullets(items: Sequence[str]) -> Markup:
@@ -109,8 +187,10 @@ def gates_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Mark
         "evidence",
     ]
     note = (
-        "Estimated metrics are compared by the unfavourable end of their confidence interval, not their "
-        "point value. Missing or stale evidence never passes a gate; warn gates never block."
+        "Estimated metrics are compared by an end of their confidence interval, not their point value: "
+        "block and warn gates by the unfavourable end, rollback gates by the favourable end (a champion is "
+        "rolled back only on evidence of harm). Missing or stale evidence never passes a gate; warn gates "
+        "never block."
     )
     return section("Gates", table(head, rows, numeric=(4, 7)), Markup(f'<p class="muted">{esc(note)}</p>'))
 
@@ -243,11 +323,16 @@ def render_decision_page(
             ("run", d.run_key),
         ]
     )
+    disagree = disagreements(d)
+    top = [Markup(f"<p><b>{esc(s)}</b></p>") for s in disagree]
     sections = [
-        section(ACTION_TEXT.get(d.action, d.action), summary, Markup("<h3>Why</h3>"), _bullets(d.reasons)),
+        section(ACTION_TEXT.get(d.action, d.action), *top, summary, Markup("<h3>Why</h3>"), _bullets(d.reasons)),
         gates_section(d, page_dir, reports_dir),
-        evidence_section(d, page_dir, reports_dir),
     ]
+    canary = canary_section(d, page_dir, reports_dir)
+    if canary is not None:
+        sections.append(canary)
+    sections.append(evidence_section(d, page_dir, reports_dir))
     approve = approval_section(d, approvers)
     if approve is not None and d.action in ("await_approval", "hold"):
         sections.append(approve)
