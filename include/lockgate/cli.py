@@ -132,13 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sample-size", type=int, default=None, help="default: the policy's")
             p.add_argument("--rubrics", nargs="+", default=None, help="default: the policy's")
 
-    # demo
+    # demo (its scenario names are plain data; the demo itself is imported only when it runs)
+    from lockgate.scenarios import SCENARIOS
+
     demo = _add(sub, "demo", "lockgate.demo:cmd_demo", "Run the whole story on embedded defaults.")
     demo.add_argument(
         "--scenario",
         default="healthy",
-        help="healthy, latency-regression, quality-regression, input-drift, live-latency-regression, "
-        "champion-collapse (an unknown name is refused with the list)",
+        choices=sorted(SCENARIOS),
     )
     demo.add_argument("--approve", action=argparse.BooleanOptionalAction, default=True)
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")

@@ -417,11 +417,13 @@ def test_breach_without_previous_champion_and_no_challenger_holds():
     assert "no previous_champion" in d.reasons[0]
 
 
-def test_breach_without_previous_champion_still_evaluates_the_challenger():
+def test_breach_without_previous_champion_holds_with_an_alert_and_still_evaluates_the_challenger():
     d = decide_promotion(inputs(quality=BAD_CHAMPION), watched(), NOW)
-    # promoting the challenger is a way out: its gates decide, and the breach is reported
-    assert d.action == "await_approval"
-    assert any("no previous_champion" in r for r in d.reasons)
+    # a canary compared with a degraded champion clears a lowered bar: hold, say why, show its verdicts
+    assert d.action == "hold"
+    assert any("ALERT" in r and "no rollback target" in r and "quality.error_rate" in r for r in d.reasons)
+    assert d.verdict("champion_error_rate").status == "fail"
+    assert any(v.action == "block_promotion" for v in d.verdicts)
 
 
 def test_missing_rollback_evidence_never_rolls_back():

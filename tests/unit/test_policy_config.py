@@ -24,15 +24,15 @@ def with_gate(**changes) -> dict:
 @pytest.mark.parametrize(
     ("data", "key", "message"),
     [
-        (with_gate(metric="ttft_ms_p50"), "models.0.gates.0.metric", "<benchmark|drift|quality>"),
-        (with_gate(metric="latency.ttft"), "models.0.gates.0.metric", "<benchmark|drift|quality>"),
+        (with_gate(metric="ttft_ms_p50"), "models.0.gates.0.metric", "<benchmark|drift|quality|live>"),
+        (with_gate(metric="latency.ttft"), "models.0.gates.0.metric", "<benchmark|drift|quality|live>"),
         (with_gate(action="page_someone"), "models.0.gates.0.action", "block_promotion"),
         (with_gate(comparison="percent"), "models.0.gates.0.comparison", "absolute"),
         (with_gate(direction="up"), "models.0.gates.0.direction", "lower_is_better"),
         (with_gate(confidence=0.4), "models.0.gates.0.confidence", "greater than 0.5"),
         (with_gate(confidence=1.0), "models.0.gates.0.confidence", "less than 1"),
         (with_gate(threshold=-0.1), "models.0.gates.0", "must be >= 0"),
-        (with_gate(subject="champion"), "models.0.gates.0", "subject must be 'challenger'"),
+        (with_gate(subject="champion"), "models.0.gates.0", "only production evidence (live.*)"),
         (with_gate(comparison="absolute", action="rollback"), "models.0.gates.0", "must check the champion"),
         (with_gate(thresold=0.1), "models.0.gates.0.thresold", "Extra inputs"),  # a typo never disables a gate
         (with_gate(name=""), "models.0.gates.0.name", "at least 1"),

@@ -202,7 +202,7 @@ def test_policy_path_from_env(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> 
         (_with_gates(_gate(treshold=0.2)), "models.0.gates.0.treshold", "Extra inputs are not permitted"),
         (_with_gates(_gate(threshold=-0.1)), "models.0.gates.0", "must be >= 0"),
         (_with_gates(_gate(comparison="difference", threshold=-1)), "models.0.gates.0", "must be >= 0"),
-        (_with_gates(_gate(metric="ttft")), "models.0.gates.0.metric", "<benchmark|drift|quality>"),
+        (_with_gates(_gate(metric="ttft")), "models.0.gates.0.metric", "<benchmark|drift|quality|live>"),
         (_with_gates(_gate(action="explode")), "models.0.gates.0.action", "block_promotion"),
         (_with_gates(_gate(confidence=0.4)), "models.0.gates.0.confidence", "greater than 0.5"),
         (_with_gates(_gate(comparison="ratio", subject="model")), "models.0.gates.0", "subject must be 'challenger'"),
