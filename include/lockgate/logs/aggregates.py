@@ -13,12 +13,13 @@ every aggregate, in the order `lockgate.logs.quarantine.quarantine_reason` check
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from lockgate.errors import ConfigError
 from lockgate.logs.refusal import REFUSAL_PATTERN, postgres_refusal_pattern
@@ -96,12 +97,12 @@ def cached_tokens_expr(engine: Engine, table: sa.Table, spec: CachedTokens | Non
     parts = spec.metadata_key.split(".")
     meta = table.c.metadata
     if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
+        from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-        text = meta.op("#>>", return_type=sa.Text)(sa.literal(parts, ARRAY(sa.Text)))
+        path = sa.literal(parts, ARRAY(sa.Text))
         # A non-numeric value is not a count: treated as unknown rather than failing the query.
-        numeric = text.op("~", return_type=sa.Boolean)(sa.literal(r"^\s*[0-9]+(\.[0-9]+)?\s*$", sa.Text))
-        return sa.case((numeric, sa.cast(text, sa.Float)), else_=None)
+        numeric = sa.func.jsonb_typeof(meta.op("#>", return_type=JSONB)(path)) == "number"
+        return sa.case((numeric, sa.cast(meta.op("#>>", return_type=sa.Text)(path), sa.Float)), else_=None)
     if engine.dialect.name == "sqlite":
         value = sa.func.json_extract(meta, "$." + ".".join(parts))
         return sa.case((sa.func.json_valid(meta) == 1, sa.cast(value, sa.Float)), else_=None)
@@ -113,21 +114,30 @@ def _quoted(engine: Engine, table: sa.Table, column: str) -> str:
     return f"{prep.format_table(table)}.{prep.quote(column)}"
 
 
-def quarantine_reason_expr(table: sa.Table, config: LogsConfig) -> Any:
+def _blank(column: Any) -> Any:
+    """Empty or whitespace only. An anchored pattern stops at the first other character, where trim()
+    would copy the whole text of every row."""
+    return column.regexp_match(r"^\s*$")
+
+
+def quarantine_reason_expr(table: sa.Table, config: LogsConfig, dialect: str) -> Any:
     """The first contract rule a row breaks, as SQL (NULL for a valid row)."""
     c = table.c
-    # octet_length first: O(1) on a stored text, and a text has at least as many bytes as characters.
-    text_too_long = sa.or_(
-        *[
-            sa.and_(sa.func.octet_length(c[k]) > config.max_text_chars, sa.func.length(c[k]) > config.max_text_chars)
+    limit = config.max_text_chars
+    if dialect == "postgresql":
+        # octet_length first: O(1) on a stored text, and a text has at least as many bytes as characters.
+        long_text = [
+            sa.and_(sa.func.octet_length(c[k]) > limit, sa.func.length(c[k]) > limit)
             for k in ("prompt", "response", "context")
         ]
-    )
+    else:
+        long_text = [sa.func.length(c[k]) > limit for k in ("prompt", "response", "context")]
+    text_too_long = sa.or_(*long_text)
     return sa.case(
         (c.request_id.is_(None), "missing_request_id"),
         (c.ts.is_(None), "missing_ts"),
         (sa.or_(c.model_version.is_(None), c.model_version == ""), "missing_model_version"),
-        (sa.or_(c.prompt.is_(None), sa.func.trim(c.prompt) == ""), "missing_prompt"),
+        (sa.or_(c.prompt.is_(None), _blank(c.prompt)), "missing_prompt"),
         (sa.or_(c.status.is_(None), c.status.not_in(list(config.statuses))), "unknown_status"),
         (sa.and_(c.status == "ok", c.response.is_(None)), "missing_response"),
         (
@@ -140,6 +150,16 @@ def quarantine_reason_expr(table: sa.Table, config: LogsConfig) -> Any:
         (text_too_long, "oversize_text"),
         else_=None,
     )
+
+
+@contextmanager
+def _session(engine: Engine) -> Iterator[Connection]:
+    """A read transaction; on PostgreSQL with room to sort and hash a window's aggregates in memory
+    (the server's default work_mem, 4 MB, spills a million-row percentile to disk)."""
+    with engine.connect() as conn, conn.begin():
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SET LOCAL work_mem = '128MB'"))
+        yield conn
 
 
 def _window_conds(table: sa.Table, model_name: str, window: Window) -> list[Any]:
@@ -186,26 +206,37 @@ def window_counts(
     def count_if(cond: Any) -> Any:
         return sa.func.sum(sa.case((cond, 1), else_=0))
 
-    reason = quarantine_reason_expr(table, config).label("reason")
-    strata = [stratum_expr(c.prompt_tokens, cuts).label(f"s{i}") for i, cuts in enumerate(cutoff_sets)]
-    cols = [
+    # The per-row expressions in a subquery, then one GROUP BY over its small set of keys.
+    per_row = [
         c.model_version.label("version"),
-        reason,
-        *strata,
-        sa.func.count().label("requests"),
-        count_if(c.status == "error").label("errors"),
-        count_if(c.status == "timeout").label("timeouts"),
-        count_if(sa.and_(c.status == "ok", sa.func.trim(c.response) == "")).label("empty"),
-        count_if(c.feedback.is_not(None)).label("rated"),
-        count_if(c.feedback < 0).label("negative"),
+        quarantine_reason_expr(table, config, engine.dialect.name).label("reason"),
+        *[stratum_expr(c.prompt_tokens, cuts).label(f"s{i}") for i, cuts in enumerate(cutoff_sets)],
+        c.status,
+        c.feedback,
+        c.prompt_tokens,
+        sa.and_(c.status == "ok", _blank(c.response)).label("empty"),
     ]
     if cached is not None:
-        known = sa.and_(cached.is_not(None), c.prompt_tokens > 0)
-        cols.append(sa.func.sum(sa.case((known, cached), else_=0)).label("cached_tokens"))
-        cols.append(sa.func.sum(sa.case((known, c.prompt_tokens), else_=0)).label("cached_prompt_tokens"))
-    stmt = sa.select(*cols).where(*_window_conds(table, model_name, window)).group_by(c.model_version, reason, *strata)
+        per_row.append(cached.label("cached"))
+    rows = sa.select(*per_row).where(*_window_conds(table, model_name, window)).subquery()
+    r = rows.c
+    keys = [r.version, r.reason, *[r[f"s{i}"] for i in range(len(cutoff_sets))]]
+    cols = [
+        *keys,
+        sa.func.count().label("requests"),
+        count_if(r.status == "error").label("errors"),
+        count_if(r.status == "timeout").label("timeouts"),
+        count_if(r.empty).label("empty"),
+        count_if(r.feedback.is_not(None)).label("rated"),
+        count_if(r.feedback < 0).label("negative"),
+    ]
+    if cached is not None:
+        known = sa.and_(r.cached.is_not(None), r.prompt_tokens > 0)
+        cols.append(sa.func.sum(sa.case((known, r.cached), else_=0)).label("cached_tokens"))
+        cols.append(sa.func.sum(sa.case((known, r.prompt_tokens), else_=0)).label("cached_prompt_tokens"))
+    stmt = sa.select(*cols).group_by(*keys)
     out = WindowCounts({}, {}, [{} for _ in cutoff_sets])
-    with engine.connect() as conn:
+    with _session(engine) as conn:
         for row in conn.execute(stmt).mappings():
             version = str(row["version"]) if row["version"] is not None else None
             if version is not None:
@@ -266,12 +297,12 @@ def window_quantiles(
         .where(
             *_window_conds(table, model_name, window),
             table.c.model_version.in_(list(versions)),
-            quarantine_reason_expr(table, config).is_(None),
+            quarantine_reason_expr(table, config, engine.dialect.name).is_(None),
         )
         .group_by(table.c.model_version)
     )
     out: dict[str, dict[str, float]] = {}
-    with engine.connect() as conn:
+    with _session(engine) as conn:
         for row in conn.execute(stmt).mappings():
             values: dict[str, float] = {}
             for name in timing_conditions(table.c):
@@ -292,53 +323,63 @@ def sample_versions(
     config: LogsConfig,
     cached_spec: CachedTokens | None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """A deterministic sample of each version's valid requests in one pass over the window: the n rows
-    of each version with the smallest seeded hash (`lockgate.logs.sampling`), numeric columns only."""
+    """A deterministic sample of each version's valid requests: the n rows of each version with the smallest
+    seeded hash (`lockgate.logs.sampling`), numeric columns only.
+
+    The ranking runs over the covering (model_name, ts, request_id) index alone: the window's k smallest
+    hashes, whatever their version, then only those k rows are read. The rows of one version among the
+    window's k smallest hashes are that version's smallest, so once every version has n valid rows among
+    them the sample is exactly the per-version one; k grows fourfold until it does (a small canary share
+    costs one more index pass, never a read of the window).
+    """
+    if not versions:
+        return {}
     table = log_table(config)
     c = table.c
     cached = cached_tokens_expr(engine, table, cached_spec)
     rank = sample_rank(table, seed, engine.dialect.name)
-    cols = [
-        c.request_id,
-        c.model_version.label("version"),
-        c.status,
-        c.latency_ms,
-        c.ttft_ms,
-        c.prompt_tokens,
-        c.completion_tokens,
-        c.feedback,
-        rank.label("rank"),
-        sa.func.row_number().over(partition_by=c.model_version, order_by=rank).label("nth"),
-    ]
-    if cached is not None:
-        cols.append(cached.label("cached_tokens"))
-    inner = (
-        sa.select(*cols)
-        .where(
-            *_window_conds(table, model_name, window),
-            c.model_version.in_(list(versions)),
-            quarantine_reason_expr(table, config).is_(None),
+    k = n * len(versions) * 2
+    while True:
+        candidates = (
+            sa.select(c.request_id.label("rid"), rank.label("rank"))
+            .where(*_window_conds(table, model_name, window))
+            .order_by(rank)
+            .limit(k)
+            .subquery()
         )
-        .subquery()
-    )
-    # The refusal pattern runs on the sampled rows only (joined back by key), never on the whole window.
-    sampled = sa.select(inner).where(inner.c.nth <= n).subquery()
-    text = table.alias("t")
-    answered = sa.and_(sampled.c.status == "ok", sa.func.trim(text.c.response) != "")
-    stmt = (
-        sa.select(
-            sampled,
+        answered = sa.and_(c.status == "ok", sa.not_(_blank(c.response)))
+        cols = [
+            c.request_id,
+            c.model_version.label("version"),
+            c.status,
+            c.latency_ms,
+            c.ttft_ms,
+            c.prompt_tokens,
+            c.completion_tokens,
+            c.feedback,
+            candidates.c.rank,
+            quarantine_reason_expr(table, config, engine.dialect.name).label("reason"),
             answered.label("answered"),
-            sa.and_(answered, _refusal_match(engine, text.c.response)).label("refused"),
+            # the refusal pattern runs on these k rows only, never on the whole window
+            sa.and_(answered, _refusal_match(engine, c.response)).label("refused"),
+        ]
+        if cached is not None:
+            cols.append(cached.label("cached_tokens"))
+        stmt = (
+            sa.select(*cols)
+            .join(candidates, candidates.c.rid == c.request_id)
+            .where(c.model_version.in_(list(versions)))
+            .order_by(candidates.c.rank)
         )
-        .join(text, text.c.request_id == sampled.c.request_id)
-        .order_by(sampled.c.version, sampled.c.rank)
-    )
-    out: dict[str, list[dict[str, Any]]] = {v: [] for v in versions}
-    with engine.connect() as conn:
-        for row in conn.execute(stmt).mappings():
-            out[str(row["version"])].append(dict(row))
-    return out
+        out: dict[str, list[dict[str, Any]]] = {v: [] for v in versions}
+        with _session(engine) as conn:
+            ranked = conn.execute(sa.select(sa.func.count()).select_from(candidates)).scalar_one()
+            for row in conn.execute(stmt).mappings():
+                if row["reason"] is None and len(out[str(row["version"])]) < n:
+                    out[str(row["version"])].append(dict(row))
+        if ranked < k or all(len(rows) >= n for rows in out.values()):
+            return out
+        k *= 4
 
 
 def attach_texts(engine: Engine, rows: list[dict[str, Any]], limit: int, config: LogsConfig) -> list[dict[str, Any]]:
