@@ -268,3 +268,23 @@ def test_migrate_sample_index_command(
     assert sample_hash_seed(make_engine(url)) == 4
     assert main(["logs", "migrate-sample-index", "--db-url", url]) == 2  # the policy's seed 0 is not 4
     assert "seed 4, not 0" in capsys.readouterr().err
+
+
+def test_null_request_ids_are_counted_with_and_without_the_sample_index(pg_engine: sa.Engine) -> None:
+    # A table of the serving stack's, without lockgate's primary key: request_id may be NULL.
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS serving_copy"))
+        conn.execute(sa.text("CREATE TABLE serving_copy AS SELECT * FROM inference_logs"))
+        conn.execute(
+            sa.text("UPDATE serving_copy SET request_id = NULL WHERE ts < :t"), {"t": REF.start + timedelta(days=1)}
+        )
+        nulls = conn.execute(sa.text("SELECT count(*) FROM serving_copy WHERE request_id IS NULL")).scalar_one()
+    assert nulls > 0
+    cfg = LogsConfig(table="serving_copy")
+    before = sample_inference_logs(pg_engine, SPEC.model_name, REF, 600, config=cfg)
+    migrate_sample_index(pg_engine, seed=0, config=cfg)
+    after = sample_inference_logs(pg_engine, SPEC.model_name, REF, 600, config=cfg)
+    for s in (before, after):
+        assert s.window_rows == 600 and s.quarantined["missing_request_id"] == nulls
+        assert all(r["request_id"] for r in s.rows)
+    assert [r["request_id"] for r in after.rows] == [r["request_id"] for r in before.rows]

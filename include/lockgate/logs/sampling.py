@@ -236,26 +236,25 @@ def sample_inference_logs(
         redactor: applied to prompt, response and context of every kept row.
     """
     cfg = config or LogsConfig()
-    total = count_window(engine, model_name, window, versions, cfg)
+    table = log_table(cfg)
+    # One pass over the (model_name, ts, request_id) index counts the window and its NULL request_ids.
+    counts = sa.select(sa.func.count(), sa.func.count() - sa.func.count(table.c.request_id)).where(
+        *_window_filter(table, model_name, window, versions)
+    )
+    with engine.connect() as conn:
+        total, null_ids = conn.execute(counts).one()
     sample = LogSample(
         model_name=model_name,
         window=window,
         seed=seed,
         requested=n,
         versions=tuple(versions) if versions else None,
-        window_rows=total,
+        window_rows=int(total),
     )
     if total == 0:
         return sample
     split = split_valid_rows(iter_sample_rows(engine, model_name, window, n, seed, versions, cfg), cfg)
     sample.quarantined = split.reasons
-    table = log_table(cfg)
-    with engine.connect() as conn:
-        null_ids = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(table)
-            .where(*_window_filter(table, model_name, window, versions), table.c.request_id.is_(None))
-        ).scalar_one()
     if null_ids:
         sample.quarantined["missing_request_id"] += int(null_ids)
     if redactor is not None:
