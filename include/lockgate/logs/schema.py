@@ -157,7 +157,11 @@ def forget_sample_hash(engine: Engine) -> None:
 
 
 def sample_index_sql(engine: Engine, seed: int, config: LogsConfig | None = None) -> list[str]:
-    """The migration's statements: the stored hash column, the index, ANALYZE."""
+    """The migration's statements: the stored hash column, the index, VACUUM (ANALYZE).
+
+    The column's rewrite of the table clears its visibility map; until a vacuum sets it again,
+    PostgreSQL cannot count a window from the index alone and reads the whole table instead.
+    """
     cfg = config or LogsConfig()
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"the sample seed must be an integer, got {seed!r}", key="statistics.seed")
@@ -171,7 +175,7 @@ def sample_index_sql(engine: Engine, seed: int, config: LogsConfig | None = None
         f"GENERATED ALWAYS AS (hashtextextended({quote(cols.request_id)}, {seed})) STORED",
         f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} "
         f"ON {table} ({quote(cols.model_name)}, {SAMPLE_HASH_COLUMN}, {quote(cols.ts)})",
-        f"ANALYZE {table}",
+        f"VACUUM (ANALYZE) {table}",
     ]
 
 
@@ -188,7 +192,7 @@ def migrate_sample_index(engine: Engine, seed: int, config: LogsConfig | None = 
             f"the sample index needs PostgreSQL (hashtextextended), this log store is {engine.dialect.name}",
             key="LOCKGATE_LOGS_DB_URL",
         )
-    alter, create_index, analyze = sample_index_sql(engine, seed, cfg)
+    alter, create_index, vacuum = sample_index_sql(engine, seed, cfg)
     forget_sample_hash(engine)
     with engine.connect() as conn:
         if conn.execute(sa.text("SELECT to_regclass(:t)"), {"t": cfg.table}).scalar() is None:
@@ -212,10 +216,10 @@ def migrate_sample_index(engine: Engine, seed: int, config: LogsConfig | None = 
         with engine.begin() as conn:
             conn.execute(sa.text(alter))
         ran.append(alter)
-    # CREATE INDEX CONCURRENTLY and ANALYZE cannot run inside a transaction block.
+    # CREATE INDEX CONCURRENTLY and VACUUM cannot run inside a transaction block.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(create_index))
-        conn.execute(sa.text(analyze))
-    ran += [create_index, analyze]
+        conn.execute(sa.text(vacuum))
+    ran += [create_index, vacuum]
     forget_sample_hash(engine)
     return ran
