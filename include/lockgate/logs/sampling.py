@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from lockgate.errors import ConfigError
-from lockgate.logs.quarantine import split_valid_rows
+from lockgate.logs.quarantine import QuarantineResult, split_valid_rows
 from lockgate.logs.redaction import Redactor
 from lockgate.logs.schema import CONTRACT_COLUMNS, SAMPLE_HASH_COLUMN, TEXT_COLUMNS, log_table, sample_hash_seed
 from lockgate.settings import LogsConfig
@@ -207,8 +208,9 @@ def iter_sample_rows(
     stmt = sample_statement(engine, model_name, window, n, seed, versions, config)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=FETCH_BATCH).execute(stmt)
-        for mapping in result.mappings():
-            row = dict(mapping)
+        keys = tuple(result.keys())  # once: RowMapping looks its keys up again for every row
+        for values in result:
+            row = dict(zip(keys, values, strict=True))
             row["ts"] = _as_utc(row["ts"])
             yield row
 
@@ -241,19 +243,36 @@ def sample_inference_logs(
     counts = sa.select(sa.func.count(), sa.func.count() - sa.func.count(table.c.request_id)).where(
         *_window_filter(table, model_name, window, versions)
     )
-    with engine.connect() as conn:
-        total, null_ids = conn.execute(counts).one()
+
+    def count() -> tuple[int, int]:
+        with engine.connect() as conn:
+            total, null_ids = conn.execute(counts).one()
+        return int(total), int(null_ids)
+
+    def draw() -> QuarantineResult:
+        return split_valid_rows(iter_sample_rows(engine, model_name, window, n, seed, versions, cfg), cfg)
+
+    split: QuarantineResult | None
+    if engine.dialect.name == "postgresql":
+        # Counting reads every index entry of the window, drawing about n rows: two server backends
+        # do both at once (with the stored hash, the count is the longer part).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-count") as pool:
+            counting = pool.submit(count)
+            split = draw()
+            total, null_ids = counting.result()
+    else:  # an in-memory SQLite database is per thread
+        total, null_ids = count()
+        split = draw() if total else None
     sample = LogSample(
         model_name=model_name,
         window=window,
         seed=seed,
         requested=n,
         versions=tuple(versions) if versions else None,
-        window_rows=int(total),
+        window_rows=total,
     )
-    if total == 0:
+    if total == 0 or split is None:
         return sample
-    split = split_valid_rows(iter_sample_rows(engine, model_name, window, n, seed, versions, cfg), cfg)
     sample.quarantined = split.reasons
     if null_ids:
         sample.quarantined["missing_request_id"] += int(null_ids)
