@@ -2,9 +2,10 @@
 
 Airflow 3's DAG processor imports Airflow once, pre-imports the `airflow.*` modules a DAG file
 names (`[dag_processor] parsing_pre_import_modules`), then forks one child per parse. This script
-does the same: the parent imports `airflow.sdk` and each file's `airflow.*` imports, then every
-repetition forks a child that imports the file under a fresh module name and reports how long the
-import took (the DAG object is built by that import). Median of `--repeats` forks per file.
+does the same: the parent imports `airflow.sdk` and each file's `airflow.*` imports and freezes the
+garbage collector (as the processor's manager does), then every repetition forks a child that
+imports the file under a fresh module name and reports how long the import took (the DAG object is
+built by that import). Median of `--repeats` forks per file, the files interleaved.
 
 Two process setups, one after the other in the same run:
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import gc
 import importlib
 import importlib.util
 import os
@@ -153,11 +155,14 @@ def main() -> int:
             baselines[dag_file].write_text(same_imports_dag(dag_file))
         for path in [empty, *dag_files, *baselines.values()]:
             pre_import(path)
+        gc.freeze()  # the DAG processor's manager does this before its loop (no copy-on-write, no GC of it)
 
         print(f"median of {args.repeats} forked parses each; setup `sdk` (airflow.sdk imported):")
         results = {"sdk": measure(dag_files, baselines, empty, args.repeats)}
 
         import airflow.dag_processing.processor  # noqa: F401 - what the DAG processor's process also has
+
+        gc.freeze()
 
         print("setup `processor` (airflow.dag_processing.processor imported as well):")
         results["processor"] = measure(dag_files, baselines, empty, args.repeats)
