@@ -87,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--rag-share", type=float, default=0.4)
     seed.add_argument("--seed", type=int, default=0)
     seed.add_argument("--db-url", default=None, help="override the log database URL")
+    migrate = _add(
+        logs_sub,
+        "migrate-sample-index",
+        "lockgate.logs.commands:cmd_migrate_sample_index",
+        "Optional, PostgreSQL: store the sample hash in a column with an index, so that sampling reads "
+        "about n rows instead of ranking the whole window. Rewrites the table under an exclusive lock.",
+    )
+    migrate.add_argument(
+        "--seed", type=int, default=None, help="hash seed (default: the policy's statistics.seed, which samples use)"
+    )
+    migrate.add_argument("--print-sql", action="store_true", help="print the statements instead of running them")
+    migrate.add_argument("--db-url", default=None, help="override the log database URL")
 
     # models
     models = sub.add_parser("models", help="Build and register model versions.")

@@ -49,17 +49,42 @@ def asset_events(airflow_db: str) -> Callable[[str, str], list[dict]]:
 HEAVY_MODULES = ("mlflow", "torch", "pandas", "numpy", "transformers", "evidently", "scipy", "sklearn",
                  "sentence_transformers")  # fmt: skip
 
+# Modules that lockgate code run at parse time must not import either. airflow.sdk loads pydantic,
+# yaml and sqlalchemy itself, so being in sys.modules proves nothing: the parser records the import
+# statements that the DAG file and lockgate modules execute while the file is parsed.
+PARSE_FORBIDDEN = ("pydantic", "yaml", "sqlalchemy", "lockgate.settings", *HEAVY_MODULES)
+
 _PARSE_DAG = """
-import json, sys
+import builtins, json, sys
 from airflow.dag_processing.dagbag import DagBag
-dag_file, dag_id, heavy_modules = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-bag = DagBag(dag_folder=dag_file)
+dag_file, dag_id, heavy_modules, forbidden = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
+statements = []
+real_import = builtins.__import__
+
+def recording_import(name, globals=None, locals=None, fromlist=(), level=0):
+    importer = (globals or {}).get("__name__") or ""
+    # DagBag names a DAG file's module unusual_prefix_<hash>_<stem>.
+    if importer.split(".")[0] == "lockgate" or importer.startswith("unusual_prefix_"):
+        names = [name] + [f"{name}.{f}" for f in (fromlist or ()) if f != "*"]
+        who = "<dag file>" if importer.startswith("unusual_prefix_") else importer
+        statements.append({"importer": who, "level": level, "names": names})
+    return real_import(name, globals, locals, fromlist, level)
+
+builtins.__import__ = recording_import
+try:
+    bag = DagBag(dag_folder=dag_file)
+finally:
+    builtins.__import__ = real_import
 dag = bag.dags[dag_id]
 params = {k: {**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description} for k in dag.params}
 tasks = {t.task_id: {"pool": t.pool, "queue": t.queue, "outlets": [o.uri for o in t.outlets]} for t in dag.tasks}
 print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "heavy": sorted({m.split(".")[0] for m in sys.modules} & set(heavy_modules)),
+    "import_statements": statements,
+    "forbidden_imports": [[s["importer"], n] for s in statements for n in s["names"]
+                          if any(n == m or n.startswith(m + ".") for m in forbidden)],
+    "lockgate_modules": sorted(m for m in sys.modules if m.split(".")[0] == "lockgate"),
     "params": params, "tasks": tasks, "outlets": [o.uri for o in dag.tasks[-1].outlets],
     "timetable": type(dag.timetable).__name__, "tags": sorted(dag.tags), "doc": bool(dag.doc_md),
     "catchup": dag.catchup,
@@ -82,9 +107,24 @@ def load_dag() -> Callable[[Path, str], Any]:
 
 
 def parsed_dag_info(dag_file: Path, dag_id: str) -> dict:
-    """Parse a DAG file in a fresh interpreter, as the dag processor does: its form, tasks and heavy imports."""
+    """Parse a DAG file in a fresh interpreter, as the dag processor does: its form, tasks and imports.
+
+    `heavy`: HEAVY_MODULES present after the parse; `import_statements`: each import statement that
+    the DAG file ("<dag file>") or a lockgate module executed during the parse (`importer`, `level`,
+    `names`: the module and `module.name` for each name of a from-import); `forbidden_imports`:
+    the (importer, module) pairs of those that name a PARSE_FORBIDDEN module; `lockgate_modules`:
+    the lockgate modules loaded.
+    """
     out = subprocess.run(
-        [sys.executable, "-c", _PARSE_DAG, str(dag_file), dag_id, json.dumps(HEAVY_MODULES)],
+        [
+            sys.executable,
+            "-c",
+            _PARSE_DAG,
+            str(dag_file),
+            dag_id,
+            json.dumps(HEAVY_MODULES),
+            json.dumps(PARSE_FORBIDDEN),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -88,7 +88,7 @@ def test_dag_file_is_thin_and_routes_to_the_gpu(dag_info):
     assert all(p.get("title") and p.get("description") for p in info["params"].values())
     assert info["params"]["versions"]["maxItems"] == 2
     assert info["tasks"]["benchmark"]["pool"] == "gpu" and info["tasks"]["benchmark"]["queue"] == "gpu"
-    assert info["tasks"]["publish"]["outlets"] == ["lockgate://evidence/benchmark"]
+    assert info["tasks"]["publish"]["outlets"] == ["x-lockgate://evidence/benchmark"]
     assert info["tags"] == ["lockgate"] and info["doc"] and info["catchup"] is False
 
 
@@ -124,7 +124,7 @@ def test_dag_test_publishes_a_benchmark_the_gates_use(dag, world, asset_events):
             verdict = evaluate_gate(gate, summary, ref, world["challenger"], world["champion"])
             assert verdict.status in ("pass", "fail"), (gate.name, verdict.reason)
 
-    (extra,) = asset_events("lockgate://evidence/benchmark", dr.run_id)
+    (extra,) = asset_events("x-lockgate://evidence/benchmark", dr.run_id)
     assert extra["summary_path"] == str(Path(summary.report_path).with_name("summary.json"))
     assert extra["status"] == "ok" and extra["valid"] is True
     assert extra["ttft_ms_p50.ratio"] == pytest.approx(summary.metrics["ttft_ms_p50"].ratio.value, rel=1e-5)
@@ -133,7 +133,7 @@ def test_dag_test_publishes_a_benchmark_the_gates_use(dag, world, asset_events):
 def test_bad_input_ends_in_an_error_summary_not_a_failed_run(dag, world, asset_events):
     dr = dag.test(logical_date=datetime(2026, 1, 10, tzinfo=UTC), run_conf={"model": MODEL, "versions": ["99"]})
     assert dr.state == "success"
-    (extra,) = asset_events("lockgate://evidence/benchmark", dr.run_id)
+    (extra,) = asset_events("x-lockgate://evidence/benchmark", dr.run_id)
     assert extra["status"] == "error" and extra["valid"] is False
     assert "no version 99" in extra["message"]
     summary = read_summary(Path(extra["summary_path"]))

@@ -82,7 +82,7 @@ def test_dag_file_is_thin_and_its_form_is_typed(dag_info):
     assert all(p.get("title") and p.get("description") for p in info["params"].values())
     assert info["params"]["sample_size"]["type"] == ["null", "integer"]
     assert info["params"]["current_start"]["format"] == "date-time"
-    assert info["outlets"] == ["lockgate://evidence/drift"]
+    assert info["outlets"] == ["x-lockgate://evidence/drift"]
     assert info["timetable"] == "CronDataIntervalTimetable"
     assert info["tags"] == ["lockgate"] and info["doc"] and info["catchup"] is False
 
@@ -99,7 +99,7 @@ def test_dag_test_flags_the_injected_columns_only(dag, world, asset_events):
     assert not UNTOUCHED & set(drift["drifted_columns"])
     assert summary.metrics["drift_share"].model.value > 0.30
 
-    (extra,) = asset_events("lockgate://evidence/drift", dr.run_id)
+    (extra,) = asset_events("x-lockgate://evidence/drift", dr.run_id)
     assert extra["summary_path"] == str(Path(summary.report_path).with_name("summary.json"))
     assert extra["drift_detected"] is True
     assert extra["drift_share"] == pytest.approx(summary.metrics["drift_share"].model.value)

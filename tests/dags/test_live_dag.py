@@ -63,7 +63,7 @@ def test_dag_file_is_thin_and_its_form_triggers_with_defaults(dag_info):
     info = dag_info(DAG_FILE, "lockgate_live")
     assert info["errors"] == {} and info["heavy"] == []
     assert info["params"]["model"]["type"] == ["null", "string"]
-    assert info["tasks"]["live_evidence"]["outlets"] == ["lockgate://evidence/live"]
+    assert info["tasks"]["live_evidence"]["outlets"] == ["x-lockgate://evidence/live"]
     assert info["timetable"] == "CronDataIntervalTimetable"
     assert info["tags"] == ["lockgate"] and info["doc"] and info["catchup"] is False
 
@@ -72,7 +72,7 @@ def test_dag_test_builds_live_evidence_for_every_watched_model(world, load_dag, 
     dag = load_dag(DAG_FILE, "lockgate_live")
     dr = dag.test(logical_date=datetime(2026, 1, 9, tzinfo=UTC))
     assert dr.state == "success"
-    events = asset_events("lockgate://evidence/live", dr.run_id)
+    events = asset_events("x-lockgate://evidence/live", dr.run_id)
     assert sorted(e["model"] for e in events) == sorted(MODELS)
     for model in MODELS:
         summary = read_summary(latest_summary_path(world / "reports", "live", model))

@@ -131,9 +131,9 @@ def test_dag_wiring(dag):
     condition = dag.timetable.asset_condition
     assert isinstance(condition, AssetAny)  # any one new summary is enough to decide again
     assert {a.uri for a in condition.objects} == {
-        "lockgate://evidence/benchmark",
-        "lockgate://evidence/drift",
-        "lockgate://evidence/quality",
+        "x-lockgate://evidence/benchmark",
+        "x-lockgate://evidence/drift",
+        "x-lockgate://evidence/quality",
     }
     assert set(dag.tags) == {"lockgate"}
     assert dag.catchup is False and dag.max_active_runs == 1

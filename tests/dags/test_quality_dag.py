@@ -34,7 +34,7 @@ def test_params_form(quality_dag: object) -> None:
     replay = dag.get_task("replay")
     assert (replay.pool, replay.queue) == ("gpu", "gpu")
     judge = dag.get_task("judge")
-    assert [a.uri for a in judge.outlets] == ["lockgate://evidence/quality"]
+    assert [a.uri for a in judge.outlets] == ["x-lockgate://evidence/quality"]
 
 
 @pytest.mark.slow
@@ -102,7 +102,7 @@ def test_dag_test_writes_the_report_and_evidence_the_gates_read(
     assert json.loads((run_dir / "quality_summary.json").read_text())["mode"] == "traffic"
 
     # The QUALITY asset event carries the summary path and the headline figures.
-    extras = asset_events("lockgate://evidence/quality", run.run_id)
+    extras = asset_events("x-lockgate://evidence/quality", run.run_id)
     assert len(extras) == 1
     assert extras[0]["summary_path"] == str(run_dir / "summary.json")
     assert extras[0]["embedding_relevance_difference"] < -0.1

@@ -9,7 +9,14 @@ only ever holds the n sampled rows, fetched in batches.
 The hash is PostgreSQL's built-in `hashtextextended(text, seed)` (3x cheaper than
 md5 per row); SQLite gets `lg_rank(text, seed)` from `make_engine`; any other
 backend uses `md5(seed || ':' || request_id)`. Samples are deterministic per
-backend, not identical across backends.
+backend, not identical across backends. Ties (equal hashes) go by request_id.
+
+On PostgreSQL, a table migrated with `lockgate logs migrate-sample-index` stores
+that hash, for one seed, in `lockgate_sample_hash`, indexed on (model_name, hash,
+ts): when the sample's seed is the column's, the rows are read in hash order and
+the scan stops after n rows of the window. The same rows as ranking every row,
+since it is the same hash; any other seed, or a table without the column, is
+ranked as above.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,9 +33,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from lockgate.errors import ConfigError
-from lockgate.logs.quarantine import split_valid_rows
+from lockgate.logs.quarantine import QuarantineResult, split_valid_rows
 from lockgate.logs.redaction import Redactor
-from lockgate.logs.schema import CONTRACT_COLUMNS, TEXT_COLUMNS, log_table
+from lockgate.logs.schema import CONTRACT_COLUMNS, SAMPLE_HASH_COLUMN, TEXT_COLUMNS, log_table, sample_hash_seed
 from lockgate.settings import LogsConfig
 
 if TYPE_CHECKING:
@@ -138,6 +146,55 @@ def sample_rank(table: sa.Table, seed: int, dialect: str) -> Any:
     return sa.func.md5(sa.literal(f"{seed}:") + table.c.request_id)
 
 
+def stored_sample_hash(engine: Engine, table: sa.Table, seed: int, config: LogsConfig | None = None) -> Any:
+    """The table's stored `lockgate_sample_hash` column when it was computed with `seed`, else None."""
+    column_seed = sample_hash_seed(engine, config)
+    if column_seed is None:
+        return None
+    if column_seed != seed:
+        log.info(
+            "%s.%s holds seed %d, this sample uses seed %d: ranking every row of the window",
+            table.fullname,
+            SAMPLE_HASH_COLUMN,
+            column_seed,
+            seed,
+        )
+        return None
+    return sa.column(SAMPLE_HASH_COLUMN, sa.BigInteger)
+
+
+def sample_statement(
+    engine: Engine,
+    model_name: str,
+    window: Window,
+    n: int,
+    seed: int = 0,
+    versions: Sequence[str] | None = None,
+    config: LogsConfig | None = None,
+) -> sa.Select[Any]:
+    """The query of `iter_sample_rows`: the contract columns of the n sampled rows, in rank order."""
+    if n <= 0:
+        raise ConfigError(f"sample size must be positive, got {n}", key="sample_size")
+    table = log_table(config)
+    conds = _window_filter(table, model_name, window, versions)
+    columns = [table.c[c].label(c) for c in CONTRACT_COLUMNS]
+    stored = stored_sample_hash(engine, table, seed, config)
+    if stored is not None:
+        # Index scan on (model_name, hash, ts) in hash order: ts is checked in the index, the heap is
+        # read for the n rows kept, and the scan stops there. NULL request_ids have a NULL hash.
+        return sa.select(*columns).where(*conds, stored.is_not(None)).order_by(stored, table.c.request_id).limit(n)
+    rank = sample_rank(table, seed, engine.dialect.name)
+    ids = (
+        sa.select(table.c.request_id, rank.label("rank"))
+        .where(*conds)
+        .order_by(rank, table.c.request_id)
+        .limit(n)
+        .subquery("sampled")
+    )
+    # Nulls in request_id cannot be ranked or joined: they are counted apart (see sample_inference_logs).
+    return sa.select(*columns).join(ids, ids.c.request_id == table.c.request_id).order_by(ids.c.rank, ids.c.request_id)
+
+
 def iter_sample_rows(
     engine: Engine,
     model_name: str,
@@ -148,22 +205,12 @@ def iter_sample_rows(
     config: LogsConfig | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stream the n sampled raw rows (ordered by their rank), `FETCH_BATCH` at a time."""
-    if n <= 0:
-        raise ConfigError(f"sample size must be positive, got {n}", key="sample_size")
-    table = log_table(config)
-    conds = _window_filter(table, model_name, window, versions)
-    rank = sample_rank(table, seed, engine.dialect.name)
-    ids = sa.select(table.c.request_id, rank.label("rank")).where(*conds).order_by(rank).limit(n).subquery("sampled")
-    # Nulls in request_id cannot be ranked or joined: they are counted apart (see sample_inference_logs).
-    stmt = (
-        sa.select(*[table.c[c].label(c) for c in CONTRACT_COLUMNS])
-        .join(ids, ids.c.request_id == table.c.request_id)
-        .order_by(ids.c.rank)
-    )
+    stmt = sample_statement(engine, model_name, window, n, seed, versions, config)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=FETCH_BATCH).execute(stmt)
-        for mapping in result.mappings():
-            row = dict(mapping)
+        keys = tuple(result.keys())  # once: RowMapping looks its keys up again for every row
+        for values in result:
+            row = dict(zip(keys, values, strict=True))
             row["ts"] = _as_utc(row["ts"])
             yield row
 
@@ -191,7 +238,31 @@ def sample_inference_logs(
         redactor: applied to prompt, response and context of every kept row.
     """
     cfg = config or LogsConfig()
-    total = count_window(engine, model_name, window, versions, cfg)
+    table = log_table(cfg)
+    # One pass over the (model_name, ts, request_id) index counts the window and its NULL request_ids.
+    counts = sa.select(sa.func.count(), sa.func.count() - sa.func.count(table.c.request_id)).where(
+        *_window_filter(table, model_name, window, versions)
+    )
+
+    def count() -> tuple[int, int]:
+        with engine.connect() as conn:
+            total, null_ids = conn.execute(counts).one()
+        return int(total), int(null_ids)
+
+    def draw() -> QuarantineResult:
+        return split_valid_rows(iter_sample_rows(engine, model_name, window, n, seed, versions, cfg), cfg)
+
+    split: QuarantineResult | None
+    if engine.dialect.name == "postgresql":
+        # Counting reads every index entry of the window, drawing about n rows: two server backends
+        # do both at once (with the stored hash, the count is the longer part).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-count") as pool:
+            counting = pool.submit(count)
+            split = draw()
+            total, null_ids = counting.result()
+    else:  # an in-memory SQLite database is per thread
+        total, null_ids = count()
+        split = draw() if total else None
     sample = LogSample(
         model_name=model_name,
         window=window,
@@ -200,17 +271,9 @@ def sample_inference_logs(
         versions=tuple(versions) if versions else None,
         window_rows=total,
     )
-    if total == 0:
+    if total == 0 or split is None:
         return sample
-    split = split_valid_rows(iter_sample_rows(engine, model_name, window, n, seed, versions, cfg), cfg)
     sample.quarantined = split.reasons
-    table = log_table(cfg)
-    with engine.connect() as conn:
-        null_ids = conn.execute(
-            sa.select(sa.func.count())
-            .select_from(table)
-            .where(*_window_filter(table, model_name, window, versions), table.c.request_id.is_(None))
-        ).scalar_one()
     if null_ids:
         sample.quarantined["missing_request_id"] += int(null_ids)
     if redactor is not None:
@@ -245,8 +308,10 @@ def token_length_distribution(
     cfg = config or LogsConfig()
     table = log_table(cfg)
     conds = [*_window_filter(table, model_name, window, None), table.c.prompt_tokens > 0]
-    rank = sample_rank(table, seed, engine.dialect.name)
-    stmt = sa.select(table.c.prompt_tokens).where(*conds).order_by(rank).limit(n)
+    rank = stored_sample_hash(engine, table, seed, cfg)
+    if rank is None:
+        rank = sample_rank(table, seed, engine.dialect.name)
+    stmt = sa.select(table.c.prompt_tokens).where(*conds).order_by(rank, table.c.request_id).limit(n)
     with engine.connect() as conn:
         return [int(v) for v in conn.execute(stmt).scalars() if v is not None]
 
