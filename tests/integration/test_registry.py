@@ -676,3 +676,70 @@ def test_kill_9_of_a_running_promotion(request, registry, env, tmp_path, backend
     story.run("r3", actor="cli:unknown", lock_timeout_s=10)  # the dead process's lock is gone
     assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
     assert_audit_is_the_registry(story)
+
+
+# --------------------------------------------------------------------------- approval identity and time
+
+
+def test_approval_is_marked_unauthenticated_on_the_page_and_in_the_audit_trail(story):
+    awaiting_alice(story)
+    d = story.run("r2")
+    assert d.action == "promote" and d.approval.auth_label == "unauthenticated"
+    page = Path(d.report_path).read_text()
+    assert "approved by alice (unauthenticated: the name was asserted, not verified)" in page
+    assert [a.approval_auth for a in story.audit("approval")] == ["unauthenticated"]
+    moves = story.audit("alias_move")
+    assert moves and all(a.approval_auth == "unauthenticated" for a in moves)
+    (intent,) = list_intents(state_engine(story.state_url), story.name)
+    assert (intent.approved_by, intent.approval_auth) == ("alice", "unauthenticated")
+
+
+def test_waiting_page_says_who_vouches_for_the_approver(story):
+    story.evidence()
+    story.run("r1")
+    story.approve("alice", reject=True)
+    d = story.run("r2")
+    assert d.action == "hold"
+    page = Path(d.report_path).read_text()
+    assert "approver identity" in page and "unauthenticated: &#x27;alice&#x27; is a name set in a tag" in page
+
+
+@pytest.mark.parametrize("approved_at", ["2099-01-01T00:00:00+00:00", "soon"])
+def test_future_or_unparseable_approved_at_never_counts(story, approved_at):
+    d1 = None
+    story.evidence()
+    d1 = story.run("r1")
+    story.registry.set_tags(
+        story.name,
+        story.v2,
+        {
+            T.APPROVAL: "approved",
+            T.APPROVED_BY: "alice",
+            T.APPROVAL_EVIDENCE: d1.evidence_hash,
+            T.APPROVED_AT: approved_at,
+        },
+    )
+    d = story.run("r2")
+    assert d.action == "await_approval" and d.approval.status == "invalid"
+    assert story.state().champion == story.v1
+    assert T.APPROVAL not in story.tags(story.v2)  # cleared: a listed approver is asked again
+    (refused,) = story.audit("approval_refused")
+    assert refused.actor == "alice" and "not counted" in refused.message
+
+
+def test_approve_with_mlflow_credentials_approves_as_that_user(story, monkeypatch):
+    story.evidence()
+    story.run("r1")
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    with pytest.raises(ApprovalError, match="give your name with --by"):
+        story.approve(None)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+    with pytest.raises(ApprovalError, match="not the MLflow user 'bob'"):
+        story.approve("alice")
+    assert T.APPROVAL not in story.tags(story.v2)
+    tags = story.approve(None)
+    assert tags[T.APPROVED_BY] == "bob"
+    (row,) = story.audit("approval")
+    assert row.approved_by == "bob" and "MLflow credentials of bob" in row.message
+    assert row.approval_auth == "unauthenticated"  # a tag does not say who wrote it
+    assert story.run("r2").action == "promote"
