@@ -743,3 +743,25 @@ def test_approve_with_mlflow_credentials_approves_as_that_user(story, monkeypatc
     assert row.approved_by == "bob" and "MLflow credentials of bob" in row.message
     assert row.approval_auth == "unauthenticated"  # a tag does not say who wrote it
     assert story.run("r2").action == "promote"
+
+
+@pytest.mark.parametrize("step", ["after:set_alias:champion", "after:delete_alias:previous_champion"])
+def test_rollback_killed_half_way_is_finished_by_the_next_run(story, step):
+    awaiting_alice(story)
+    story.run("r2", actor="airflow:lockgate_promotion")  # v2 champion, v1 previous
+    story.evidence(challenger="", champion=story.v2, champion_error_rate=0.5)
+    crashing = ModelRegistry(story.registry.uri, fault_hook=crash_at(step))
+    with pytest.raises(Crash):
+        story.run("r3", registry=crashing, actor="airflow:lockgate_promotion")
+    story.run("r4", actor="cli:unknown")
+    assert story.state() == RegistryState(champion=story.v1, challenger=None, previous_champion=None)
+    start = {"champion": story.v1, "challenger": story.v2, "previous_champion": None}
+    assert replay_audit(story.audit(), start) == story.state().as_dict()
+    rollback_rows = [a for a in story.audit() if a.run_key == "r3" and a.kind in ("alias_move", "alias_removed")]
+    assert {(a.alias, a.actor) for a in rollback_rows} == {
+        ("champion", "airflow:lockgate_promotion"),
+        ("previous_champion", "airflow:lockgate_promotion"),
+    }
+    assert story.tags(story.v2)[T.STATUS] == "rolled_back" and story.tags(story.v1)[T.STATUS] == "promoted"
+    decisions = list_decisions(state_engine(story.state_url), story.name)
+    assert ("r3", "rollback", "moved") in [(d.run_key, d.action, d.outcome) for d in decisions]
