@@ -602,6 +602,8 @@ def test_mlflow_outage_between_writes_is_one_line_and_the_rerun_finishes(story):
     assert elapsed < 30, f"gave up after {elapsed:.0f} s"
     assert story.state().previous_champion == story.v1 and story.state().champion == story.v1
     assert [i.done for i in list_intents(state_engine(story.state_url), story.name)] == [1]
+    text = model_status(story.name, policy=story.policy, registry=story.registry, state_url=story.state_url)
+    assert "unfinished moves" in text and "promote of run r2, approved by alice: 1 of 3 done" in text
     story.run("r3", actor="cli:unknown")  # MLflow is back
     assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
     assert_audit_is_the_registry(story)

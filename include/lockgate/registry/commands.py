@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from lockgate.errors import LockgateError
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, normalise_version
-from lockgate.registry.audit import AuditEntry, list_audit, list_decisions, record_audit, state_engine
+from lockgate.registry.audit import AuditEntry, list_audit, list_decisions, list_intents, record_audit, state_engine
 from lockgate.settings import Policy, load_policy
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,15 @@ def model_status(
             lines.append(f"    decision page: {tags[T.DECISION_REPORT]}")
         lines.append(f"    approve: lockgate approve {model_name} {version} --by <name>")
         lines.append(f"    or set tags {T.APPROVAL}=approved and {T.APPROVED_BY}=<name> in the MLflow UI")
+    unfinished = [i for i in list_intents(engine, model_name, limit=limit) if i.status == "open"]
+    if unfinished:
+        lines.append("unfinished moves (the next promotion run finishes them):")
+    for i in unfinished:
+        planned = ", ".join(f"{m.alias} {m.from_version or '-'} -> {m.to_version or '-'}" for m in i.moves)
+        lines.append(
+            f"  {_fmt_time(i.created_at)}  {i.action} of run {i.run_key}, approved by {i.approved_by or '-'}: "
+            f"{i.done} of {len(i.moves)} done ({planned})"
+        )
     lines.append("recent decisions:")
     decisions = list_decisions(engine, model_name, limit=limit)
     if not decisions:

@@ -270,8 +270,8 @@ def carry_out(ctx: MoveContext, intent: Intent, resumed_by: str | None = None) -
 
     A move the registry already shows (made by a run that died before recording it) is recorded
     as done; one whose alias points elsewhere than planned (or whose guards no longer hold) ends
-    the intent as abandoned, with the reason, and makes nothing more. `ctx` is the intent's own
-    context (`MoveContext.for_intent`), so the rows carry its decision, actor and approver.
+    the intent as abandoned, with the reason, and makes nothing more. `ctx` carries the intent's
+    own decision, actor and run key, so the rows do too; `resumed_by` names a later run finishing it.
 
     Returns:
         `moved` when the champion moved (the status tags then follow), `aborted` when it did not.
@@ -293,10 +293,10 @@ def carry_out(ctx: MoveContext, intent: Intent, resumed_by: str | None = None) -
                 )
                 log.warning("%s: %s", ctx.model, reason)
                 ctx.audit("move_aborted", f"intent{intent.id}:{index}", message=reason)
-                close_intent(ctx.conn, intent, "abandoned", ctx.now, reason)
                 champion_moved = any(m.alias == T.CHAMPION for m in intent.moves[:done])
                 if champion_moved:
-                    finish_intent(ctx, intent)
+                    finish_intent(ctx, intent)  # tags describe the champion move that did happen
+                close_intent(ctx.conn, intent, "abandoned", ctx.now, reason)
                 return "moved" if champion_moved else "aborted"
             if move.to_version is None:
                 ctx.registry.delete_alias(ctx.model, move.alias)
