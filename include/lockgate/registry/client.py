@@ -9,12 +9,13 @@ from lockgate.errors import ServiceUnavailableError
 # MLflow's own defaults retry a request that gets no answer 7 times with a backoff factor of 2 and
 # wait 120 s for each answer: over four minutes before a promotion learns the server is down. These
 # bound it to seconds for a refused connection (retries sleep about 0, 2 and 4 s) and to
-# (1 + retries) x timeout for a server that accepts and never answers. A value already in the
-# environment wins.
+# (1 + retries) x timeout for a server that accepts and never answers. The timeout is per socket
+# read, so it also bounds the wait for the server's answer after an artifact upload: 60 s leaves a
+# slow artifact store room. A value already in the environment wins.
 MLFLOW_RETRY_BUDGET = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
 
 
