@@ -609,6 +609,18 @@ def test_mlflow_outage_between_writes_is_one_line_and_the_rerun_finishes(story):
     assert_audit_is_the_registry(story)
 
 
+def test_mlflow_retry_budget_is_bounded_unless_the_environment_sets_one(monkeypatch):
+    from lockgate.registry.client import MLFLOW_RETRY_BUDGET, bound_mlflow_retries
+
+    for key in MLFLOW_RETRY_BUDGET:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    bound_mlflow_retries()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"  # the operator's value wins
+
+
 def test_unfinished_intent_is_abandoned_when_the_registry_moved_elsewhere(story):
     awaiting_alice(story)
     crashing = ModelRegistry(story.registry.uri, fault_hook=crash_at("after:set_alias:previous_champion"))
