@@ -28,6 +28,7 @@ from lockgate.registry.audit import (
     list_decisions,
     list_intents,
     model_lock,
+    record_audit,
     replay_audit,
     state_engine,
 )
@@ -779,3 +780,21 @@ def test_rollback_killed_half_way_is_finished_by_the_next_run(story, step):
     assert story.tags(story.v2)[T.STATUS] == "rolled_back" and story.tags(story.v1)[T.STATUS] == "promoted"
     decisions = list_decisions(state_engine(story.state_url), story.name)
     assert ("r3", "rollback", "moved") in [(d.run_key, d.action, d.outcome) for d in decisions]
+
+
+def test_an_older_state_database_gets_the_new_audit_column(tmp_path):
+    """A database created before `approval_auth` existed keeps working: the column is added."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = sa.create_engine(url)
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE lockgate_audit (id INTEGER PRIMARY KEY, at TIMESTAMP NOT NULL, model_name TEXT NOT NULL, "
+            "kind TEXT NOT NULL, version TEXT, alias TEXT, from_version TEXT, to_version TEXT, actor TEXT NOT NULL, "
+            "approved_by TEXT, evidence_hash TEXT, policy_hash TEXT, run_key TEXT, message TEXT, "
+            "dedupe_key TEXT UNIQUE)"
+        )
+    old.dispose()
+    engine = state_engine(url)
+    with engine.begin() as conn:
+        record_audit(conn, AuditEntry(model_name="m", kind="approval", actor="alice", approval_auth="unauthenticated"))
+    assert [a.approval_auth for a in list_audit(engine, "m")] == ["unauthenticated"]

@@ -157,11 +157,17 @@ class AuditEntry:
     id: int | None = None
 
 
+_UPGRADED: set[str] = set()
+
+
 def state_engine(url: str | None = None) -> Engine:
     """An engine on lockgate's state database with the tables created (idempotent)."""
-    engine = make_engine(url or resolve_state_db_url())
+    resolved = url or resolve_state_db_url()
+    engine = make_engine(resolved)
     metadata.create_all(engine, checkfirst=True)
-    _add_missing_columns(engine)
+    if resolved not in _UPGRADED:  # one inspection per database and process
+        _add_missing_columns(engine)
+        _UPGRADED.add(resolved)
     return engine
 
 
