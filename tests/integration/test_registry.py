@@ -798,3 +798,33 @@ def test_an_older_state_database_gets_the_new_audit_column(tmp_path):
     with engine.begin() as conn:
         record_audit(conn, AuditEntry(model_name="m", kind="approval", actor="alice", approval_auth="unauthenticated"))
     assert [a.approval_auth for a in list_audit(engine, "m")] == ["unauthenticated"]
+
+
+def test_a_registry_answering_503_is_one_line_within_the_retry_budget():
+    """A server that is up but overloaded (HTTP 503 on every API call): MLflow's retries, then one line."""
+    import http.server
+
+    class Overloaded(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path.startswith("/health") else 503)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Overloaded)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        registry = ModelRegistry(uri)  # /health answers: the outage shows on the first API call
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailableError) as info:
+            registry.state("any-model")
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    message = str(info.value)
+    assert "\n" not in message and uri in message and "get_registered_model" in message, message
+    assert elapsed < 30, f"gave up after {elapsed:.0f} s"
