@@ -128,7 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     approve = _add(sub, "approve", "lockgate.registry.commands:cmd_approve", "Approve (or reject) a model version.")
     approve.add_argument("model")
     approve.add_argument("version")
-    approve.add_argument("--by", required=True, help="your name (must be in the policy's approvers)")
+    approve.add_argument(
+        "--by",
+        default=None,
+        help="your name (must be in the policy's approvers); with MLflow credentials "
+        "(MLFLOW_TRACKING_USERNAME) it defaults to, and must equal, that user",
+    )
     approve.add_argument("--reject", action="store_true", help="reject instead of approve")
 
     # jobs, runnable without Airflow

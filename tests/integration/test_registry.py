@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,12 +15,23 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lockgate.errors import ConcurrentMoveError, UnknownModelVersionError
+from lockgate.errors import ConcurrentMoveError, ServiceUnavailableError, UnknownModelVersionError
 from lockgate.jobs.promotion import gather_inputs, run_promotion
 from lockgate.policy import Decision, decide_promotion
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, RegistryState, normalise_version
-from lockgate.registry.audit import audit_table, decisions_table, list_audit, list_decisions, model_lock, state_engine
+from lockgate.registry.audit import (
+    AuditEntry,
+    audit_table,
+    decisions_table,
+    list_audit,
+    list_decisions,
+    list_intents,
+    model_lock,
+    record_audit,
+    replay_audit,
+    state_engine,
+)
 from lockgate.registry.commands import ApprovalError, approve, model_status
 from lockgate.registry.moves import MoveContext, apply_decision, check_unchanged
 from lockgate.registry.testing import (
@@ -30,6 +45,7 @@ from lockgate.registry.testing import (
 from lockgate.reports.index import list_reports
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +109,7 @@ class Story:
             self.name,
             run_key=run_key,
             policy=self.policy,
-            registry=self.registry,
+            registry=kw.pop("registry", self.registry),
             state_url=self.state_url,
             reports_dir=self.reports,
             now=kw.pop("now", NOW),
@@ -466,3 +482,349 @@ def test_command_line(story, monkeypatch, capsys):
     assert main(["status", story.name, "--limit", "5"]) == 0
     out = capsys.readouterr().out
     assert f"champion           version {story.v2}" in out and "approval_refused" in out
+
+
+# --------------------------------------------------------------------------- crash consistency
+
+
+class Crash(BaseException):
+    """A process dying: nothing after it runs, no `except Exception` catches it."""
+
+
+DEAD_MLFLOW = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused
+
+
+def crash_at(step: str):
+    def hook(seen: str) -> None:
+        if seen == step:
+            raise Crash(step)
+
+    return hook
+
+
+def outage_at(registry_box: list[ModelRegistry], step: str):
+    """From `step` on, the registry's MLflow server stops answering (a real refused connection)."""
+    from mlflow import MlflowClient
+
+    def hook(seen: str) -> None:
+        if seen == step:
+            registry_box[0].client = MlflowClient(tracking_uri=DEAD_MLFLOW, registry_uri=DEAD_MLFLOW)
+
+    return hook
+
+
+def awaiting_alice(story: Story) -> None:
+    """v1 champion, v2 challenger with passing evidence, approved by alice: the next run promotes."""
+    story.evidence()
+    story.run("r1")
+    story.approve("alice")
+
+
+def assert_audit_is_the_registry(story: Story, approver: str = "alice") -> None:
+    """The audit trail, replayed from the story's start, gives the registry's aliases; the approver signs every move."""
+    rows = story.audit()
+    start = {"champion": story.v1, "challenger": story.v2, "previous_champion": None}
+    assert replay_audit(rows, start) == story.state().as_dict()
+    moves = [a for a in rows if a.kind in ("alias_move", "alias_removed")]
+    assert moves and all(a.approved_by == approver for a in moves), [(a.alias, a.approved_by) for a in moves]
+    assert all(a.actor == "airflow:lockgate_promotion" for a in moves)  # the run that decided, not the rerun
+    assert len([a for a in moves if a.alias == "champion"]) == 1
+    assert story.tags(story.v2)[T.PROMOTED_BY] == approver
+    assert [a.approved_by for a in story.audit("approval")] == [approver]
+    promote = [d for d in list_decisions(state_engine(story.state_url), story.name) if d.action == "promote"]
+    assert [(d.run_key, d.outcome) for d in promote] == [("r2", "moved")]
+    assert all(i.status == "done" for i in list_intents(state_engine(story.state_url), story.name))
+
+
+def test_replay_audit_needs_every_move():
+    rows = [
+        AuditEntry(
+            model_name="m", kind="alias_move", actor="a", alias="champion", from_version="1", to_version="2", id=2
+        ),
+        AuditEntry(model_name="m", kind="alias_move", actor="a", alias="previous_champion", to_version="1", id=1),
+        AuditEntry(model_name="m", kind="alias_removed", actor="a", alias="challenger", from_version="2", id=3),
+        AuditEntry(model_name="m", kind="approval", actor="alice", version="2", id=4),
+    ]
+    start = {"champion": "1", "challenger": "2", "previous_champion": None}
+    assert replay_audit(rows, start) == {"champion": "2", "challenger": None, "previous_champion": "1"}
+    with pytest.raises(ValueError, match="champion moved from 1"):
+        replay_audit(rows[:1] + rows[2:], {**start, "champion": "3"})
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "before:set_alias:previous_champion",
+        "after:set_alias:previous_champion",
+        "after:set_alias:champion",
+        "after:delete_alias:challenger",
+        "after:set_tag:{v2}:lockgate.status",
+        "after:set_model_tag:lockgate.last_move",
+    ],
+)
+@pytest.mark.parametrize("rerun_key", ["r2", "r3"])
+def test_promotion_killed_after_any_write_is_finished_and_audited_by_the_next_run(story, step, rerun_key):
+    awaiting_alice(story)
+    step = step.format(v2=story.v2)
+    crashing = ModelRegistry(story.registry.uri, fault_hook=crash_at(step))
+    with pytest.raises(Crash):
+        story.run("r2", registry=crashing, actor="airflow:lockgate_promotion")
+    again = story.run(rerun_key, actor="cli:unknown")
+    assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
+    assert_audit_is_the_registry(story)
+    if rerun_key == "r2":  # Airflow's retry of the same run: its result is the promotion, its page written
+        assert (again.action, again.outcome) == ("promote", "moved")
+    else:
+        assert again.action == "no_op"
+    assert Path(story.tags(story.v2)[T.DECISION_REPORT]).is_file()
+    assert json_of(story.registry.registered_model_tags(story.name)[T.LAST_MOVE])["by"] == "alice"
+    counts = story.counts()
+    story.run("r4")
+    assert story.counts()[0] == counts[0]  # nothing left to finish
+
+
+def json_of(text: str) -> dict:
+    import json
+
+    return json.loads(text)
+
+
+def test_mlflow_outage_between_writes_is_one_line_and_the_rerun_finishes(story):
+    awaiting_alice(story)
+    box: list[ModelRegistry] = []
+    box.append(ModelRegistry(story.registry.uri, fault_hook=outage_at(box, "after:set_alias:previous_champion")))
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError) as info:
+        story.run("r2", registry=box[0], actor="airflow:lockgate_promotion")
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert "\n" not in message and DEAD_MLFLOW in message and "retries" in message, message
+    assert info.value.code == "service_unavailable"
+    assert elapsed < 30, f"gave up after {elapsed:.0f} s"
+    assert story.state().previous_champion == story.v1 and story.state().champion == story.v1
+    assert [i.done for i in list_intents(state_engine(story.state_url), story.name)] == [1]
+    text = model_status(story.name, policy=story.policy, registry=story.registry, state_url=story.state_url)
+    assert "unfinished moves" in text and "promote of run r2, approved by alice: 1 of 3 done" in text
+    story.run("r3", actor="cli:unknown")  # MLflow is back
+    assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
+    assert_audit_is_the_registry(story)
+
+
+def test_mlflow_retry_budget_is_bounded_unless_the_environment_sets_one(monkeypatch):
+    from lockgate.registry.client import MLFLOW_RETRY_BUDGET, bound_mlflow_retries
+
+    for key in MLFLOW_RETRY_BUDGET:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    bound_mlflow_retries()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "3"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"  # the operator's value wins
+
+
+def test_unfinished_intent_is_abandoned_when_the_registry_moved_elsewhere(story):
+    awaiting_alice(story)
+    crashing = ModelRegistry(story.registry.uri, fault_hook=crash_at("after:set_alias:previous_champion"))
+    with pytest.raises(Crash):
+        story.run("r2", registry=crashing, actor="airflow:lockgate_promotion")
+    v3 = register_stub_version(story.name, story.registry.uri)
+    story.registry.set_alias(story.name, "champion", v3)  # someone moves the champion in the MLflow UI meanwhile
+    story.run("r3", actor="cli:unknown")
+    assert story.state().champion == v3  # lockgate does not overwrite it
+    (intent,) = list_intents(state_engine(story.state_url), story.name)
+    assert intent.status == "abandoned" and intent.approved_by == "alice"
+    assert f"champion is at {v3}, not {story.v1}" in intent.reason
+    aborted = story.audit("move_aborted")
+    assert len(aborted) == 1 and aborted[0].message == intent.reason
+    start = {"champion": v3, "challenger": story.v2, "previous_champion": None}
+    assert replay_audit(story.audit(), start) == story.state().as_dict()
+    decisions = list_decisions(state_engine(story.state_url), story.name)
+    assert ("r2", "promote", "aborted") in [(d.run_key, d.action, d.outcome) for d in decisions]
+
+
+KILLED_RUN = """
+import sys, time
+from datetime import datetime
+from pathlib import Path
+from lockgate.jobs.promotion import run_promotion
+from lockgate.registry.adapter import ModelRegistry
+from lockgate.registry.testing import policy_for
+
+name, uri, state_url, reports, marker, now = sys.argv[1:7]
+
+def hook(step):
+    if step == "before:set_alias:champion":
+        Path(marker).write_text(step)
+        time.sleep(300)
+
+run_promotion(name, run_key="r2", actor="airflow:lockgate_promotion", policy=policy_for(name),
+              registry=ModelRegistry(uri, fault_hook=hook), state_url=state_url, reports_dir=Path(reports),
+              now=datetime.fromisoformat(now))
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_kill_9_of_a_running_promotion(request, registry, env, tmp_path, backend):
+    """A real process, SIGKILLed after its first alias write was recorded; the lock dies with it, the rerun finishes."""
+    state_url = request.getfixturevalue("own_pg") if backend == "postgres" else f"sqlite:///{tmp_path / 'state.db'}"
+    story = Story(registry, env, state_url)
+    awaiting_alice(story)
+    marker = tmp_path / "first-write-done"
+    child_env = {**os.environ, "PYTHONPATH": str(ROOT / "include")}
+    args = [story.name, story.registry.uri, state_url, str(story.reports), str(marker), NOW.isoformat()]
+    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN, *args], env=child_env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+            assert time.monotonic() < deadline, "the promotion never reached its champion write"
+            time.sleep(0.1)
+        (intent,) = list_intents(state_engine(state_url), story.name)
+        assert intent.status == "open" and intent.done == 1  # the previous_champion write is recorded
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert story.state().previous_champion == story.v1 and story.state().champion == story.v1
+    story.run("r3", actor="cli:unknown", lock_timeout_s=10)  # the dead process's lock is gone
+    assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
+    assert_audit_is_the_registry(story)
+
+
+# --------------------------------------------------------------------------- approval identity and time
+
+
+def test_approval_is_marked_unauthenticated_on_the_page_and_in_the_audit_trail(story):
+    awaiting_alice(story)
+    d = story.run("r2")
+    assert d.action == "promote" and d.approval.auth_label == "unauthenticated"
+    page = Path(d.report_path).read_text()
+    assert "approved by alice (unauthenticated: the name was asserted, not verified)" in page
+    assert [a.approval_auth for a in story.audit("approval")] == ["unauthenticated"]
+    moves = story.audit("alias_move")
+    assert moves and all(a.approval_auth == "unauthenticated" for a in moves)
+    (intent,) = list_intents(state_engine(story.state_url), story.name)
+    assert (intent.approved_by, intent.approval_auth) == ("alice", "unauthenticated")
+
+
+def test_waiting_page_says_who_vouches_for_the_approver(story):
+    story.evidence()
+    story.run("r1")
+    story.approve("alice", reject=True)
+    d = story.run("r2")
+    assert d.action == "hold"
+    page = Path(d.report_path).read_text()
+    assert "approver identity" in page and "unauthenticated: &#x27;alice&#x27; is a name set in a tag" in page
+
+
+@pytest.mark.parametrize("approved_at", ["2099-01-01T00:00:00+00:00", "soon"])
+def test_future_or_unparseable_approved_at_never_counts(story, approved_at):
+    d1 = None
+    story.evidence()
+    d1 = story.run("r1")
+    story.registry.set_tags(
+        story.name,
+        story.v2,
+        {
+            T.APPROVAL: "approved",
+            T.APPROVED_BY: "alice",
+            T.APPROVAL_EVIDENCE: d1.evidence_hash,
+            T.APPROVED_AT: approved_at,
+        },
+    )
+    d = story.run("r2")
+    assert d.action == "await_approval" and d.approval.status == "invalid"
+    assert story.state().champion == story.v1
+    assert T.APPROVAL not in story.tags(story.v2)  # cleared: a listed approver is asked again
+    (refused,) = story.audit("approval_refused")
+    assert refused.actor == "alice" and "not counted" in refused.message
+
+
+def test_approve_with_mlflow_credentials_approves_as_that_user(story, monkeypatch):
+    story.evidence()
+    story.run("r1")
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    with pytest.raises(ApprovalError, match="give your name with --by"):
+        story.approve(None)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
+    with pytest.raises(ApprovalError, match="not the MLflow user 'bob'"):
+        story.approve("alice")
+    assert T.APPROVAL not in story.tags(story.v2)
+    tags = story.approve(None)
+    assert tags[T.APPROVED_BY] == "bob"
+    (row,) = story.audit("approval")
+    assert row.approved_by == "bob" and "MLflow credentials of bob" in row.message
+    assert row.approval_auth == "unauthenticated"  # a tag does not say who wrote it
+    assert story.run("r2").action == "promote"
+
+
+@pytest.mark.parametrize("step", ["after:set_alias:champion", "after:delete_alias:previous_champion"])
+def test_rollback_killed_half_way_is_finished_by_the_next_run(story, step):
+    awaiting_alice(story)
+    story.run("r2", actor="airflow:lockgate_promotion")  # v2 champion, v1 previous
+    story.evidence(challenger="", champion=story.v2, champion_error_rate=0.5)
+    crashing = ModelRegistry(story.registry.uri, fault_hook=crash_at(step))
+    with pytest.raises(Crash):
+        story.run("r3", registry=crashing, actor="airflow:lockgate_promotion")
+    story.run("r4", actor="cli:unknown")
+    assert story.state() == RegistryState(champion=story.v1, challenger=None, previous_champion=None)
+    start = {"champion": story.v1, "challenger": story.v2, "previous_champion": None}
+    assert replay_audit(story.audit(), start) == story.state().as_dict()
+    rollback_rows = [a for a in story.audit() if a.run_key == "r3" and a.kind in ("alias_move", "alias_removed")]
+    assert {(a.alias, a.actor) for a in rollback_rows} == {
+        ("champion", "airflow:lockgate_promotion"),
+        ("previous_champion", "airflow:lockgate_promotion"),
+    }
+    assert story.tags(story.v2)[T.STATUS] == "rolled_back" and story.tags(story.v1)[T.STATUS] == "promoted"
+    decisions = list_decisions(state_engine(story.state_url), story.name)
+    assert ("r3", "rollback", "moved") in [(d.run_key, d.action, d.outcome) for d in decisions]
+
+
+def test_an_older_state_database_gets_the_new_audit_column(tmp_path):
+    """A database created before `approval_auth` existed keeps working: the column is added."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = sa.create_engine(url)
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE lockgate_audit (id INTEGER PRIMARY KEY, at TIMESTAMP NOT NULL, model_name TEXT NOT NULL, "
+            "kind TEXT NOT NULL, version TEXT, alias TEXT, from_version TEXT, to_version TEXT, actor TEXT NOT NULL, "
+            "approved_by TEXT, evidence_hash TEXT, policy_hash TEXT, run_key TEXT, message TEXT, "
+            "dedupe_key TEXT UNIQUE)"
+        )
+    old.dispose()
+    engine = state_engine(url)
+    with engine.begin() as conn:
+        record_audit(conn, AuditEntry(model_name="m", kind="approval", actor="alice", approval_auth="unauthenticated"))
+    assert [a.approval_auth for a in list_audit(engine, "m")] == ["unauthenticated"]
+
+
+def test_a_registry_answering_503_is_one_line_within_the_retry_budget():
+    """A server that is up but overloaded (HTTP 503 on every API call): MLflow's retries, then one line."""
+    import http.server
+
+    class Overloaded(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path.startswith("/health") else 503)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Overloaded)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        registry = ModelRegistry(uri)  # /health answers: the outage shows on the first API call
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailableError) as info:
+            registry.state("any-model")
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    message = str(info.value)
+    assert "\n" not in message and uri in message and "get_registered_model" in message, message
+    assert elapsed < 30, f"gave up after {elapsed:.0f} s"

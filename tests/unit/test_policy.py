@@ -238,10 +238,49 @@ def watched(**kw) -> WatchedModel:
         (ApprovalRecord(value=" Approved ", by=" bob ", evidence_hash="H"), "approved"),
         (ApprovalRecord(value="rejected", by="bob", evidence_hash="H"), "rejected"),
         (ApprovalRecord(value="rejected", by="mallory", evidence_hash="H"), "unlisted"),
+        # a time that can never expire never counts
+        (ApprovalRecord(value="approved", by="alice", evidence_hash="H", at=NOW.replace(year=2099)), "invalid"),
+        (ApprovalRecord(value="approved", by="alice", evidence_hash="H", at=NOW + timedelta(hours=1)), "invalid"),
+        (ApprovalRecord(value="rejected", by="bob", evidence_hash="H", at=NOW + timedelta(days=1)), "invalid"),
+        (ApprovalRecord(value="approved", by="alice", evidence_hash="H", at_text="next tuesday"), "invalid"),
+        (ApprovalRecord(value="approved", by="alice", evidence_hash="OLD", at_text="2099-13-45"), "invalid"),
+        # two machines' clocks differ by a little: a few minutes ahead still counts
+        (ApprovalRecord(value="approved", by="alice", evidence_hash="H", at=NOW + timedelta(minutes=4)), "approved"),
+        (ApprovalRecord(value="approved", by="alice", evidence_hash="H", at=NOW, at_text=NOW.isoformat()), "approved"),
     ],
 )
 def test_check_approval(record, status):
     assert check_approval(record, watched(), "H", NOW).status == status
+
+
+@pytest.mark.parametrize(
+    ("tags", "status", "reason"),
+    [
+        ({"lockgate.approved_at": "2099-01-01T00:00:00+00:00"}, "invalid", "later than the decision time"),
+        ({"lockgate.approved_at": "yesterday"}, "invalid", "'yesterday', which is not an ISO time"),
+        ({"lockgate.approved_at": ""}, "approved", "approved by alice"),
+        ({}, "approved", "approved by alice"),
+    ],
+)
+def test_approved_at_from_the_registry_tags(tags, status, reason):
+    """The adapter keeps the tag's text, so an unparseable time is refused, not read as "no time"."""
+    from lockgate.registry.adapter import approval_record
+
+    base = {"lockgate.approval": "approved", "lockgate.approved_by": "alice", "lockgate.approval_evidence": "H"}
+    check = check_approval(approval_record({**base, **tags}), watched(), "H", NOW)
+    assert check.status == status and reason in check.reason
+
+
+def test_an_asserted_name_is_marked_unauthenticated():
+    asserted = check_approval(ApprovalRecord(value="approved", by="alice", evidence_hash="H"), watched(), "H", NOW)
+    assert asserted.status == "approved" and not asserted.authenticated
+    assert asserted.auth_label == "unauthenticated" and "unauthenticated" in asserted.reason
+    vouched = ApprovalRecord(value="approved", by="alice", evidence_hash="H", authenticated_as="alice")
+    check = check_approval(vouched, watched(), "H", NOW)
+    assert check.authenticated and check.auth_label == "authenticated" and check.reason == "approved by alice"
+    # an authenticated user approving under another listed name is not vouched for
+    other = ApprovalRecord(value="approved", by="bob", evidence_hash="H", authenticated_as="alice")
+    assert check_approval(other, watched(), "H", NOW).auth_label == "unauthenticated"
 
 
 def test_approval_not_required():

@@ -2,7 +2,9 @@
 
 `run_promotion()` is the whole job (the DAG's move task, `lockgate run promotion`, the demo):
 
-1. take the model's promotion lock in lockgate's state database;
+1. take the model's promotion lock in lockgate's state database, and finish any move an earlier
+   run recorded as intended and did not finish (it died, or MLflow stopped answering): with that
+   run's decision and approver (`lockgate.registry.moves.reconcile`);
 2. read the aliases, the challenger's approval tags and the latest benchmark, drift and
    quality summaries; apply the policy (`lockgate.policy.decide_promotion`);
 3. carry the decision out (`lockgate.registry.moves`): re-read the aliases right before a move,
@@ -21,12 +23,16 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lockgate.errors import EvidenceError
 from lockgate.evidence import EvidenceKind, EvidenceSummary, latest_summary_path, read_summary
 from lockgate.policy import Decision, PromotionInputs, decide_promotion, gate_kinds
 from lockgate.registry.adapter import ModelRegistry, RegistryState, approval_record
 from lockgate.settings import Policy, get_settings, load_policy
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +145,8 @@ def run_promotion(
         The `Decision`; `outcome` says what was done (`moved`, `tagged`, `unchanged`, `aborted`,
         `repaired`, `dry_run`) and `report_path` where the decision page is.
     """
-    from lockgate.registry.audit import list_audit, list_decisions, model_lock, record_decision, state_engine
-    from lockgate.registry.moves import MoveContext, apply_decision
-    from lockgate.reports.decision import render_decision_page, write_decision_page
-    from lockgate.reports.index import ReportEntry, record_report
+    from lockgate.registry.audit import model_lock, record_decision, state_engine
+    from lockgate.registry.moves import MoveContext, apply_decision, reconcile
 
     policy = policy or load_policy()
     wm = policy.model(model_name)
@@ -153,6 +157,7 @@ def run_promotion(
     page = decision_page_path(reports, model_name, key)
     engine = state_engine(state_url)
     extra = {"dry_run": dry_run, "run_key": key, "report_path": str(page)}
+    finished: list[Decision] = []
 
     if dry_run:
         inputs, _, _ = gather_inputs(model_name, policy, registry, reports)
@@ -161,9 +166,20 @@ def run_promotion(
             fresh = record_decision(conn, decision, dag_id=dag_id, run_id=run_id)
     else:
         with model_lock(engine, model_name, timeout_s=lock_timeout_s) as conn:
+            finished = reconcile(registry, conn, model_name, actor=actor, now=when)
             inputs, state, challenger_tags = gather_inputs(model_name, policy, registry, reports)
             decision = decide_promotion(inputs, wm, when).model_copy(update=extra)
-            ctx = MoveContext(registry, conn, decision, actor=actor, now=when, run_key=key, report_path=str(page))
+            ctx = MoveContext(
+                registry,
+                conn,
+                decision,
+                actor=actor,
+                now=when,
+                run_key=key,
+                report_path=str(page),
+                dag_id=dag_id,
+                run_id=run_id,
+            )
             outcome = apply_decision(ctx, state, challenger_tags)
             decision = decision.model_copy(update={"outcome": outcome})
             fresh = record_decision(conn, decision, dag_id=dag_id, run_id=run_id)
@@ -179,16 +195,42 @@ def run_promotion(
     )
     for reason in decision.reasons:
         log.info("%s: %s", model_name, reason)
+    for done in finished:
+        # the interrupted run never wrote its page: write it now, from its own decision
+        if done.report_path and not Path(done.report_path).exists():
+            publish_decision(done, engine=engine, reports_dir=reports, approvers=wm.approvers)
     if not fresh:
         # This run already moved an alias; what a rerun finds is that move's consequence.
         log.info("%s: run %s already moved an alias; its decision page %s is kept", model_name, key, page)
-        return decision
+        same_run = [d for d in finished if d.run_key == key]
+        return same_run[-1] if same_run else decision
+    publish_decision(decision, engine=engine, reports_dir=reports, approvers=wm.approvers, dag_id=dag_id, run_id=run_id)
+    return decision
 
+
+def publish_decision(
+    decision: Decision,
+    *,
+    engine: Engine,
+    reports_dir: Path,
+    approvers: list[str],
+    dag_id: str | None = None,
+    run_id: str | None = None,
+) -> None:
+    """Write a decision's page and JSON at its `report_path` and record the page in the reports index."""
+    from lockgate.registry.audit import list_audit, list_decisions
+    from lockgate.reports.decision import render_decision_page, write_decision_page
+    from lockgate.reports.index import ReportEntry, record_report
+
+    if not decision.report_path:
+        return
+    page = Path(decision.report_path)
+    model_name = decision.model_name
     html_text = render_decision_page(
         decision,
         page_dir=page.parent,
-        reports_dir=reports,
-        approvers=wm.approvers,
+        reports_dir=reports_dir,
+        approvers=approvers,
         history=list_decisions(engine, model_name, limit=20),
         audit=list_audit(engine, model_name, limit=50),
     )
@@ -199,7 +241,7 @@ def run_promotion(
         ReportEntry(
             kind="decision",
             model_name=model_name,
-            run_key=key,
+            run_key=decision.run_key or "",
             status=decision.action,
             title=f"Decision for {model_name}: {decision.action}",
             path=str(page),
@@ -212,7 +254,6 @@ def run_promotion(
         engine=engine,
     )
     log.info("%s: decision page %s", model_name, page)
-    return decision
 
 
 def approve(

@@ -69,10 +69,17 @@ def evidence_hash(inputs: PromotionInputs, kinds: Iterable[EvidenceKind]) -> str
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+APPROVAL_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of the decision time an `approved_at` may be (clocks of two machines differ)."""
+
+
 def check_approval(
     record: ApprovalRecord | None, model_policy: WatchedModel, current_evidence: str, now: datetime
 ) -> ApprovalCheck:
     """Judge a challenger's approval tags against the approver list, the current evidence and the expiry.
+
+    An `approved_at` that is not a time, or lies ahead of `now` by more than `APPROVAL_CLOCK_SKEW`,
+    makes the approval `invalid`: a time that can never expire must not count.
 
     Args:
         record: the approval tags as read from the registry (None: no tags).
@@ -81,7 +88,8 @@ def check_approval(
         now: the decision time.
 
     Returns:
-        The check; only `approved` and `rejected` (and `not_required`) count.
+        The check; only `approved` and `rejected` (and `not_required`) count. `authenticated` is
+        True only when an authentication system vouches for the approver's name.
     """
     if not model_policy.require_approval:
         return ApprovalCheck(status="not_required", reason="the policy does not require an approval")
@@ -89,6 +97,7 @@ def check_approval(
         return ApprovalCheck(status="none", reason="no approval yet")
     value = (record.value or "").strip().lower()
     by = (record.by or "").strip() or None
+    authenticated = by is not None and record.authenticated_as is not None and record.authenticated_as == by
     if value not in APPROVAL_VALUES:
         return ApprovalCheck(
             status="invalid", by=by, reason=f"lockgate.approval is {record.value!r}, not one of {list(APPROVAL_VALUES)}"
@@ -98,6 +107,20 @@ def check_approval(
     if by not in model_policy.approvers:
         return ApprovalCheck(
             status="unlisted", by=by, reason=f"{value} by {by!r}, who is not in the approver list: not counted"
+        )
+    if record.at is None and (record.at_text or "").strip():
+        return ApprovalCheck(
+            status="invalid",
+            by=by,
+            reason=f"{value} by {by} with lockgate.approved_at {record.at_text!r}, which is not an ISO time: "
+            "not counted",
+        )
+    if record.at is not None and _aware(record.at) - _aware(now) > APPROVAL_CLOCK_SKEW:
+        return ApprovalCheck(
+            status="invalid",
+            by=by,
+            reason=f"{value} by {by} dated {_aware(record.at).isoformat()}, later than the decision time "
+            f"{_aware(now).isoformat()}: not counted",
         )
     if record.evidence_hash != current_evidence:
         given = record.evidence_hash or "no evidence"
@@ -113,9 +136,10 @@ def check_approval(
             reason=f"{value} by {by} at {_aware(record.at).isoformat()} is older than "
             f"{model_policy.approval_expiry_hours:g} h: asked again",
         )
+    who = by if authenticated else f"{by} (unauthenticated: the name was asserted, not verified)"
     if value == "approved":
-        return ApprovalCheck(status="approved", by=by, reason=f"approved by {by}")
-    return ApprovalCheck(status="rejected", by=by, reason=f"rejected by {by}")
+        return ApprovalCheck(status="approved", by=by, reason=f"approved by {who}", authenticated=authenticated)
+    return ApprovalCheck(status="rejected", by=by, reason=f"rejected by {who}", authenticated=authenticated)
 
 
 def _summary_line(v: GateVerdict) -> str:

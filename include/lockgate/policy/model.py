@@ -29,7 +29,8 @@ ApprovalStatus = Literal["not_required", "none", "invalid", "unlisted", "stale",
 
 * `not_required`: the policy does not ask for approval;
 * `none`: no `lockgate.approval` tag;
-* `invalid`: a value other than `approved` / `rejected`;
+* `invalid`: a value other than `approved` / `rejected`, or an `approved_at` in the future or
+  not a time;
 * `unlisted`: set by a name that is not in the approver list (refused);
 * `stale`: given on other evidence than the current (asked again);
 * `expired`: older than `approval_expiry_hours` (asked again);
@@ -50,12 +51,26 @@ class ApprovalRecord(_Frozen):
     by: str | None = Field(None, description="`lockgate.approved_by`.")
     evidence_hash: str | None = Field(None, description="The evidence hash the approval was given on.")
     at: datetime | None = Field(None, description="When it was given (or first seen by lockgate).")
+    at_text: str | None = Field(None, description="`lockgate.approved_at` as written, to tell unparseable from absent.")
+    authenticated_as: str | None = Field(
+        None,
+        description="Who an authentication system says gave it; None when the name is only asserted "
+        "(a tag anyone allowed to write tags can set, or `lockgate approve --by`).",
+    )
 
 
 class ApprovalCheck(_Frozen):
     status: ApprovalStatus
     by: str | None = None
     reason: str
+    authenticated: bool = Field(
+        False, description="The approver was authenticated; False: `by` is a name someone typed, not verified."
+    )
+
+    @property
+    def auth_label(self) -> str:
+        """`authenticated` or `unauthenticated`, as the decision page and the audit trail show it."""
+        return "authenticated" if self.authenticated else "unauthenticated"
 
 
 class EvidenceRef(_Frozen):

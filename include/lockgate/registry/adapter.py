@@ -5,19 +5,22 @@ A thin layer over `MlflowClient` that:
 * normalises versions to strings (MLflow returns int from a SQLite store and str over REST);
 * makes every write idempotent (an alias already where it should be, or a tag already at its
   value, is not written again), so a rerun changes nothing;
-* turns "no such model / version" into `UnknownModelVersionError`. Other MLflow errors (a
-  server that is down) propagate: they are transient and Airflow retries them.
+* turns "no such model / version" into `UnknownModelVersionError`, and a server that does not
+  answer (after MLflow's bounded retries, `lockgate.registry.client.MLFLOW_RETRY_BUDGET`) into one
+  `ServiceUnavailableError` line naming it: transient, so Airflow retries it;
+* calls an optional `fault_hook(step)` before and after every write, so tests can stop a
+  promotion anywhere (a crash, an outage) and check what the next run makes of it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from lockgate.errors import UnknownModelVersionError
+from lockgate.errors import ServiceUnavailableError, UnknownModelVersionError
 from lockgate.policy.model import ApprovalRecord
 from lockgate.registry import tags as T
 
@@ -51,9 +54,9 @@ def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text)
+        return datetime.fromisoformat(text.strip())
     except ValueError:
-        return None  # a hand-written value that is not ISO: treated as unknown, not fatal
+        return None  # not ISO: `approval_record` keeps the text, and the engine refuses the approval
 
 
 def approval_record(version_tags: Mapping[str, str]) -> ApprovalRecord | None:
@@ -65,19 +68,54 @@ def approval_record(version_tags: Mapping[str, str]) -> ApprovalRecord | None:
     value = version_tags.get(T.APPROVAL)
     if value is None:
         return None
+    at_text = version_tags.get(T.APPROVED_AT)
     return ApprovalRecord(
         value=value,
         by=version_tags.get(T.APPROVED_BY),
         evidence_hash=version_tags.get(T.APPROVAL_EVIDENCE) or version_tags.get(T.EVIDENCE),
-        at=_parse_time(version_tags.get(T.APPROVED_AT)),
+        at=_parse_time(at_text),
+        at_text=at_text,
+        # A tag says nothing about who wrote it: the name in it is asserted, never verified.
+        authenticated_as=None,
     )
+
+
+FaultHook = Callable[[str], None]
+"""Called with `before:<write>` and `after:<write>` around each registry write, e.g.
+`after:set_alias:champion`, `before:delete_alias:challenger`, `after:set_tag:3:lockgate.status`."""
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why an MLflow error means the server did not answer (None: it answered, with an error)."""
+    import requests
+
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if isinstance(cause, requests.exceptions.RequestException):
+            return type(cause).__name__
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    if text.startswith("API request to") and "failed with" in text:
+        return "no answer"
+    return None
 
 
 class ModelRegistry:
     """Aliases and tags of registered models in one MLflow registry."""
 
-    def __init__(self, uri: str | None = None, client: MlflowClient | None = None) -> None:
-        """Connect to the registry at `uri` (default: `resolve_mlflow_uri()`); checks an HTTP server answers."""
+    def __init__(
+        self, uri: str | None = None, client: MlflowClient | None = None, fault_hook: FaultHook | None = None
+    ) -> None:
+        """Connect to the registry at `uri` (default: `resolve_mlflow_uri()`); checks an HTTP server answers.
+
+        Args:
+            uri: the tracking and registry URI.
+            client: an MLflow client to use instead of one made for `uri`.
+            fault_hook: called around every write (see `FaultHook`); for tests that inject failures.
+        """
+        from lockgate.registry.client import bound_mlflow_retries
+
+        bound_mlflow_retries()
         if client is None:
             from mlflow import MlflowClient
 
@@ -87,6 +125,31 @@ class ModelRegistry:
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.uri = uri
         self.client = client
+        self.fault_hook = fault_hook
+
+    def _call(self, method: str, *args: Any) -> Any:
+        """One MLflow client call; a server that does not answer becomes one `ServiceUnavailableError`."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return getattr(self.client, method)(*args)
+        except MlflowException as exc:
+            reason = _unreachable(exc)
+            if reason is None:
+                raise
+            from lockgate.registry.client import retry_budget_text
+
+            where = getattr(self.client, "_registry_uri", None) or self.uri or "the configured URI"
+            raise ServiceUnavailableError(
+                "MLflow", str(where), f"{reason} during {method} ({retry_budget_text()})"
+            ) from None
+
+    def _write(self, step: str, method: str, *args: Any) -> None:
+        if self.fault_hook is not None:
+            self.fault_hook(f"before:{step}")
+        self._call(method, *args)
+        if self.fault_hook is not None:
+            self.fault_hook(f"after:{step}")
 
     # ------------------------------------------------------------------ reads
 
@@ -98,7 +161,7 @@ class ModelRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            model = self.client.get_registered_model(model_name)
+            model = self._call("get_registered_model", model_name)
         except MlflowException as exc:
             if self._not_found(exc):
                 raise UnknownModelVersionError(f"registered model {model_name!r} does not exist") from None
@@ -115,7 +178,7 @@ class ModelRegistry:
         from mlflow.exceptions import MlflowException
 
         try:
-            mv = self.client.get_model_version(model_name, str(version))
+            mv = self._call("get_model_version", model_name, str(version))
         except MlflowException as exc:
             if self._not_found(exc) or getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE":
                 raise UnknownModelVersionError(f"{model_name} version {version} does not exist") from None
@@ -127,14 +190,14 @@ class ModelRegistry:
 
     def versions_with_status(self, model_name: str, status: str) -> list[tuple[str, dict[str, str]]]:
         """Versions whose `lockgate.status` is `status`, newest first, with their tags."""
-        found = self.client.search_model_versions(
-            f"name = '{_quote(model_name)}' and tags.`{T.STATUS}` = '{_quote(status)}'"
+        found = self._call(
+            "search_model_versions", f"name = '{_quote(model_name)}' and tags.`{T.STATUS}` = '{_quote(status)}'"
         )
         out = [(normalise_version(mv.version) or "", dict(mv.tags or {})) for mv in found]
         return sorted(out, key=lambda item: int(item[0]) if item[0].isdigit() else 0, reverse=True)
 
     def registered_model_tags(self, model_name: str) -> dict[str, str]:
-        return dict(self.client.get_registered_model(model_name).tags or {})
+        return dict(self._call("get_registered_model", model_name).tags or {})
 
     # ------------------------------------------------------------------ writes (idempotent)
 
@@ -142,7 +205,7 @@ class ModelRegistry:
         """Point `alias` at `version`; False when it already pointed there (nothing written)."""
         if self.state(model_name).as_dict().get(alias) == str(version):
             return False
-        self.client.set_registered_model_alias(model_name, alias, str(version))
+        self._write(f"set_alias:{alias}", "set_registered_model_alias", model_name, alias, str(version))
         log.info("%s: alias %s -> version %s", model_name, alias, version)
         return True
 
@@ -150,7 +213,7 @@ class ModelRegistry:
         """Remove `alias`; False when it was not set."""
         if self.state(model_name).as_dict().get(alias) is None:
             return False
-        self.client.delete_registered_model_alias(model_name, alias)
+        self._write(f"delete_alias:{alias}", "delete_registered_model_alias", model_name, alias)
         log.info("%s: alias %s removed", model_name, alias)
         return True
 
@@ -161,10 +224,12 @@ class ModelRegistry:
         for key, value in values.items():
             if value is None:
                 if key in current:
-                    self.client.delete_model_version_tag(model_name, str(version), key)
+                    self._write(
+                        f"delete_tag:{version}:{key}", "delete_model_version_tag", model_name, str(version), key
+                    )
                     changed[key] = None
             elif current.get(key) != value:
-                self.client.set_model_version_tag(model_name, str(version), key, value)
+                self._write(f"set_tag:{version}:{key}", "set_model_version_tag", model_name, str(version), key, value)
                 changed[key] = value
         return changed
 
@@ -172,7 +237,7 @@ class ModelRegistry:
         return self.set_tags(model_name, version, dict.fromkeys(keys))
 
     def set_model_tag(self, model_name: str, key: str, value: str) -> None:
-        self.client.set_registered_model_tag(model_name, key, value)
+        self._write(f"set_model_tag:{key}", "set_registered_model_tag", model_name, key, value)
 
 
 def _quote(value: str) -> str:

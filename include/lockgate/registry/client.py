@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+import os
+
 from lockgate.errors import ServiceUnavailableError
+
+# MLflow's own defaults retry a request that gets no answer 7 times with a backoff factor of 2 and
+# wait 120 s for each answer: over four minutes before a promotion learns the server is down. These
+# bound it to seconds for a refused connection (retries sleep about 0, 2 and 4 s) and to
+# (1 + retries) x timeout for a server that accepts and never answers. The timeout is per socket
+# read, so it also bounds the wait for the server's answer after an artifact upload: 60 s leaves a
+# slow artifact store room. A value already in the environment wins.
+MLFLOW_RETRY_BUDGET = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+
+def bound_mlflow_retries() -> None:
+    """Apply `MLFLOW_RETRY_BUDGET` to MLflow's client, unless the environment sets its own values."""
+    for key, value in MLFLOW_RETRY_BUDGET.items():
+        os.environ.setdefault(key, value)
+
+
+def retry_budget_text() -> str:
+    """The retry budget in force, for an error message."""
+    retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+    return f"gave up after {retries} retries, {timeout} s timeout each"
 
 
 def check_mlflow(uri: str, timeout: float = 5.0) -> None:
@@ -25,6 +52,7 @@ def configure_mlflow(uri: str | None = None) -> str:
 
     from lockgate.settings import resolve_mlflow_uri
 
+    bound_mlflow_retries()
     resolved = uri or resolve_mlflow_uri()
     check_mlflow(resolved)
     mlflow.set_tracking_uri(resolved)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from lockgate.errors import LockgateError
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, normalise_version
-from lockgate.registry.audit import AuditEntry, list_audit, list_decisions, record_audit, state_engine
+from lockgate.registry.audit import AuditEntry, list_audit, list_decisions, list_intents, record_audit, state_engine
 from lockgate.settings import Policy, load_policy
 
 log = logging.getLogger(__name__)
@@ -21,10 +21,37 @@ class ApprovalError(LockgateError):
     code = "approval_refused"
 
 
+def mlflow_user() -> str | None:
+    """The user whose MLflow credentials (MLFLOW_TRACKING_USERNAME) this process writes tags with."""
+    from mlflow.environment_variables import MLFLOW_TRACKING_USERNAME
+
+    user = str(MLFLOW_TRACKING_USERNAME.get() or "").strip()  # type: ignore[no-untyped-call]
+    return user or None
+
+
+def resolve_approver(by: str | None, credentials_user: str | None) -> str:
+    """The approver's name: `--by`, or the MLflow user; never a name other than the one whose credentials write.
+
+    Raises:
+        ApprovalError: no name at all, or `--by` names someone other than the MLflow user.
+    """
+    name = (by or "").strip()
+    if credentials_user is None:
+        if not name:
+            raise ApprovalError("give your name with --by (or set MLFLOW_TRACKING_USERNAME to approve as that user)")
+        return name
+    if name and name != credentials_user:
+        raise ApprovalError(
+            f"--by {name!r} is not the MLflow user {credentials_user!r} whose credentials write the approval; "
+            "approve as yourself (omit --by), or with that person's own credentials"
+        )
+    return credentials_user
+
+
 def approve(
     model_name: str,
     version: str,
-    by: str,
+    by: str | None,
     *,
     reject: bool = False,
     policy: Policy | None = None,
@@ -38,10 +65,14 @@ def approve(
     plus the evidence hash they are given on and the time. Lockgate moves the champion on its next
     check, if the evidence has not changed by then.
 
+    With MLflow credentials in the environment (MLFLOW_TRACKING_USERNAME), the approver is that
+    user: `by` may be omitted and may not name anyone else. The approval is still recorded as
+    unauthenticated: lockgate reads it back from a tag, and a tag does not say who wrote it.
+
     Args:
         model_name: a watched model.
         version: the challenger version.
-        by: the approver's name; must be in the policy's approver list.
+        by: the approver's name; must be in the policy's approver list (None: the MLflow user).
         reject: reject instead of approve.
         policy: the policy (default: `load_policy()`).
         registry: the registry adapter (default: the configured MLflow).
@@ -59,7 +90,9 @@ def approve(
     wm = policy.model(model_name)
     registry = registry or ModelRegistry()
     when = now or datetime.now(UTC)
-    name = by.strip()
+    credentials_user = mlflow_user()
+    name = resolve_approver(by, credentials_user)
+    how = f"`lockgate approve` with the MLflow credentials of {credentials_user}" if credentials_user else None
     v = normalise_version(version) or ""
     value = "rejected" if reject else "approved"
     tags = registry.version_tags(model_name, v)  # raises UnknownModelVersionError first
@@ -112,9 +145,10 @@ def approve(
                 approved_by=name,
                 evidence_hash=evidence,
                 policy_hash=policy.policy_hash,
-                message=f"{value} with `lockgate approve`",
+                message=f"{value} with {how or '`lockgate approve --by`'}",
                 at=when,
                 dedupe_key=f"{kind}:{model_name}:{v}:{value}:{name}:{evidence}",
+                approval_auth="unauthenticated",
             ),
         )
     log.info("%s version %s %s by %s on evidence %s", model_name, v, value, name, evidence)
@@ -122,10 +156,10 @@ def approve(
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
-    """`lockgate approve MODEL VERSION --by NAME [--reject]`."""
+    """`lockgate approve MODEL VERSION [--by NAME] [--reject]`."""
     tags = approve(args.model, args.version, args.by, reject=bool(args.reject))
     verb = "rejected" if args.reject else "approved"
-    print(f"{args.model} version {args.version} {verb} by {args.by}")
+    print(f"{args.model} version {args.version} {verb} by {tags[T.APPROVED_BY]}")
     for key, value in tags.items():
         print(f"  {key} = {value}")
     if not args.reject:
@@ -176,6 +210,15 @@ def model_status(
             lines.append(f"    decision page: {tags[T.DECISION_REPORT]}")
         lines.append(f"    approve: lockgate approve {model_name} {version} --by <name>")
         lines.append(f"    or set tags {T.APPROVAL}=approved and {T.APPROVED_BY}=<name> in the MLflow UI")
+    unfinished = [i for i in list_intents(engine, model_name, limit=limit) if i.status == "open"]
+    if unfinished:
+        lines.append("unfinished moves (the next promotion run finishes them):")
+    for i in unfinished:
+        planned = ", ".join(f"{m.alias} {m.from_version or '-'} -> {m.to_version or '-'}" for m in i.moves)
+        lines.append(
+            f"  {_fmt_time(i.created_at)}  {i.action} of run {i.run_key}, approved by {i.approved_by or '-'}: "
+            f"{i.done} of {len(i.moves)} done ({planned})"
+        )
     lines.append("recent decisions:")
     decisions = list_decisions(engine, model_name, limit=limit)
     if not decisions:
@@ -192,7 +235,10 @@ def model_status(
     for e in events:
         move = f" {e.alias}: {e.from_version or '-'} -> {e.to_version or '-'}" if e.alias else ""
         target = f" version {e.version}" if e.version and not e.alias else ""
-        lines.append(f"  {_fmt_time(e.at)}  {e.kind:<16} by {e.actor}{move}{target}  evidence {e.evidence_hash or '-'}")
+        auth = f" ({e.approval_auth})" if e.approval_auth and e.kind in ("approval", "rejection") else ""
+        lines.append(
+            f"  {_fmt_time(e.at)}  {e.kind:<16} by {e.actor}{auth}{move}{target}  evidence {e.evidence_hash or '-'}"
+        )
     return "\n".join(lines)
 
 

@@ -223,15 +223,23 @@ def approval_section(decision: Decision, approvers: Sequence[str]) -> Markup | N
     model = decision.model_name
     tag_lines = f"{T.APPROVAL}=approved\n{T.APPROVED_BY}=<your name>"
     cli = f"lockgate approve {shlex.quote(model)} {shlex.quote(version)} --by YOUR_NAME"
+    check = decision.approval
+    identity = None
+    if check is not None and check.by:
+        identity = (
+            f"authenticated as {check.by}"
+            if check.authenticated
+            else f"unauthenticated: {check.by!r} is a name set in a tag or typed after --by, not verified"
+        )
+    facts: list[tuple[str, str | None]] = [
+        ("version", version),
+        ("approval", check.reason if check else "not asked: a gate blocks"),
+        ("approver identity", identity),
+        ("counts for evidence", decision.evidence_hash),
+        ("approvers", ", ".join(approvers) or "none"),
+    ]
     parts: list[Markup | str] = [
-        key_values(
-            [
-                ("version", version),
-                ("approval", decision.approval.reason if decision.approval else "not asked: a gate blocks"),
-                ("counts for evidence", decision.evidence_hash),
-                ("approvers", ", ".join(approvers) or "none"),
-            ]
-        ),
+        key_values([(k, v) for k, v in facts if v is not None]),
         Markup(f"<p>In the MLflow UI, set these tags on {esc(model)} version {esc(version)}:</p>"),
         _code(tag_lines),
         Markup("<p>or run:</p>"),
@@ -267,7 +275,7 @@ def history_section(
             a.at.strftime("%Y-%m-%d %H:%M:%S"),
             a.kind,
             a.actor,
-            a.approved_by,
+            f"{a.approved_by} ({a.approval_auth})" if a.approved_by and a.approval_auth else a.approved_by,
             a.alias,
             a.from_version,
             a.to_version,
