@@ -243,20 +243,20 @@ def to_levels(values: Values, n_levels: int) -> np.ndarray:
 
 def bootstrap_agreement(
     judge: Sequence[float],
-    human: Sequence[float],
+    labels: Sequence[float],
     n_levels: int,
     confidence: float = 0.95,
     resamples: int = 1000,
     seed: int = 0,
 ) -> tuple[Estimate | None, Estimate | None]:
-    """Spearman and quadratic-weighted kappa of judge against human, with bootstrap intervals.
+    """Spearman and quadratic-weighted kappa of a judge (or a labeller) against labels, with bootstrap intervals.
 
     Both inputs are on a shared 0-1 scale; kappa rounds them to `n_levels` levels.
     """
     import numpy as np
 
     j = np.asarray(judge, dtype=np.float64)
-    h = np.asarray(human, dtype=np.float64)
+    h = np.asarray(labels, dtype=np.float64)
     if j.size < 3:
         return None, None
     jl, hl = to_levels(j, n_levels), to_levels(h, n_levels)

@@ -49,7 +49,7 @@ def placeholder_judge_dir(home: Path) -> Path:
 def ensure_placeholder_judge(home: Path) -> Path:
     """Build the placeholder judge if missing: a tiny random model, so the pipeline runs end to end.
 
-    It carries no signal about quality; calibration against the human-labelled set shows
+    It carries no signal about quality; calibration against the labelled calibration set shows
     that, and the quality job then keeps its scores out of the evidence.
     """
     import os
