@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lockgate.errors import ConfigError
 from lockgate.judge.rubrics import RUBRIC_DIR, available_rubrics, load_rubric, parse_rubric
@@ -217,3 +218,20 @@ def test_unscored_reasons_are_checked_and_counted() -> None:
         Judgment("d", "relevance.v1", score=4),
     ]
     assert unscored_counts(judgments) == {"timeout": 2, "unparseable": 1}
+
+
+def test_policy_rubric_names_are_checked_against_the_files_present(tmp_path: Path) -> None:
+    from lockgate.settings import DEFAULT_POLICY_PATH, parse_policy
+
+    data = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    data["quality"]["rubrics"] = ["relevance", "tone"]
+    with pytest.raises(ConfigError, match="no rubric file for \\['tone'\\]") as info:
+        parse_policy(data)
+    assert info.value.key == "quality.rubrics"
+    (tmp_path / "tone.jinja").write_text("---\nname: tone\ndescription: d\nscale: [1, 2]\n---\n{{ response }}\n")
+    data["quality"]["rubrics_dir"] = str(tmp_path)
+    assert parse_policy(data).quality.rubrics == ["relevance", "tone"]
+    data["quality"]["rubrics_dir"] = str(tmp_path / "missing")
+    with pytest.raises(ConfigError) as missing:
+        parse_policy(data)
+    assert missing.value.key == "quality.rubrics_dir"
