@@ -147,7 +147,7 @@ def test_demo_scenarios_at_the_default_sample_size_against_the_relevance_gate(pg
 
 @pytest.mark.slow
 def test_run_quality_with_a_calibrated_endpoint_judge(env: Path) -> None:
-    """Traffic mode, an OpenAI-compatible judge that agrees with people: judge metrics are evidence."""
+    """Traffic mode, an OpenAI-compatible judge that agrees with the example set: judge metrics are evidence."""
     from mlflow import MlflowClient
 
     from lockgate.jobs.quality import headline, run_quality

@@ -4,8 +4,9 @@ Every interval is a percentile bootstrap at the policy's confidence, seeded, so 
 same data give the same interval. Differences are challenger - champion:
 independent resampling of each version's samples when they answered different
 prompts (canary traffic), paired resampling when they answered the same prompts
-(replay). Agreement with people is Spearman's rank correlation and Cohen's kappa
-(quadratically weighted, on a 0-1 scale shared by all rubrics).
+(replay). Agreement with a calibration set's labels (and between two of its labellers) is
+Spearman's rank correlation and Cohen's kappa (quadratically weighted, on a 0-1 scale
+shared by all rubrics).
 """
 
 from __future__ import annotations
