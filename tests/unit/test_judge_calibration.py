@@ -273,7 +273,7 @@ def test_the_report_names_the_sets_provenance(tmp_path: Path) -> None:
         assert text in html, text
     assert "not independent people" in html
     assert "agreement with people" not in html.lower() and "labels of people" not in html
-    assert f"{len(ITEMS)} labelled items" in html
+    assert f"{len(ITEMS)} labelled items, {len(ITEMS)} of them for the rubrics judged here" in html
 
     path = _two_labeller_set(tmp_path, 6)
     cset = load_calibration_set(path)
@@ -286,7 +286,15 @@ def test_the_report_names_the_sets_provenance(tmp_path: Path) -> None:
         statistics=StatisticsConfig(bootstrap_resamples=200),
     )
     html = _report(people, _judge_note(people, people.passed, True))
-    for text in ("support_v1", "Two support agents", "people outside the project", "alice", "bob", "3 not labelled"):
+    for text in (
+        "support_v1",
+        "Two support agents",
+        "people outside the project",
+        "alice",
+        "bob",
+        "20 labelled items",
+        "3 not labelled",
+    ):
         assert text in html, text
     assert "the ceiling" in html and "items both labelled" in html
     assert "labels of people (2 labellers)" in html

@@ -161,6 +161,7 @@ class CalibrationResult(BaseModel):
     method: str
     labellers: list[Labeller]
     labeller_agreement: list[LabellerAgreement] = Field(default_factory=list)
+    set_size: int = Field(0, description="Labelled items in the whole set (all rubrics).")
     n_unlabelled: int = Field(0, description="Items of the set nobody has labelled yet (not used).")
     rubrics: list[str]
     uncalibrated_rubrics: list[str] = Field(
@@ -408,6 +409,7 @@ def evaluate_agreement(
         labeller_agreement=labeller_agreement(
             items, [lab.id for lab in manifest.labellers], statistics, config.rubrics_dir
         ),
+        set_size=len(cset.items),
         n_unlabelled=cset.unlabelled,
         rubrics=sorted(r.id for r in loaded.values()),
         uncalibrated_rubrics=sorted(r for r in wanted if r not in loaded),

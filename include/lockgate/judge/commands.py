@@ -35,8 +35,8 @@ def describe_calibration(result: Any) -> list[str]:
         + ("people outside the project" if result.labels_from == "people" else "the lockgate project (an example)"),
         f"  labellers ({len(result.labellers)}): "
         + (", ".join(f"{lab.id} ({lab.description})" if lab.description else lab.id for lab in result.labellers)),
-        f"  size: {result.n_items} labelled items used"
-        + (f", {result.n_unlabelled} not labelled yet" if result.n_unlabelled else ""),
+        f"  size: {result.set_size} labelled items, {result.n_items} of them for these rubrics"
+        + (f"; {result.n_unlabelled} not labelled yet" if result.n_unlabelled else ""),
     ]
     if len(result.labellers) < 2:
         lines.append("  labellers' agreement: unknown (one labeller)")

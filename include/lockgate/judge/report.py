@@ -65,8 +65,8 @@ def provenance_block(cal: CalibrationResult) -> Markup:
                 (f"labellers ({len(cal.labellers)})", labellers or "none declared"),
                 (
                     "size",
-                    f"{cal.n_items} labelled items used"
-                    + (f", {cal.n_unlabelled} not labelled yet" if cal.n_unlabelled else ""),
+                    f"{cal.set_size} labelled items, {cal.n_items} of them for the rubrics judged here"
+                    + (f"; {cal.n_unlabelled} not labelled yet" if cal.n_unlabelled else ""),
                 ),
                 ("file", f"{cal.set_path} (sha256 {cal.set_hash})"),
             ]
