@@ -494,6 +494,12 @@ class QualityConfig(_Strict):
     replay_batch_size: int = Field(16, gt=0)
     worst_examples: int = Field(8, ge=0, description="Lowest-scored samples shown (redacted) in the report.")
     evidently_report: bool = Field(True, description="Also write an Evidently descriptor report beside ours.")
+    mlflow_assessments: int = Field(
+        0,
+        ge=0,
+        description="Answered samples per version logged to the quality run in MLflow as a trace (redacted) "
+        "with the judge's assessments, for MLflow's GenAI views; 0: none.",
+    )
 
     @field_validator("rubrics_dir")
     @classmethod

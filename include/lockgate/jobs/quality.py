@@ -63,10 +63,21 @@ class QualityParams(BaseModel):
 
         cleaned = {k: (None if v in ("", []) else v) for k, v in params.items() if k in cls.model_fields}
         try:
-            return cls.model_validate(cleaned)
+            validated = cls.model_validate(cleaned)
         except ValidationError as exc:
             key, msg = format_validation_error(exc)
             raise ConfigError(f"invalid DAG params ({msg})", key=key, source="params") from None
+        if validated.rubrics:
+            # Rubrics are files (packaged, or the policy's rubrics_dir): a name is valid when its file is there.
+            present = rubric_files(load_policy().quality.rubrics_dir)
+            unknown = [r for r in validated.rubrics if r not in present]
+            if unknown:
+                raise ConfigError(
+                    f"invalid DAG params (no rubric file for {unknown}; present: {sorted(present)})",
+                    key="rubrics",
+                    source="params",
+                )
+        return validated
 
     @property
     def versions(self) -> dict[str, str]:
@@ -640,7 +651,7 @@ def judge_quality(plan: QualityPlan, replay_path: str | None = None, policy: Pol
         run_id=plan.run_id,
         details={"quality": quality.compact(), "mode": plan.mode, "judge_trusted": trusted},
     )
-    return _write_outputs(plan, pol, summary, quality, samples, scores, timings, t0)
+    return _write_outputs(plan, pol, summary, quality, samples, scores, timings, t0, by_id)
 
 
 def _sample_sizes(versions: Sequence[Any], pairs: int, scored_pairs: int, calibration_items: int) -> dict[str, int]:
@@ -695,6 +706,7 @@ def _write_outputs(
     scores: Mapping[str, Any],
     timings: dict[str, float],
     t0: float,
+    judgments: Mapping[str, Any] | None = None,
 ) -> EvidenceSummary:
     from lockgate.judge.report import render_quality_report
     from lockgate.reports.index import ReportEntry, record_report
@@ -732,6 +744,13 @@ def _write_outputs(
     run_id = _mlflow_run(plan, summary)
     if run_id:
         summary.mlflow_run_ids = {"quality": run_id}
+        if policy.quality.mlflow_assessments and judgments:
+            t = time.perf_counter()
+            _mlflow_assessments(run_id, plan, quality, samples, judgments, policy.quality.mlflow_assessments)
+            timings["mlflow_assessments"] = time.perf_counter() - t
+            timings["total"] = time.perf_counter() - t0
+            quality.timings_s = {k: round(v, 2) for k, v in timings.items()}
+            summary.details["quality"] = quality.compact()
     report_path.write_text(render_quality_report(summary, quality, distributions, evidently_href))
     (run_dir / "quality_summary.json").write_text(quality.model_dump_json(indent=2))
     write_summary(summary, run_dir / "summary.json")
@@ -814,6 +833,33 @@ def _mlflow_run(plan: QualityPlan, summary: EvidenceSummary) -> str | None:
                 client.log_metric(run_id, f"{name}.{role}", est.value)
     client.set_terminated(run_id)
     return run_id
+
+
+def _mlflow_assessments(
+    run_id: str,
+    plan: QualityPlan,
+    quality: Any,
+    samples: Mapping[str, Sequence[Any]],
+    judgments: Mapping[str, Any],
+    limit: int,
+) -> None:
+    """Per-sample judge assessments on MLflow traces; a failure is a note in the report, not a failed job."""
+    import mlflow
+
+    from lockgate.judge.mlflow_results import log_assessments, sample_records
+
+    records = sample_records(samples, judgments, plan.rubrics, limit)
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+        n = log_assessments(run_id, run.info.experiment_id, records, quality.judge_identity, quality.judge_trusted)
+    except Exception as exc:  # noqa: BLE001 - the summary and report stand without MLflow's trace views
+        log.warning("judge assessments could not be logged to MLflow: %s", exc)
+        quality.notes.append(f"the judge's assessments could not be logged to MLflow: {type(exc).__name__}: {exc}")
+        return
+    quality.notes.append(
+        f"{n} sampled requests with the judge's assessments are logged as traces of MLflow run {run_id} "
+        "(MLflow's GenAI views)"
+    )
 
 
 def _mlflow_artifacts(run_id: str, run_dir: Path) -> None:
