@@ -420,16 +420,18 @@ class DriftConfig(_Strict):
 
 
 class JudgeConfig(_Strict):
-    """The LLM judge: a local causal LM directory or an OpenAI-compatible endpoint.
+    """The LLM judge: a local causal LM directory, an OpenAI-compatible endpoint, or an MLflow GenAI judge.
 
     With `backend: local` and no `model_path`, lockgate builds a seeded random-weight tiny
     model as a placeholder judge: it carries no signal, and its calibration says so.
     """
 
-    backend: Literal["local", "openai"] = "local"
+    backend: Literal["local", "openai", "mlflow"] = "local"
     model_path: str | None = Field(None, description="Local HF directory of the judge (backend: local).")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint incl. /v1 (backend: openai).")
-    model: str | None = Field(None, description="Model name sent to the endpoint.")
+    model: str | None = Field(
+        None, description="Model name sent to the endpoint; backend mlflow: an MLflow model URI (openai:/gpt-4o-mini)."
+    )
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
     batch_size: int = Field(8, gt=0, description="Prompts per forward pass (backend: local).")
     concurrency: int = Field(4, gt=0, description="Requests in flight at once (backend: openai).")
@@ -461,6 +463,8 @@ class JudgeConfig(_Strict):
     def _backend_has_target(self) -> JudgeConfig:
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend 'openai' needs base_url")
+        if self.backend == "mlflow" and not (self.model and ":/" in self.model):
+            raise ValueError("backend 'mlflow' needs model, an MLflow model URI such as openai:/gpt-4o-mini")
         return self
 
 

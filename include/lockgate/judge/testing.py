@@ -180,7 +180,13 @@ class FakeJudgeServer:
                 choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "stop"}
                 if payload.get("logprobs"):
                     choice["logprobs"] = {"content": _logprobs(content)}
-                body = {"id": "fake", "object": "chat.completion", "model": payload.get("model"), "choices": [choice]}
+                body = {
+                    "id": "fake",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": payload.get("model"),
+                    "choices": [choice],
+                }
                 self._send(200, json.dumps(body).encode())
 
         return Handler

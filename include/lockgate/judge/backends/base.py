@@ -82,6 +82,10 @@ def make_backend(config: JudgeConfig, home: Path | None = None) -> JudgeBackend:
         from lockgate.judge.backends.openai_compat import OpenAICompatibleJudge
 
         return OpenAICompatibleJudge.from_config(config)
+    if config.backend == "mlflow":
+        from lockgate.judge.backends.mlflow_genai import MlflowGenAIJudge
+
+        return MlflowGenAIJudge.from_config(config)
     from lockgate.judge.backends.local import LocalJudge
 
     if config.model_path:
