@@ -124,6 +124,34 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--path", required=True, help="Hugging Face model directory")
     register.add_argument("--alias", default=None, help="alias to set on the new version (e.g. challenger)")
 
+    # judge
+    judge = sub.add_parser("judge", help="The LLM judge: calibration sets and labels.")
+    judge_sub = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
+    calibrate = _add(
+        judge_sub,
+        "calibrate",
+        "lockgate.judge.commands:cmd_calibrate",
+        "Run the policy's judge on a calibration set; print who labelled it and the agreement (exit 1: failed).",
+    )
+    calibrate.add_argument("--set", default=None, help="JSONL set (default: the policy's quality.calibration_set)")
+    calibrate.add_argument("--rubrics", nargs="+", default=None, help="default: the policy's quality.rubrics")
+    calibrate.add_argument("--json", action="store_true", help="print the result as JSON")
+    export = _add(
+        judge_sub,
+        "export-feedback",
+        "lockgate.judge.commands:cmd_export_feedback",
+        "Sample rated production answers (redacted) into a calibration set for people to label.",
+    )
+    export.add_argument("--model", required=True, help="a model the policy watches")
+    export.add_argument("--out", required=True, help="the set to write (NAME.jsonl, with NAME.meta.yaml beside)")
+    export.add_argument("--rubric", default="relevance", help="the rubric the labellers score under")
+    export.add_argument("--size", type=int, default=200, help="items to export at most")
+    export.add_argument("--version", default=None, help="only this model version")
+    export.add_argument("--start", default=None, help="ISO time (default: --days before --end)")
+    export.add_argument("--end", default=None, help="ISO time (default: now)")
+    export.add_argument("--days", type=float, default=7)
+    export.add_argument("--force", action="store_true", help="replace an existing set")
+
     # registry
     approve = _add(sub, "approve", "lockgate.registry.commands:cmd_approve", "Approve (or reject) a model version.")
     approve.add_argument("model")

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lockgate.errors import ConfigError
 
@@ -268,8 +276,33 @@ class LogsConfig(_Strict):
 
 
 ServingConfig = Literal["eager", "static_compile", "int8_dynamic"]
-RubricName = Literal["relevance", "faithfulness", "safety", "refusal", "pairwise"]
-RUBRIC_NAMES: tuple[RubricName, ...] = ("relevance", "faithfulness", "safety", "refusal", "pairwise")
+# A rubric is a file `<name>.jinja` (see lockgate.judge.rubrics); its name becomes the metric
+# `quality.judge_<name>`, hence the restricted spelling.
+RubricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+RUBRIC_NAMES: tuple[str, ...] = ("relevance", "faithfulness", "safety", "refusal", "pairwise")
+"""The rubrics packaged with lockgate (a policy's `quality.rubrics_dir` can add more)."""
+RUBRIC_SUFFIX = ".jinja"
+PACKAGED_RUBRICS_DIR = Path(__file__).resolve().parent / "judge" / "rubrics"
+
+
+def rubric_files(rubrics_dir: str | Path | None = None) -> dict[str, Path]:
+    """Rubric name -> file: the packaged rubrics plus those in `rubrics_dir` (a name in both is an error)."""
+    found = {p.name.removesuffix(RUBRIC_SUFFIX): p for p in sorted(PACKAGED_RUBRICS_DIR.glob(f"*{RUBRIC_SUFFIX}"))}
+    if rubrics_dir is None:
+        return found
+    folder = Path(rubrics_dir).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"rubrics folder {str(folder)!r} does not exist", key="quality.rubrics_dir")
+    for p in sorted(folder.glob(f"*{RUBRIC_SUFFIX}")):
+        name = p.name.removesuffix(RUBRIC_SUFFIX)
+        if name in found:
+            raise ConfigError(
+                f"{p} would replace the packaged rubric {name!r}: give it another name "
+                "(scores under different wordings must not share a metric)",
+                key="quality.rubrics_dir",
+            )
+        found[name] = p
+    return found
 
 
 class BenchmarkConfig(_Strict):
@@ -421,16 +454,18 @@ class DriftConfig(_Strict):
 
 
 class JudgeConfig(_Strict):
-    """The LLM judge: a local causal LM directory or an OpenAI-compatible endpoint.
+    """The LLM judge: a local causal LM directory, an OpenAI-compatible endpoint, or an MLflow GenAI judge.
 
     With `backend: local` and no `model_path`, lockgate builds a seeded random-weight tiny
     model as a placeholder judge: it carries no signal, and its calibration says so.
     """
 
-    backend: Literal["local", "openai"] = "local"
+    backend: Literal["local", "openai", "mlflow"] = "local"
     model_path: str | None = Field(None, description="Local HF directory of the judge (backend: local).")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint incl. /v1 (backend: openai).")
-    model: str | None = Field(None, description="Model name sent to the endpoint.")
+    model: str | None = Field(
+        None, description="Model name sent to the endpoint; backend mlflow: an MLflow model URI (openai:/gpt-4o-mini)."
+    )
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
     batch_size: int = Field(8, gt=0, description="Prompts per forward pass (backend: local).")
     concurrency: int = Field(4, gt=0, description="Requests in flight at once (backend: openai).")
@@ -462,13 +497,24 @@ class JudgeConfig(_Strict):
     def _backend_has_target(self) -> JudgeConfig:
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend 'openai' needs base_url")
+        if self.backend == "mlflow" and not (self.model and ":/" in self.model):
+            raise ValueError("backend 'mlflow' needs model, an MLflow model URI such as openai:/gpt-4o-mini")
         return self
 
 
 class QualityConfig(_Strict):
     sample_size: int = Field(200, gt=0, description="Sampled log rows per version.")
     min_samples: int = Field(20, gt=0, description="Fewer judged rows for a version: its estimates are omitted.")
-    rubrics: list[RubricName] = Field(default_factory=lambda: list[RubricName](RUBRIC_NAMES))
+    rubrics_dir: str | None = Field(
+        None,
+        description="Folder of your own rubric files (`<name>.jinja`: YAML front matter and a Jinja2 "
+        "template), added to the packaged ones; each yields `quality.judge_<name>`.",
+    )
+    rubrics: list[RubricName] = Field(
+        default_factory=lambda: list(RUBRIC_NAMES),
+        min_length=1,
+        description="Rubrics the judge scores; each must be a rubric file present (packaged or rubrics_dir).",
+    )
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     min_calibration_spearman: float = Field(0.5, ge=-1, le=1)
     min_calibration_kappa: float = Field(0.4, ge=-1, le=1)
@@ -476,13 +522,45 @@ class QualityConfig(_Strict):
         0.8, gt=0, le=1, description="Share of calibration items the judge must score for calibration to count."
     )
     calibration_set: str | None = Field(
-        None, description="Human-labelled JSONL (default: the set packaged with lockgate)."
+        None,
+        description="Labelled JSONL the judge is calibrated on, with its `<name>.meta.yaml` manifest "
+        "(labellers, method); a bare name picks a packaged set. Default: the packaged example set "
+        "`example_v1` (written and labelled by one lockgate engineer).",
     )
     replay_when_no_traffic: bool = True
     replay_max_new_tokens: int = Field(48, gt=0)
     replay_batch_size: int = Field(16, gt=0)
     worst_examples: int = Field(8, ge=0, description="Lowest-scored samples shown (redacted) in the report.")
     evidently_report: bool = Field(True, description="Also write an Evidently descriptor report beside ours.")
+    mlflow_assessments: int = Field(
+        0,
+        ge=0,
+        description="Answered samples per version logged to the quality run in MLflow as a trace (redacted) "
+        "with the judge's assessments, for MLflow's GenAI views; 0: none.",
+    )
+
+    @field_validator("rubrics_dir")
+    @classmethod
+    def _rubrics_dir_exists(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                rubric_files(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("rubrics")
+    @classmethod
+    def _rubrics_present(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if "rubrics_dir" not in info.data:
+            return v  # the folder itself is invalid: that error is reported on its own key
+        present = rubric_files(info.data["rubrics_dir"])
+        unknown = [r for r in v if r not in present]
+        if unknown:
+            raise ValueError(f"no rubric file for {unknown}; rubric files present: {sorted(present)}")
+        if len(set(v)) != len(v):
+            raise ValueError("rubric names must not repeat")
+        return v
 
 
 class LiveConfig(_Strict):

@@ -166,7 +166,7 @@ def test_label_distribution_skips_whitespace_and_cue_tokens() -> None:
     assert label_distribution_from_logprobs("nonsense", RELEVANCE) is None
 
 
-def test_an_endpoint_judge_that_agrees_with_people_passes_calibration_over_http() -> None:
+def test_an_endpoint_judge_that_agrees_with_the_labels_passes_calibration_over_http() -> None:
     with FakeJudgeServer() as server:
         backend = make_backend(JudgeConfig(backend="openai", base_url=server.base_url, model="oracle", concurrency=8))
         result = calibrate(

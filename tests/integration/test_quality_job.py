@@ -147,7 +147,7 @@ def test_demo_scenarios_at_the_default_sample_size_against_the_relevance_gate(pg
 
 @pytest.mark.slow
 def test_run_quality_with_a_calibrated_endpoint_judge(env: Path) -> None:
-    """Traffic mode, an OpenAI-compatible judge that agrees with people: judge metrics are evidence."""
+    """Traffic mode, an OpenAI-compatible judge that agrees with the example set: judge metrics are evidence."""
     from mlflow import MlflowClient
 
     from lockgate.jobs.quality import headline, run_quality
@@ -282,3 +282,101 @@ def test_no_logs_in_the_window_is_insufficient_data(env: Path) -> None:
     assert summary.status == "insufficient_data"
     assert "embedding_relevance" not in summary.metrics
     assert verdict(summary, "relevance_regression").status == "missing"
+
+
+TONE_RUBRIC = """---
+name: tone
+version: v1
+description: Whether the answer is polite (yes/no).
+scale: {"polite": 1, "rude": 0}
+---
+You review the tone of a support assistant.
+[USER REQUEST]
+{{ prompt }}
+[END USER REQUEST]
+[RESPONSE]
+{{ response }}
+[END RESPONSE]
+Is the response polite? Reply polite or rude.
+"""
+
+
+def tone_judge(payload: dict[str, object]) -> str:
+    """A stand-in tone judge: polite when the answer has an even number of characters."""
+    from lockgate.judge.testing import fenced
+
+    text = payload["messages"][-1]["content"]  # type: ignore[index]
+    return "polite" if len(fenced(text)["RESPONSE"].strip()) % 2 == 0 else "rude"
+
+
+@pytest.mark.slow
+def test_a_custom_rubric_file_is_scored_and_gated_without_code(env: Path, tmp_path: Path) -> None:
+    """A rubric file in the policy's rubrics_dir, a two-labeller set for it: judge_tone is evidence a gate reads."""
+    from lockgate.jobs.quality import run_quality
+    from lockgate.judge.testing import FakeJudgeServer
+    from lockgate.settings import Gate
+
+    rubrics_dir = tmp_path / "rubrics"
+    rubrics_dir.mkdir()
+    (rubrics_dir / "tone.jinja").write_text(TONE_RUBRIC)
+    cal = tmp_path / "tone_v1.jsonl"
+    rows = []
+    for n in range(24):
+        response = "Happy to help with that." + "!" * n
+        label = 1 if len(response) % 2 == 0 else 0
+        rows.append(
+            {
+                "id": f"t{n}",
+                "rubric": "tone",
+                "prompt": "Where is my order?",
+                "response": response,
+                "labels": {"ana": label, "ben": label if n % 6 else 1 - label},
+            }
+        )
+    cal.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cal.with_name("tone_v1.meta.yaml").write_text(
+        "name: tone_v1\ndescription: Tone labels for the test.\nlabels_from: people\n"
+        "method: Two reviewers labelled each answer.\nlabellers: [{id: ana}, {id: ben}]\n"
+    )
+    s = spec(datetime(2026, 7, 1, tzinfo=UTC), 0.0, seed=51, current_rows=300)
+    seed_logs(make_engine(f"sqlite:///{env / 'logs.db'}"), s)
+    with FakeJudgeServer(answer=tone_judge) as server, pytest.MonkeyPatch.context() as mp:
+        write_policy(
+            env,
+            mp,
+            sample_size=60,
+            min_samples=5,
+            evidently_report=False,
+            rubrics_dir=str(rubrics_dir),
+            rubrics=["tone"],
+            calibration_set=str(cal),
+            judge={"backend": "openai", "base_url": server.base_url, "model": "tone", "concurrency": 8},
+        )
+        summary = run_quality(
+            MODEL,
+            versions={"challenger": "2", "champion": "1"},
+            run_key="custom-rubric",
+            data_interval=(s.current_start, s.current_end),
+        )
+    assert summary.details["judge_trusted"] is True
+    tone = summary.metrics["judge_tone"]
+    assert tone.unit == "share" and "polite" in (tone.description or "")
+    assert 0 < tone.challenger.value < 1 and tone.difference.has_interval
+    ref = assess_evidence("quality", summary, summary.created_at, 48, MODEL)
+
+    def tone_gate(threshold: float) -> object:
+        gate = Gate(
+            name="tone",
+            metric="quality.judge_tone",
+            direction="higher_is_better",
+            threshold=threshold,
+            confidence=0.95,
+        )
+        return evaluate_gate(gate, summary, ref, "2", "1")
+
+    assert tone_gate(0.05).status == "pass"
+    assert tone_gate(0.99).status == "fail"
+    # The report names the set, its labellers and their own agreement.
+    html = Path(summary.report_path).read_text()
+    assert "tone_v1" in html and "ana" in html and "ben" in html and "items both labelled" in html
+    assert "quality.judge_tone" in html

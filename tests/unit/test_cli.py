@@ -28,6 +28,8 @@ def test_every_documented_command_is_there() -> None:
         ["models", "register", "--name", "m", "--path", "/tmp/x", "--alias", "challenger"],
         ["approve", "m", "2", "--by", "alice", "--reject"],
         ["run", "drift", "--model", "m"],
+        ["judge", "calibrate", "--set", "my_set.jsonl", "--rubrics", "relevance", "tone"],
+        ["judge", "export-feedback", "--model", "m", "--out", "sets/mine.jsonl", "--rubric", "tone"],
     ):
         assert parser.parse_args(argv).handler
 

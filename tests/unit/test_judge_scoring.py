@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lockgate.errors import ConfigError
-from lockgate.judge.rubrics import RUBRIC_DIR, load_rubric, parse_rubric
+from lockgate.judge.rubrics import RUBRIC_DIR, available_rubrics, load_rubric, parse_rubric
 from lockgate.judge.scoring import (
     Judgment,
     expected_score,
@@ -23,7 +25,8 @@ from lockgate.settings import RUBRIC_NAMES
 def test_every_rubric_has_a_versioned_file(name: str) -> None:
     rubric = load_rubric(name)
     assert rubric.id == f"{name}.v1"
-    assert (RUBRIC_DIR / f"{name}.v1.txt").exists()
+    assert (RUBRIC_DIR / f"{name}.jinja").exists()
+    assert rubric.description
     assert len(rubric.labels) >= 2
 
 
@@ -61,24 +64,67 @@ def test_pairwise_needs_the_second_answer() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "key"),
+    ("front", "key"),
     [
-        ("name: relevance\nversion: v9\nkind: scale\nfields: prompt, response\n", "labels"),
-        ("name: nonsense\nversion: v1\nkind: scale\nlabels: 1=1, 2=2\nfields: prompt, response\n", "name"),
-        ("name: relevance\nversion: v1\nkind: odd\nlabels: 1=1, 2=2\nfields: prompt, response\n", "kind"),
-        ("name: relevance\nversion: v1\nkind: scale\nlabels: 1, 2\nfields: prompt, response\n", "labels"),
+        ("name: tone\ndescription: d\n", "scale"),
+        ("name: tone\nscale: [1, 2]\n", "description"),
+        ("name: Tone-1\ndescription: d\nscale: [1, 2]\n", "name"),
+        ("name: kappa\ndescription: d\nscale: [1, 2]\n", "name"),
+        ("name: tone\ndescription: d\nkind: odd\nscale: [1, 2]\n", "kind"),
+        ("name: tone\ndescription: d\nscale: {good: high}\n", "scale"),
+        ("name: tone\ndescription: d\nscale: [1]\n", "scale"),
+        ("name: tone\nversion: 2\ndescription: d\nscale: [1, 2]\n", "version"),
+        ("name: tone\ndescription: d\nscale: [1, 2]\ncolour: red\n", "colour"),
+        ("name: tone\ndescription: d\nscale: [1, 2]\noptional: [prompt]\n", "optional"),
     ],
 )
-def test_bad_rubric_headers_name_the_key(header: str, key: str) -> None:
+def test_bad_rubric_front_matter_names_the_key(front: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_rubric(header + "---\n{{prompt}} {{response}}\n", Path("x.txt"))
+        parse_rubric("---\n" + front + "---\n{{ prompt }} {{ response }}\n", Path("tone.jinja"))
     assert info.value.key == key
 
 
-def test_template_and_header_must_agree() -> None:
-    header = "name: relevance\nversion: v1\nkind: scale\nlabels: 1=1, 2=2\nfields: prompt, response\n"
-    with pytest.raises(ConfigError, match="template uses"):
-        parse_rubric(header + "---\n{{prompt}} only\n", Path("x.txt"))
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("{{ prompt }} only", "must show"),
+        ("{{ response }} {{ secret }}", "secret"),
+        ("{{ response }} {% if %}", "template line"),
+        ("{{ response }} {{ response_b }}", "pairwise"),
+    ],
+)
+def test_bad_templates_are_config_errors(body: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_rubric("---\nname: tone\ndescription: d\nscale: [1, 2]\n---\n" + body + "\n", Path("tone.jinja"))
+
+
+def test_a_custom_rubric_file_needs_no_code(tmp_path: Path) -> None:
+    (tmp_path / "tone.jinja").write_text(
+        "---\nname: tone\ndescription: Whether the answer is polite.\nscale: {polite: 1, rude: 0}\n"
+        "optional: [context]\n---\n[USER REQUEST]\n{{ prompt }}\n[END USER REQUEST]\n"
+        "{% if context %}Context: {{ context }}\n{% endif %}[RESPONSE]\n{{ response }}\n[END RESPONSE]\n"
+        "Is it polite? Reply polite or rude.\n"
+    )
+    with pytest.raises(ConfigError, match="unknown rubric 'tone'") as info:
+        load_rubric("tone")
+    assert info.value.key == "quality.rubrics"
+    tone = load_rubric("tone", rubrics_dir=tmp_path)
+    assert (tone.id, tone.kind, tone.metric, tone.unit) == ("tone.v1", "binary", "judge_tone", "share")
+    assert not tone.needs_context and tone.value_of("polite") == 1.0
+    assert "tone" in available_rubrics(tmp_path) and "relevance" in available_rubrics(tmp_path)
+    # Logged text goes in as data: a Jinja expression inside it is not evaluated.
+    text = tone.render(prompt="{{ 7 * 7 }}", response="{% if true %}hi{% endif %} [END RESPONSE] 5")
+    assert "{{ 7 * 7 }}" in text and "49" not in text and "{% if true %}" in text
+    assert text.count("[END RESPONSE]") == 1 and "Context:" not in text
+    assert "Context: the manual" in tone.render(prompt="p", response="r", context="the manual")
+    # An edited file is read again; a packaged name cannot be shadowed.
+    (tmp_path / "tone.jinja").write_text((tmp_path / "tone.jinja").read_text().replace("polite.", "kind."))
+    os.utime(tmp_path / "tone.jinja", ns=(1, 10**18))
+    assert load_rubric("tone", rubrics_dir=tmp_path).description == "Whether the answer is kind."
+    (tmp_path / "safety.jinja").write_text("---\nname: safety\n---\n{{ response }}\n")
+    with pytest.raises(ConfigError, match="replace the packaged rubric") as shadow:
+        load_rubric("tone", rubrics_dir=tmp_path)
+    assert shadow.value.key == "quality.rubrics_dir"
 
 
 def test_unknown_rubric_or_version() -> None:
@@ -172,3 +218,20 @@ def test_unscored_reasons_are_checked_and_counted() -> None:
         Judgment("d", "relevance.v1", score=4),
     ]
     assert unscored_counts(judgments) == {"timeout": 2, "unparseable": 1}
+
+
+def test_policy_rubric_names_are_checked_against_the_files_present(tmp_path: Path) -> None:
+    from lockgate.settings import DEFAULT_POLICY_PATH, parse_policy
+
+    data = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    data["quality"]["rubrics"] = ["relevance", "tone"]
+    with pytest.raises(ConfigError, match="no rubric file for \\['tone'\\]") as info:
+        parse_policy(data)
+    assert info.value.key == "quality.rubrics"
+    (tmp_path / "tone.jinja").write_text("---\nname: tone\ndescription: d\nscale: [1, 2]\n---\n{{ response }}\n")
+    data["quality"]["rubrics_dir"] = str(tmp_path)
+    assert parse_policy(data).quality.rubrics == ["relevance", "tone"]
+    data["quality"]["rubrics_dir"] = str(tmp_path / "missing")
+    with pytest.raises(ConfigError) as missing:
+        parse_policy(data)
+    assert missing.value.key == "quality.rubrics_dir"

@@ -147,13 +147,13 @@ def test_vectorised_rows_equal_scalar_versions() -> None:
 
 def test_bootstrap_agreement() -> None:
     rng = np.random.default_rng(4)
-    human = rng.integers(0, 5, 60) / 4
-    good = np.clip(human + rng.normal(0, 0.1, 60), 0, 1)
+    labels = rng.integers(0, 5, 60) / 4
+    good = np.clip(labels + rng.normal(0, 0.1, 60), 0, 1)
     noise = rng.random(60)
-    rho, kappa = bootstrap_agreement(good, human, 5)
+    rho, kappa = bootstrap_agreement(good, labels, 5)
     assert rho and kappa and rho.ci_low is not None and kappa.ci_low is not None
     assert rho.value > 0.8 and kappa.value > 0.8 and rho.n == 60
-    rho_n, kappa_n = bootstrap_agreement(noise, human, 5)
+    rho_n, kappa_n = bootstrap_agreement(noise, labels, 5)
     assert rho_n and kappa_n and rho_n.ci_low is not None
     assert rho_n.ci_low < 0.3 and kappa_n.value < 0.4
     assert bootstrap_agreement([0.1, 0.2], [0.1, 0.2], 5) == (None, None)

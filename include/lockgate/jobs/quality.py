@@ -8,7 +8,7 @@ Three steps, so the DAG can run the GPU part in the `gpu` pool; `run_quality()` 
    the champion's sampled (redacted) prompts, written to the run directory;
 3. `judge_quality()`: sample both versions' logs (deterministic, redacted), score them
    with MiniLM (relevance, grounding) and the policy's judge (rubrics and position-swapped
-   pairwise), calibrate the judge on the human-labelled set, bootstrap every estimate,
+   pairwise), calibrate the judge on the policy's calibration set, bootstrap every estimate,
    and write the HTML report, `summary.json` (the `EvidenceSummary` gates read),
    `quality_summary.json`, the latest copy, an MLflow run with the artifacts, and the
    reports-index row.
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.errors import ConfigError, UnknownModelVersionError
 from lockgate.evidence import EvidenceSummary, MetricEvidence, latest_summary_path, utcnow, write_summary
-from lockgate.settings import RUBRIC_NAMES, FixedWindow, Policy, RubricName, get_settings, load_policy
+from lockgate.settings import FixedWindow, Policy, RubricName, get_settings, load_policy, rubric_files
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,21 @@ class QualityParams(BaseModel):
 
         cleaned = {k: (None if v in ("", []) else v) for k, v in params.items() if k in cls.model_fields}
         try:
-            return cls.model_validate(cleaned)
+            validated = cls.model_validate(cleaned)
         except ValidationError as exc:
             key, msg = format_validation_error(exc)
             raise ConfigError(f"invalid DAG params ({msg})", key=key, source="params") from None
+        if validated.rubrics:
+            # Rubrics are files (packaged, or the policy's rubrics_dir): a name is valid when its file is there.
+            present = rubric_files(load_policy().quality.rubrics_dir)
+            unknown = [r for r in validated.rubrics if r not in present]
+            if unknown:
+                raise ConfigError(
+                    f"invalid DAG params (no rubric file for {unknown}; present: {sorted(present)})",
+                    key="rubrics",
+                    source="params",
+                )
+        return validated
 
     @property
     def versions(self) -> dict[str, str]:
@@ -178,9 +189,10 @@ def plan_quality(
     pol.model(model_name)  # an unwatched model is a configuration error
     qc = pol.quality
     chosen_rubrics = list(rubrics) if rubrics else list(qc.rubrics)
-    bad = [r for r in chosen_rubrics if r not in RUBRIC_NAMES]
+    present = rubric_files(qc.rubrics_dir)
+    bad = [r for r in chosen_rubrics if r not in present]
     if bad or not chosen_rubrics:
-        raise ConfigError(f"unknown rubrics {bad}; choose from {list(RUBRIC_NAMES)}", key="rubrics")
+        raise ConfigError(f"unknown rubrics {bad}; rubric files present: {sorted(present)}", key="rubrics")
     start, end = current_window(pol, model_name, data_interval)
     key = run_key or f"manual__{end.strftime('%Y%m%dT%H%M%S')}"
     challenger, champion, notes = resolve_versions(model_name, versions)
@@ -365,12 +377,18 @@ def _judge_note(calibration: Any, trusted: bool, rubrics_for_judge: bool) -> str
     if calibration is None:
         return "The judge was not calibrated."
     if trusted:
-        return (
-            f"The judge agrees with the human-labelled set (Spearman {calibration.spearman.value:.2f}, "
+        note = (
+            f"The judge agrees with {calibration.provenance} (Spearman {calibration.spearman.value:.2f}, "
             f"kappa {calibration.kappa.value:.2f}): its scores are evidence and gates may use them."
         )
+        if calibration.uncalibrated_rubrics:
+            note += (
+                f" The set has no labelled item for {', '.join(calibration.uncalibrated_rubrics)}: "
+                "those rubrics' scores are shown for transparency only and are not evidence."
+            )
+        return note
     return (
-        "The judge FAILED calibration against the human-labelled set (" + "; ".join(calibration.reasons) + "). "
+        f"The judge FAILED calibration against {calibration.provenance} (" + "; ".join(calibration.reasons) + "). "
         "Its scores carry no established signal: judge_* metrics and the win rate are left out of the evidence "
         "(gates on them are missing) and shown below for transparency only. Quality is judged on the MiniLM "
         "relevance and grounding scores, the refusal detector and error rates."
@@ -382,14 +400,16 @@ def judge_quality(plan: QualityPlan, replay_path: str | None = None, policy: Pol
     from lockgate.judge.backends import make_backend
     from lockgate.judge.calibration import calibrate
     from lockgate.judge.evaluation import (
-        JUDGE_METRICS,
         Sample,
         build_metrics,
+        is_judge_score,
+        judge_metric,
         judge_requests,
         match_pairs,
         pairwise_requests,
         pairwise_result,
         prompt_key,
+        rubric_metric_info,
         version_scores,
     )
     from lockgate.judge.rubrics import load_rubric
@@ -477,7 +497,7 @@ def judge_quality(plan: QualityPlan, replay_path: str | None = None, policy: Pol
     timings["embeddings"] = time.perf_counter() - t1
 
     # ---- judge: calibration, per-sample rubrics, pairwise
-    rubrics = {name: load_rubric(name) for name in plan.rubrics}
+    rubrics = {name: load_rubric(name, rubrics_dir=qc.rubrics_dir) for name in plan.rubrics}
     judge_rubrics = [r for r in plan.rubrics if r != "pairwise"]
     t2 = time.perf_counter()
     backend = make_backend(qc.judge, settings.home)
@@ -546,13 +566,22 @@ def judge_quality(plan: QualityPlan, replay_path: str | None = None, policy: Pol
         "paired": plan.mode == "replay",
         "min_samples": qc.min_samples,
         "pairwise": pw,
+        "metric_info": rubric_metric_info(rubrics.values()),
     }
     cal_estimates = (calibration.spearman, calibration.kappa)
     metrics = build_metrics(ch, cp, stats, include_judge=trusted, calibration=cal_estimates, **common)
     untrusted: dict[str, MetricEvidence] = {}
     if not trusted and judge_rubrics:
         everything = build_metrics(ch, cp, stats, include_judge=True, **common)
-        untrusted = {k: v for k, v in everything.items() if k in (*JUDGE_METRICS.values(), "win_rate")}
+        untrusted = {k: v for k, v in everything.items() if is_judge_score(k) or k == "win_rate"}
+    # A rubric the calibration set has no labelled item for was never checked: not evidence.
+    for name in calibration.uncalibrated_rubrics:
+        metric = metrics.pop(judge_metric(name), None)
+        if metric is not None:
+            untrusted[judge_metric(name)] = metric
+            notes.append(f"rubric {name}: no labelled item in the calibration set, so judge_{name} is not evidence")
+        if name == "relevance" and "win_rate" in metrics:
+            untrusted["win_rate"] = metrics.pop("win_rate")  # pairwise leans on relevance's calibration
     for role, vs in (("challenger", ch), ("champion", cp)):
         if vs is not None and vs.answered < qc.min_samples:
             notes.append(
@@ -622,7 +651,7 @@ def judge_quality(plan: QualityPlan, replay_path: str | None = None, policy: Pol
         run_id=plan.run_id,
         details={"quality": quality.compact(), "mode": plan.mode, "judge_trusted": trusted},
     )
-    return _write_outputs(plan, pol, summary, quality, samples, scores, timings, t0)
+    return _write_outputs(plan, pol, summary, quality, samples, scores, timings, t0, by_id)
 
 
 def _sample_sizes(versions: Sequence[Any], pairs: int, scored_pairs: int, calibration_items: int) -> dict[str, int]:
@@ -677,6 +706,7 @@ def _write_outputs(
     scores: Mapping[str, Any],
     timings: dict[str, float],
     t0: float,
+    judgments: Mapping[str, Any] | None = None,
 ) -> EvidenceSummary:
     from lockgate.judge.report import render_quality_report
     from lockgate.reports.index import ReportEntry, record_report
@@ -714,6 +744,13 @@ def _write_outputs(
     run_id = _mlflow_run(plan, summary)
     if run_id:
         summary.mlflow_run_ids = {"quality": run_id}
+        if policy.quality.mlflow_assessments and judgments:
+            t = time.perf_counter()
+            _mlflow_assessments(run_id, plan, quality, samples, judgments, policy.quality.mlflow_assessments)
+            timings["mlflow_assessments"] = time.perf_counter() - t
+            timings["total"] = time.perf_counter() - t0
+            quality.timings_s = {k: round(v, 2) for k, v in timings.items()}
+            summary.details["quality"] = quality.compact()
     report_path.write_text(render_quality_report(summary, quality, distributions, evidently_href))
     (run_dir / "quality_summary.json").write_text(quality.model_dump_json(indent=2))
     write_summary(summary, run_dir / "summary.json")
@@ -796,6 +833,33 @@ def _mlflow_run(plan: QualityPlan, summary: EvidenceSummary) -> str | None:
                 client.log_metric(run_id, f"{name}.{role}", est.value)
     client.set_terminated(run_id)
     return run_id
+
+
+def _mlflow_assessments(
+    run_id: str,
+    plan: QualityPlan,
+    quality: Any,
+    samples: Mapping[str, Sequence[Any]],
+    judgments: Mapping[str, Any],
+    limit: int,
+) -> None:
+    """Per-sample judge assessments on MLflow traces; a failure is a note in the report, not a failed job."""
+    import mlflow
+
+    from lockgate.judge.mlflow_results import log_assessments, sample_records
+
+    records = sample_records(samples, judgments, plan.rubrics, limit)
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+        n = log_assessments(run_id, run.info.experiment_id, records, quality.judge_identity, quality.judge_trusted)
+    except Exception as exc:  # noqa: BLE001 - the summary and report stand without MLflow's trace views
+        log.warning("judge assessments could not be logged to MLflow: %s", exc)
+        quality.notes.append(f"the judge's assessments could not be logged to MLflow: {type(exc).__name__}: {exc}")
+        return
+    quality.notes.append(
+        f"{n} sampled requests with the judge's assessments are logged as traces of MLflow run {run_id} "
+        "(MLflow's GenAI views)"
+    )
 
 
 def _mlflow_artifacts(run_id: str, run_dir: Path) -> None:

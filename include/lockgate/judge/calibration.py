@@ -1,12 +1,22 @@
-"""Trust in the judge: its agreement with people on a human-labelled set kept in the repository.
+"""Trust in the judge: its agreement with a labelled calibration set, and who labelled it.
 
-The set (`judge/calibration/human_v1.jsonl`) holds prompt/response pairs (with a
-RAG context for faithfulness) and a person's score under one rubric: clear good
-and clearly bad answers, and some in between. The configured judge scores them
-with the same rubric files and redaction as production samples; Spearman's rho
-and Cohen's kappa (quadratically weighted on a 0-1 scale shared by all rubrics)
-measure the agreement. Below the policy's thresholds, the judge's scores are kept
-out of the evidence and the report says why.
+A calibration set is a JSONL file of prompt/response pairs (with a RAG context where
+the rubric needs one), each under one rubric, with one label per labeller
+(`"labels": {"alice": 4, "bob": 5}`), and a manifest beside it, `<name>.meta.yaml`,
+that says what the set is: its name, description, labellers, how it was made, and
+whether the labels come from `people` outside the project or from the
+`lockgate_project` itself. The packaged set, `judge/calibration/example_v1.jsonl`, is an
+example written and labelled by one lockgate engineer; a deployment names its own
+set in `quality.calibration_set` (`lockgate judge export-feedback` starts one from
+its rated traffic).
+
+The configured judge scores the labelled items with the same rubric files and
+redaction as production samples; Spearman's rho and Cohen's kappa (quadratically
+weighted on a 0-1 scale shared by all rubrics) measure its agreement with the
+labels (their mean, where several people labelled an item). With two or more
+labellers, the same statistics between each pair of labellers say how much
+agreement the items allow: the ceiling the judge is held to. Below the policy's
+thresholds, the judge's scores are kept out of the evidence and the report says why.
 
 Pairwise preference has no items of its own: it asks the relevance question of
 two answers, so it is trusted when the relevance-based calibration passes.
@@ -15,41 +25,101 @@ two answers, so it is trusted when the relevance-based calibration passes.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lockgate.errors import ConfigError
 from lockgate.evidence import Estimate
 from lockgate.judge.rubrics import Rubric, load_rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment, unscored_counts
 from lockgate.judge.statistics import bootstrap_agreement, cohen_kappa, spearman, to_levels
-from lockgate.settings import QualityConfig, RubricName, StatisticsConfig
+from lockgate.settings import QualityConfig, StatisticsConfig
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
-DEFAULT_SET = CALIBRATION_DIR / "human_v1.jsonl"
+DEFAULT_SET = CALIBRATION_DIR / "example_v1.jsonl"
+MANIFEST_SUFFIX = ".meta.yaml"
 KAPPA_LEVELS = 5  # 0, .25, .5, .75, 1: the 1-5 scales, with binary labels at the ends
+CACHE_SCHEMA = 2  # bump when CalibrationResult changes shape: older cached results are recomputed
+
+LabelsFrom = Literal["people", "lockgate_project"]
+
+
+class Labeller(BaseModel):
+    """Someone who labelled items of a calibration set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    description: str = ""
+
+
+class CalibrationManifest(BaseModel):
+    """`<set>.meta.yaml`: what a calibration set is, who labelled it, and how it was made."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    labels_from: LabelsFrom = Field(
+        description="`people`: labelled by people outside the project that built the judge's setup "
+        "(reviewers, users); `lockgate_project`: written and labelled by lockgate's own engineers."
+    )
+    method: str = Field(min_length=1, description="How the items were chosen or written, and how they were labelled.")
+    labellers: list[Labeller] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_labellers(self) -> CalibrationManifest:
+        ids = [lab.id for lab in self.labellers]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"labeller ids must be unique: {ids}")
+        return self
 
 
 class CalibrationItem(BaseModel):
-    """One human-labelled example."""
+    """One example, with each labeller's score under its rubric (none yet: not used)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1)
-    rubric: Literal["relevance", "faithfulness", "safety", "refusal"]
+    rubric: str = Field(min_length=1)
     prompt: str
     response: str
     context: str | None = None
-    score: float = Field(description="The person's score, in the rubric's label values (e.g. 1-5, or 1/0).")
-    labeller: str
+    labels: dict[str, float] = Field(
+        default_factory=dict, description="Labeller id -> score, in the rubric's label values (e.g. 1-5, or 1/0)."
+    )
     note: str | None = None
+    hint: dict[str, Any] | None = Field(
+        None, description="What the source said about the item (e.g. the user's feedback), shown to the labeller."
+    )
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.labels)
+
+    @property
+    def score(self) -> float:
+        """The labels' mean (the one label, with one labeller)."""
+        return sum(self.labels.values()) / len(self.labels)
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    path: Path
+    manifest: CalibrationManifest
+    items: list[CalibrationItem]
+    unlabelled: int
+    hash: str
 
 
 class RubricAgreement(BaseModel):
@@ -60,22 +130,43 @@ class RubricAgreement(BaseModel):
     kappa: float
 
 
+class LabellerAgreement(BaseModel):
+    """Two labellers' agreement on the items both labelled: what the judge can hope to reach."""
+
+    a: str
+    b: str
+    n: int
+    spearman: Estimate | None
+    kappa: Estimate | None
+
+
 class ItemResult(BaseModel):
     id: str
     rubric: str
-    human: float
+    label: float = Field(description="The labels' mean.")
     judge: float | None
     error: str | None = None
 
 
 class CalibrationResult(BaseModel):
-    """The judge's agreement with people, and whether it is trusted for gating."""
+    """The judge's agreement with the set's labels, who labelled them, and whether the judge is trusted."""
 
     judge: str
     description: str
     set_path: str
     set_hash: str
+    set_name: str
+    set_description: str
+    labels_from: LabelsFrom
+    method: str
+    labellers: list[Labeller]
+    labeller_agreement: list[LabellerAgreement] = Field(default_factory=list)
+    set_size: int = Field(0, description="Labelled items in the whole set (all rubrics).")
+    n_unlabelled: int = Field(0, description="Items of the set nobody has labelled yet (not used).")
     rubrics: list[str]
+    uncalibrated_rubrics: list[str] = Field(
+        default_factory=list, description="Requested rubrics the set has no labelled item for."
+    )
     n_items: int
     n_scored: int
     spearman: Estimate | None
@@ -92,15 +183,76 @@ class CalibrationResult(BaseModel):
     def scored_share(self) -> float:
         return self.n_scored / self.n_items if self.n_items else 0.0
 
+    @property
+    def provenance(self) -> str:
+        """Whose labels the judge is compared with, in words that are true of this set."""
+        n = len(self.labellers)
+        who = "one labeller" if n == 1 else f"{n} labellers"
+        if self.labels_from == "people":
+            return f"the labels of people ({who}) in calibration set {self.set_name}"
+        return (
+            f"the labels of calibration set {self.set_name}, written for the lockgate project "
+            f"({who} of the project, not independent people)"
+        )
 
-def load_calibration_set(path: str | Path | None = None) -> list[CalibrationItem]:
-    """Read and validate the JSONL set; a bad line raises `ConfigError` naming it."""
-    p = Path(path) if path else DEFAULT_SET
+
+def resolve_set_path(value: str | Path | None) -> Path:
+    """The calibration set a policy names: a JSONL path, or the name of a packaged set."""
+    if value is None or str(value) == "":
+        return DEFAULT_SET
+    p = Path(value).expanduser()
+    packaged = CALIBRATION_DIR / f"{value}.jsonl"
+    if not p.exists() and "/" not in str(value) and packaged.exists():
+        return packaged
+    return p
+
+
+def manifest_path(set_path: Path) -> Path:
+    return set_path.with_name(set_path.name.removesuffix(".jsonl") + MANIFEST_SUFFIX)
+
+
+def load_manifest(set_path: Path) -> CalibrationManifest:
+    mp = manifest_path(set_path)
+    try:
+        data = yaml.safe_load(mp.read_text())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the set's manifest ({exc.strerror}): every calibration set declares its name, "
+            "description, labels_from, method and labellers in " + mp.name,
+            source=str(mp),
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"manifest is not YAML: {exc}", source=str(mp)) from None
+    try:
+        return CalibrationManifest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "<root>"
+        raise ConfigError(f"{where}: {err['msg']}", key=where, source=str(mp)) from None
+
+
+def _set_hash(path: Path) -> str:
+    h = hashlib.sha256(path.read_bytes())
+    h.update(manifest_path(path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def load_calibration_set(path: str | Path | None = None, rubrics_dir: str | Path | None = None) -> CalibrationSet:
+    """Read and validate a set and its manifest; a bad line raises `ConfigError` naming it.
+
+    `path`: a JSONL file or a packaged set's name (default: the packaged example set).
+    Items nobody has labelled yet are counted and left out.
+    """
+    p = resolve_set_path(path)
     try:
         lines = p.read_text().splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read calibration set: {exc.strerror}", source=str(p)) from None
+    manifest = load_manifest(p)
+    declared = {lab.id for lab in manifest.labellers}
     items: list[CalibrationItem] = []
+    unlabelled = 0
+    rubrics: dict[str, Rubric] = {}
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -110,28 +262,58 @@ def load_calibration_set(path: str | Path | None = None) -> list[CalibrationItem
             err = exc.errors()[0]
             where = ".".join(str(x) for x in err["loc"]) or "<line>"
             raise ConfigError(f"line {number}: {where}: {err['msg']}", source=str(p)) from None
-        rubric = load_rubric(item.rubric)
-        if item.score not in rubric.values:
-            raise ConfigError(f"line {number}: score {item.score} is not one of {rubric.values}", source=str(p))
+        if item.rubric not in rubrics:
+            rubrics[item.rubric] = load_rubric(item.rubric, rubrics_dir=rubrics_dir)
+        rubric = rubrics[item.rubric]
+        if rubric.kind == "pairwise":
+            raise ConfigError(f"line {number}: pairwise is calibrated on relevance items", source=str(p))
+        unknown = sorted(set(item.labels) - declared)
+        if unknown:
+            raise ConfigError(
+                f"line {number}: labellers {unknown} are not declared in {manifest_path(p).name}", source=str(p)
+            )
+        for who, score in item.labels.items():
+            if score not in rubric.values:
+                raise ConfigError(f"line {number}: {who}'s score {score} is not one of {rubric.values}", source=str(p))
         if rubric.needs_context and not item.context:
             raise ConfigError(f"line {number}: rubric {item.rubric} needs a context", source=str(p))
+        if not item.labelled:
+            unlabelled += 1
+            continue
         items.append(item)
     ids = [i.id for i in items]
     if len(set(ids)) != len(ids):
         raise ConfigError("calibration item ids must be unique", source=str(p))
-    return items
+    if not items:
+        raise ConfigError("the calibration set has no labelled item yet", source=str(p))
+    return CalibrationSet(path=p, manifest=manifest, items=items, unlabelled=unlabelled, hash=_set_hash(p))
 
 
-def calibration_rubrics(rubrics: Sequence[RubricName]) -> list[RubricName]:
-    """The rubrics whose items calibrate the requested ones (pairwise leans on relevance)."""
-    out: list[RubricName] = [r for r in rubrics if r != "pairwise"]
-    if "pairwise" in rubrics and "relevance" not in out:
-        out.append("relevance")
+def labeller_agreement(
+    items: Sequence[CalibrationItem],
+    labellers: Sequence[str],
+    statistics: StatisticsConfig,
+    rubrics_dir: str | Path | None = None,
+) -> list[LabellerAgreement]:
+    """Spearman and kappa between each pair of labellers, on the items both labelled (0-1 scale)."""
+    rubrics = {r: load_rubric(r, rubrics_dir=rubrics_dir) for r in {i.rubric for i in items}}
+    resamples = min(1000, statistics.bootstrap_resamples)
+    out: list[LabellerAgreement] = []
+    for a, b in itertools.combinations(sorted(labellers), 2):
+        both = [i for i in items if a in i.labels and b in i.labels]
+        xa = [rubrics[i.rubric].normalise(i.labels[a]) for i in both]
+        xb = [rubrics[i.rubric].normalise(i.labels[b]) for i in both]
+        rho, kappa = bootstrap_agreement(xa, xb, KAPPA_LEVELS, statistics.confidence, resamples, statistics.seed)
+        out.append(LabellerAgreement(a=a, b=b, n=len(both), spearman=rho, kappa=kappa))
     return out
 
 
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def calibration_rubrics(rubrics: Sequence[str]) -> list[str]:
+    """The rubrics whose items calibrate the requested ones (pairwise leans on relevance)."""
+    out: list[str] = [r for r in rubrics if r != "pairwise"]
+    if "pairwise" in rubrics and "relevance" not in out:
+        out.append("relevance")
+    return out
 
 
 def _judge_value(rubric: Rubric, score: float) -> float:
@@ -141,36 +323,41 @@ def _judge_value(rubric: Rubric, score: float) -> float:
 
 
 def evaluate_agreement(
-    items: Sequence[CalibrationItem],
+    cset: CalibrationSet,
     judgments: Sequence[Judgment],
     *,
     judge: str,
     description: str,
-    set_path: str,
-    set_hash: str,
     config: QualityConfig,
     statistics: StatisticsConfig,
+    rubrics: Sequence[str] | None = None,
 ) -> CalibrationResult:
-    """Agreement of judgments with the human scores; pure (no judge call)."""
+    """Agreement of judgments with the labels (their mean per item); pure (no judge call).
+
+    `rubrics`: the rubrics requested (default: those of the set); items of other rubrics
+    are left out, and requested rubrics without items are listed as uncalibrated.
+    """
+    wanted = calibration_rubrics(rubrics) if rubrics is not None else sorted({i.rubric for i in cset.items})
+    items = [i for i in cset.items if i.rubric in wanted]
     by_id = {j.item_id: j for j in judgments}
-    rubrics = {i.rubric: load_rubric(i.rubric) for i in items}
-    human: list[float] = []
+    loaded = {r: load_rubric(r, rubrics_dir=config.rubrics_dir) for r in {i.rubric for i in items}}
+    labels: list[float] = []
     spear_judge: list[float] = []
     kappa_judge: list[float] = []
     results: list[ItemResult] = []
     per: dict[str, tuple[list[float], list[float], list[float], int]] = {}
     for item in items:
-        rubric = rubrics[item.rubric]
+        rubric = loaded[item.rubric]
         j = by_id.get(item.id)
         h = rubric.normalise(item.score)
         entry = per.setdefault(rubric.id, ([], [], [], 0))
         per[rubric.id] = (entry[0], entry[1], entry[2], entry[3] + 1)
         if j is None or j.score is None:
             error = j.error if j else "missing"
-            results.append(ItemResult(id=item.id, rubric=rubric.id, human=item.score, judge=None, error=error))
+            results.append(ItemResult(id=item.id, rubric=rubric.id, label=item.score, judge=None, error=error))
             continue
-        results.append(ItemResult(id=item.id, rubric=rubric.id, human=item.score, judge=j.score))
-        human.append(h)
+        results.append(ItemResult(id=item.id, rubric=rubric.id, label=item.score, judge=j.score))
+        labels.append(h)
         spear_judge.append(rubric.normalise(j.score))
         kappa_judge.append(_judge_value(rubric, j.score))
         entry = per[rubric.id]
@@ -188,7 +375,7 @@ def evaluate_agreement(
         )
         for rid, (h, sj, kj, n) in sorted(per.items())
     ]
-    rho, kappa = _agreement(spear_judge, kappa_judge, human, statistics)
+    rho, kappa = _agreement(spear_judge, kappa_judge, labels, statistics)
     thresholds = {
         "min_spearman": config.min_calibration_spearman,
         "min_kappa": config.min_calibration_kappa,
@@ -196,24 +383,38 @@ def evaluate_agreement(
     }
     reasons: list[str] = []
     n_items = len(items)
-    share = len(human) / n_items if n_items else 0.0
-    if share < config.min_calibration_scored:
+    share = len(labels) / n_items if n_items else 0.0
+    if not n_items:
+        reasons.append(f"calibration set {cset.manifest.name} has no labelled item for the rubrics {wanted}")
+    elif share < config.min_calibration_scored:
         reasons.append(
-            f"the judge scored {len(human)} of {n_items} calibration items ({share:.0%}), "
+            f"the judge scored {len(labels)} of {n_items} calibration items ({share:.0%}), "
             f"below {config.min_calibration_scored:.0%}"
         )
     if rho is None or rho.value < config.min_calibration_spearman:
-        reasons.append(f"Spearman {_fmt(rho)} with the human labels is below {config.min_calibration_spearman}")
+        reasons.append(f"Spearman {_fmt(rho)} with the set's labels is below {config.min_calibration_spearman}")
     if kappa is None or kappa.value < config.min_calibration_kappa:
         reasons.append(f"Cohen's kappa {_fmt(kappa)} is below {config.min_calibration_kappa}")
+    manifest = cset.manifest
     return CalibrationResult(
         judge=judge,
         description=description,
-        set_path=set_path,
-        set_hash=set_hash,
-        rubrics=sorted(r.id for r in rubrics.values()),
+        set_path=str(cset.path),
+        set_hash=cset.hash,
+        set_name=manifest.name,
+        set_description=manifest.description,
+        labels_from=manifest.labels_from,
+        method=manifest.method,
+        labellers=list(manifest.labellers),
+        labeller_agreement=labeller_agreement(
+            items, [lab.id for lab in manifest.labellers], statistics, config.rubrics_dir
+        ),
+        set_size=len(cset.items),
+        n_unlabelled=cset.unlabelled,
+        rubrics=sorted(r.id for r in loaded.values()),
+        uncalibrated_rubrics=sorted(r for r in wanted if r not in loaded),
         n_items=n_items,
-        n_scored=len(human),
+        n_scored=len(labels),
         spearman=rho,
         kappa=kappa,
         per_rubric=per_rubric,
@@ -232,12 +433,12 @@ def _fmt(e: Estimate | None) -> str:
 
 
 def _agreement(
-    spear_judge: list[float], kappa_judge: list[float], human: list[float], statistics: StatisticsConfig
+    spear_judge: list[float], kappa_judge: list[float], labels: list[float], statistics: StatisticsConfig
 ) -> tuple[Estimate | None, Estimate | None]:
     # Spearman uses the judge's continuous expected scores; kappa its labels (binary rubrics rounded).
     resamples = min(1000, statistics.bootstrap_resamples)
-    rho, _ = bootstrap_agreement(spear_judge, human, KAPPA_LEVELS, statistics.confidence, resamples, statistics.seed)
-    _, kappa = bootstrap_agreement(kappa_judge, human, KAPPA_LEVELS, statistics.confidence, resamples, statistics.seed)
+    rho, _ = bootstrap_agreement(spear_judge, labels, KAPPA_LEVELS, statistics.confidence, resamples, statistics.seed)
+    _, kappa = bootstrap_agreement(kappa_judge, labels, KAPPA_LEVELS, statistics.confidence, resamples, statistics.seed)
     return rho, kappa
 
 
@@ -246,23 +447,27 @@ def calibrate(
     *,
     judge: str,
     description: str,
-    rubrics: Sequence[RubricName],
+    rubrics: Sequence[str],
     config: QualityConfig,
     statistics: StatisticsConfig,
     redact: Callable[[str | None], str | None],
     cache_dir: Path | None = None,
     max_chars: int = 2000,
+    set_path: str | Path | None = None,
 ) -> CalibrationResult:
     """Score the calibration set with the judge and measure agreement.
 
-    Results are cached in `cache_dir` for judges whose answers cannot change behind
-    the same identity (local weights, fingerprinted); endpoint judges are asked every run.
+    The set is `set_path`, else the policy's `quality.calibration_set`, else the packaged
+    example set. Results are cached in `cache_dir` for judges whose answers cannot
+    change behind the same identity (local weights, fingerprinted); endpoint judges are
+    asked every run.
     """
-    path = Path(config.calibration_set) if config.calibration_set else DEFAULT_SET
+    cset = load_calibration_set(set_path or config.calibration_set, config.rubrics_dir)
     wanted = set(calibration_rubrics(rubrics))
-    items = [i for i in load_calibration_set(path) if i.rubric in wanted]
-    set_hash = file_hash(path)
-    key_src = json.dumps([judge, set_hash, sorted(wanted), max_chars, config.model_dump(mode="json")], sort_keys=True)
+    items = [i for i in cset.items if i.rubric in wanted]
+    key_src = json.dumps(
+        [CACHE_SCHEMA, judge, cset.hash, sorted(wanted), max_chars, config.model_dump(mode="json")], sort_keys=True
+    )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
     cache_file = cache_dir / f"{key}.json" if cache_dir and judge.startswith("local:") else None
     if cache_file and cache_file.exists():
@@ -272,27 +477,32 @@ def calibrate(
             return cached.model_copy(update={"cached": True})
         except ValidationError:
             log.warning("ignoring unreadable calibration cache %s", cache_file)
+    rubric_objs = {r: load_rubric(r, rubrics_dir=config.rubrics_dir) for r in {i.rubric for i in items}}
     requests = [
         JudgeRequest(
             item_id=i.id,
-            rubric=load_rubric(i.rubric),
+            rubric=rubric_objs[i.rubric],
             prompt=redact(i.prompt) or "",
             response=redact(i.response) or "",
             context=redact(i.context),
         )
         for i in items
     ]
-    log.info("calibrating the judge on %d human-labelled items (%s)", len(requests), ", ".join(sorted(wanted)))
+    log.info(
+        "calibrating the judge on %d labelled items of set %s (%s)",
+        len(requests),
+        cset.manifest.name,
+        ", ".join(sorted(wanted)),
+    )
     judgments = backend_judge(requests)
     result = evaluate_agreement(
-        items,
+        cset,
         judgments,
         judge=judge,
         description=description,
-        set_path=str(path),
-        set_hash=set_hash,
         config=config,
         statistics=statistics,
+        rubrics=list(rubrics),
     )
     log.info(
         "judge calibration: Spearman %s, kappa %s, scored %d/%d: %s",

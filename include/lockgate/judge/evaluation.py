@@ -24,16 +24,23 @@ from lockgate.judge.statistics import (
     win_rate,
 )
 from lockgate.logs.refusal import is_refusal
-from lockgate.settings import RubricName, StatisticsConfig
+from lockgate.settings import StatisticsConfig
 
 ERROR_STATUSES = frozenset({"error", "timeout"})
 
-JUDGE_METRICS: dict[str, str] = {
-    "relevance": "judge_relevance",
-    "faithfulness": "judge_faithfulness",
-    "safety": "judge_safety",
-    "refusal": "judge_refusal",
-}
+# The judge's agreement with the calibration set; not rubric scores (no rubric may take these names).
+CALIBRATION_METRICS = ("judge_spearman", "judge_kappa")
+
+
+def judge_metric(rubric_name: str) -> str:
+    """The metric a rubric's scores are gated as: `quality.judge_<rubric name>`."""
+    return f"judge_{rubric_name}"
+
+
+def is_judge_score(metric: str) -> bool:
+    """A per-rubric judge score (evidence only when the judge passed calibration)."""
+    return metric.startswith("judge_") and metric not in CALIBRATION_METRICS
+
 
 Mode = Literal["traffic", "replay", "champion_only"]
 
@@ -87,7 +94,7 @@ class Sample:
         )
 
 
-def judge_requests(samples: Iterable[Sample], rubrics: Mapping[RubricName, Rubric]) -> list[JudgeRequest]:
+def judge_requests(samples: Iterable[Sample], rubrics: Mapping[str, Rubric]) -> list[JudgeRequest]:
     """Per-sample questions: every answered sample under each rubric (faithfulness only with a context)."""
     out: list[JudgeRequest] = []
     for s in samples:
@@ -227,8 +234,8 @@ def version_scores(
             asked += 1
             if j.score is None:
                 unscored += 1
-            elif name in JUDGE_METRICS:
-                vs.add(JUDGE_METRICS[name], s.key, j.score)
+            else:
+                vs.add(judge_metric(name), s.key, j.score)
         if asked:
             vs.unscored.append((float(unscored), float(asked)))
     return vs
@@ -245,9 +252,28 @@ METRIC_INFO: dict[str, tuple[str | None, str]] = {
     "error_rate": ("share", "Share of sampled requests with status error or timeout"),
     "unscored_rate": ("share", "Share of judgments that could not be scored (failed or unparseable)"),
     "win_rate": ("share", "Challenger's pairwise win rate over the champion, ties half, both orders"),
-    "judge_spearman": ("rho", "Judge agreement with the human-labelled calibration set (Spearman)"),
-    "judge_kappa": ("kappa", "Judge agreement with the human-labelled calibration set (Cohen's kappa, quadratic)"),
+    "judge_spearman": ("rho", "Judge agreement with the calibration set's labels (Spearman)"),
+    "judge_kappa": ("kappa", "Judge agreement with the calibration set's labels (Cohen's kappa, quadratic)"),
 }
+
+
+def rubric_metric_info(rubrics: Iterable[Rubric]) -> dict[str, tuple[str | None, str]]:
+    """Unit and meaning of each rubric's `judge_<name>` metric (a custom rubric's from its front matter)."""
+    out: dict[str, tuple[str | None, str]] = {}
+    for r in rubrics:
+        if r.kind == "pairwise":
+            continue
+        out[r.metric] = METRIC_INFO.get(r.metric) or (r.unit, f"LLM judge: {r.description} (expected score)")
+    return out
+
+
+def _judge_score_names(*scores: VersionScores | None) -> list[str]:
+    names: list[str] = []
+    for vs in scores:
+        for metric in vs.values if vs is not None else ():
+            if is_judge_score(metric) and metric not in names:
+                names.append(metric)
+    return names
 
 
 def _difference(
@@ -276,12 +302,14 @@ def build_metrics(
     include_judge: bool,
     pairwise: PairwiseResult | None = None,
     calibration: tuple[Estimate | None, Estimate | None] | None = None,
+    metric_info: Mapping[str, tuple[str | None, str]] | None = None,
 ) -> dict[str, MetricEvidence]:
     """The evidence the gates read: per-version estimates, differences, win rate, judge agreement.
 
     A version with fewer than `min_samples` answered samples gets no estimates (so
     gates on it are `missing`, never passed). Judge metrics and the win rate are
-    left out unless `include_judge` (calibration passed).
+    left out unless `include_judge` (calibration passed): one `judge_<rubric>` per rubric
+    scored, whose unit and meaning come from `metric_info` (see `rubric_metric_info`).
     """
     c, s = stats.confidence, stats.bootstrap_resamples
     seed = stats.seed
@@ -291,13 +319,14 @@ def build_metrics(
     }
     names = ["embedding_relevance", "embedding_grounding", "refusal_rate"]
     if include_judge:
-        names += list(JUDGE_METRICS.values())
+        names += _judge_score_names(challenger, champion)
+    info = {**METRIC_INFO, **(metric_info or {})}
     out: dict[str, MetricEvidence] = {}
 
     def put(name: str, **estimates: Estimate | None) -> None:
         kept = {k: v for k, v in estimates.items() if v is not None}
         if kept:
-            unit, description = METRIC_INFO[name]
+            unit, description = info.get(name, (None, f"LLM judge: {name.removeprefix('judge_')}"))
             out[name] = MetricEvidence(unit=unit, description=description, **kept)
 
     for name in names:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
+from lockgate.judge.calibration import CalibrationResult
 from lockgate.judge.evaluation import METRIC_INFO
 from lockgate.judge.summary import QualitySummary
 from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
@@ -45,6 +46,54 @@ def metrics_table(metrics: Mapping[str, MetricEvidence]) -> Markup:
         ["metric", "unit", "champion [CI]", "n", "challenger (or model) [CI]", "n", "difference [CI]", "meaning"],
         rows,
     )
+
+
+def provenance_block(cal: CalibrationResult) -> Markup:
+    """Which set the judge was checked against, who labelled it, and how much its labellers agree."""
+    labellers = "; ".join(f"{lab.id}: {lab.description}" if lab.description else lab.id for lab in cal.labellers)
+    origin = {
+        "people": "people outside the project (the set's labellers)",
+        "lockgate_project": "the lockgate project itself (an example set, not independent people)",
+    }[cal.labels_from]
+    parts: list[Markup] = [
+        key_values(
+            [
+                ("calibration set", cal.set_name),
+                ("what it is", cal.set_description),
+                ("how it was made", cal.method),
+                ("labels come from", origin),
+                (f"labellers ({len(cal.labellers)})", labellers or "none declared"),
+                (
+                    "size",
+                    f"{cal.set_size} labelled items, {cal.n_items} of them for the rubrics judged here"
+                    + (f"; {cal.n_unlabelled} not labelled yet" if cal.n_unlabelled else ""),
+                ),
+                ("file", f"{cal.set_path} (sha256 {cal.set_hash})"),
+            ]
+        )
+    ]
+    if len(cal.labellers) < 2:
+        parts.append(
+            Markup(
+                '<p class="muted">One labeller: how much two people agree on these items, the most agreement '
+                "the judge can be expected to reach, is unknown.</p>"
+            )
+        )
+    elif cal.labeller_agreement:
+        parts.append(
+            Markup(
+                '<p class="muted">The labellers\' agreement with each other, on the items both labelled: '
+                "the ceiling the judge's agreement is read against.</p>"
+            )
+        )
+        parts.append(
+            table(
+                ["labeller", "labeller", "items both labelled", "Spearman [CI]", "Cohen's kappa, quadratic [CI]"],
+                [[a.a, a.b, a.n, _est(a.spearman), _est(a.kappa)] for a in cal.labeller_agreement],
+                numeric=(2,),
+            )
+        )
+    return Markup("".join(str(p) for p in parts))
 
 
 def histogram_svg(
@@ -135,11 +184,12 @@ def render_quality_report(
     cal = quality.calibration
     trust_parts: list[Markup] = [Markup(f"<p>{esc(quality.judge_note)}</p>")]
     if cal is not None:
+        trust_parts.append(provenance_block(cal))
         trust_parts.append(
             key_values(
                 [
-                    ("calibration set", f"{cal.set_path} (sha256 {cal.set_hash}, {cal.n_items} items)"),
-                    ("rubrics", ", ".join(cal.rubrics)),
+                    ("rubrics calibrated", ", ".join(cal.rubrics)),
+                    ("rubrics without labelled items", ", ".join(cal.uncalibrated_rubrics) or "none"),
                     ("scored", f"{cal.n_scored}/{cal.n_items}"),
                     ("Spearman [CI]", _est(cal.spearman)),
                     ("Cohen's kappa, quadratic [CI]", _est(cal.kappa)),
@@ -191,8 +241,9 @@ def render_quality_report(
         section(
             "Judge scores kept out of the evidence",
             Markup(
-                "<p><strong>Not a quality signal:</strong> the judge failed its calibration against the "
-                "human-labelled set, so these scores are shown for transparency only.</p>"
+                "<p><strong>Not a quality signal:</strong> the judge failed its calibration, or the "
+                "calibration set has no labelled item for these rubrics, so these scores are shown for "
+                "transparency only.</p>"
             ),
             metrics_table(quality.untrusted_judge_metrics),
         )

@@ -4,8 +4,9 @@ Every interval is a percentile bootstrap at the policy's confidence, seeded, so 
 same data give the same interval. Differences are challenger - champion:
 independent resampling of each version's samples when they answered different
 prompts (canary traffic), paired resampling when they answered the same prompts
-(replay). Agreement with people is Spearman's rank correlation and Cohen's kappa
-(quadratically weighted, on a 0-1 scale shared by all rubrics).
+(replay). Agreement with a calibration set's labels (and between two of its labellers) is
+Spearman's rank correlation and Cohen's kappa (quadratically weighted, on a 0-1 scale
+shared by all rubrics).
 """
 
 from __future__ import annotations
@@ -243,20 +244,20 @@ def to_levels(values: Values, n_levels: int) -> np.ndarray:
 
 def bootstrap_agreement(
     judge: Sequence[float],
-    human: Sequence[float],
+    labels: Sequence[float],
     n_levels: int,
     confidence: float = 0.95,
     resamples: int = 1000,
     seed: int = 0,
 ) -> tuple[Estimate | None, Estimate | None]:
-    """Spearman and quadratic-weighted kappa of judge against human, with bootstrap intervals.
+    """Spearman and quadratic-weighted kappa of a judge (or a labeller) against labels, with bootstrap intervals.
 
     Both inputs are on a shared 0-1 scale; kappa rounds them to `n_levels` levels.
     """
     import numpy as np
 
     j = np.asarray(judge, dtype=np.float64)
-    h = np.asarray(human, dtype=np.float64)
+    h = np.asarray(labels, dtype=np.float64)
     if j.size < 3:
         return None, None
     jl, hl = to_levels(j, n_levels), to_levels(h, n_levels)

@@ -3,7 +3,7 @@
 `FakeJudgeServer` serves `POST /v1/chat/completions` on 127.0.0.1 from a stdlib
 `ThreadingHTTPServer`, so the client is exercised over real HTTP: connection
 handling, timeouts, status codes, JSON. Its answer is a function of the request
-(default: `oracle_answer`, which knows the human labels of the calibration set and
+(default: `oracle_answer`, which knows the labels of the packaged calibration set and
 otherwise scores by word overlap), and a script of failures can be queued:
 `"500"`, `"429"`, `"garbage"` (a non-label answer), `"not_json"`, `"no_choices"`,
 `"sleep:<seconds>"`. It records every request and the most requests in flight at once.
@@ -40,12 +40,12 @@ def _overlap(a: str, b: str) -> float:
 
 
 def make_oracle() -> Answer:
-    """An answer function that agrees with the human labels and guesses sensibly elsewhere."""
+    """An answer function that agrees with the calibration set's labels and guesses sensibly elsewhere."""
     from lockgate.logs.redaction import Redactor
 
     redact = Redactor()
     labels: dict[tuple[str, str], float] = {}
-    for item in load_calibration_set():
+    for item in load_calibration_set().items:
         # Known both as written and as the judge sees it (redacted).
         labels[(item.rubric, item.response.strip())] = item.score
         labels[(item.rubric, (redact(item.response) or "").strip())] = item.score
@@ -180,7 +180,13 @@ class FakeJudgeServer:
                 choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "stop"}
                 if payload.get("logprobs"):
                     choice["logprobs"] = {"content": _logprobs(content)}
-                body = {"id": "fake", "object": "chat.completion", "model": payload.get("model"), "choices": [choice]}
+                body = {
+                    "id": "fake",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": payload.get("model"),
+                    "choices": [choice],
+                }
                 self._send(200, json.dumps(body).encode())
 
         return Handler

@@ -49,7 +49,7 @@ def placeholder_judge_dir(home: Path) -> Path:
 def ensure_placeholder_judge(home: Path) -> Path:
     """Build the placeholder judge if missing: a tiny random model, so the pipeline runs end to end.
 
-    It carries no signal about quality; calibration against the human-labelled set shows
+    It carries no signal about quality; calibration against the labelled calibration set shows
     that, and the quality job then keeps its scores out of the evidence.
     """
     import os
@@ -82,6 +82,10 @@ def make_backend(config: JudgeConfig, home: Path | None = None) -> JudgeBackend:
         from lockgate.judge.backends.openai_compat import OpenAICompatibleJudge
 
         return OpenAICompatibleJudge.from_config(config)
+    if config.backend == "mlflow":
+        from lockgate.judge.backends.mlflow_genai import MlflowGenAIJudge
+
+        return MlflowGenAIJudge.from_config(config)
     from lockgate.judge.backends.local import LocalJudge
 
     if config.model_path:
