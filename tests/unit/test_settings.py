@@ -200,8 +200,8 @@ def test_policy_path_from_env(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> 
     ("data", "key", "fragment"),
     [
         (_with_gates(_gate(treshold=0.2)), "models.0.gates.0.treshold", "Extra inputs are not permitted"),
-        (_with_gates(_gate(threshold=-0.1)), "models.0.gates.0", "must be >= 0"),
-        (_with_gates(_gate(comparison="difference", threshold=-1)), "models.0.gates.0", "must be >= 0"),
+        (_with_gates(_gate(threshold=-0.1)), "models.0.gates.0.threshold", "must be >= 0"),
+        (_with_gates(_gate(comparison="difference", threshold=-1)), "models.0.gates.0.threshold", "must be >= 0"),
         (_with_gates(_gate(metric="ttft")), "models.0.gates.0.metric", "<benchmark|drift|quality|live>"),
         (_with_gates(_gate(action="explode")), "models.0.gates.0.action", "block_promotion"),
         (_with_gates(_gate(confidence=0.4)), "models.0.gates.0.confidence", "greater than 0.5"),
@@ -221,6 +221,95 @@ def test_invalid_gate_names_the_key(data: dict[str, Any], key: str, fragment: st
     assert info.value.key == key
     assert fragment in str(info.value)
     assert str(info.value).startswith(f"p.yaml: {key}: ")
+
+
+def _absolute(metric: str, threshold: Any, **kw: Any) -> dict[str, Any]:
+    return _gate(metric=metric, comparison="absolute", threshold=threshold, **kw)
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "fragment"),
+    [
+        # Not a finite number, wherever a float is read.
+        (_with_gates(_gate(threshold=float("nan"))), "models.0.gates.0.threshold", "finite number"),
+        (_with_gates(_gate(threshold=float("inf"))), "models.0.gates.0.threshold", "finite number"),
+        (_with_gates(_gate(threshold="nan")), "models.0.gates.0.threshold", "finite number"),
+        (
+            _with_gates(_absolute("quality.error_rate", float("nan"), subject="champion", action="rollback")),
+            "models.0.gates.0.threshold",
+            "finite number",
+        ),
+        (_with_gates(_gate(confidence=float("nan"))), "models.0.gates.0.confidence", "finite number"),
+        (
+            {**_policy(), "statistics": {"confidence": float("nan")}},
+            "statistics.confidence",
+            "finite number",
+        ),
+        (
+            {**_policy(), "evidence": {"max_age_hours": float("inf")}},
+            "evidence.max_age_hours",
+            "finite number",
+        ),
+        # Bounds that fit the metric.
+        (_with_gates(_absolute("benchmark.ttft_ms_p50", -5.0)), "models.0.gates.0.threshold", "must be >= 0"),
+        (
+            _with_gates(_absolute("drift.drift_share", 5.0, subject="model")),
+            "models.0.gates.0.threshold",
+            "must be <= 1",
+        ),
+        (
+            _with_gates(_absolute("quality.error_rate", -0.1, subject="champion", action="rollback")),
+            "models.0.gates.0.threshold",
+            "must be >= 0",
+        ),
+        (
+            _with_gates(_gate(metric="quality.refusal_rate", comparison="difference", threshold=1.5)),
+            "models.0.gates.0.threshold",
+            "must be <= 1",
+        ),
+        (
+            _with_gates(_absolute("quality.judge_relevance", 7, direction="higher_is_better")),
+            "models.0.gates.0.threshold",
+            "must be <= 5",
+        ),
+        # A metric no job publishes: the gate would never fire.
+        (_with_gates(_gate(metric="benchmark.ttft_p50")), "models.0.gates.0.metric", "no benchmark job publishes"),
+        (_with_gates(_gate(metric="drift.column.nonexistent")), "models.0.gates.0.metric", "no drift job publishes"),
+        (_with_gates(_gate(metric="quality.relevance")), "models.0.gates.0.metric", "known: ["),
+    ],
+)
+def test_values_that_break_decisions_are_refused_naming_the_key(data: dict[str, Any], key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy(data, source="p.yaml")
+    assert info.value.key == key
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t", " alice"])
+def test_empty_or_padded_approver_names_are_refused(name: str) -> None:
+    data = _policy()
+    data["models"][0]["approvers"] = ["alice", name]
+    with pytest.raises(ConfigError) as info:
+        parse_policy(data)
+    assert info.value.key == "models.0.approvers.1"
+    assert "approver name" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "benchmark.ttft_ms_p90",
+        "benchmark.tpot_ms_p50.bs4",
+        "benchmark.e2e_ms_p99.static_compile.bs1",
+        "benchmark.decode_tokens_per_s",
+        "drift.column.prompt_length",
+        "drift.timeout_rate",
+        "quality.win_rate",
+    ],
+)
+def test_published_metric_variants_are_accepted(metric: str) -> None:
+    data = _with_gates(_gate(metric=metric, comparison="ratio", threshold=0.2))
+    assert parse_policy(data).models[0].gates[0].metric == metric
 
 
 def test_duplicated_model_is_rejected() -> None:
