@@ -140,6 +140,28 @@ def _phone_valid(text: str) -> bool:
     return low <= len(digits) <= 15
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One category; `min_digits` and `needs` (any of these substrings) skip texts it cannot match."""
+
+    name: str
+    pattern: re.Pattern[str]
+    repl: Replacement
+    min_digits: int = 0
+    needs: tuple[str, ...] = ()
+
+
+# Cheap tests that rule a category out before its regular expression runs: most log text is
+# prose without '@', long digit runs or key prefixes, and the drift job redacts every sampled row.
+_SECRET_NEEDS: dict[str, tuple[str, ...]] = {
+    "jwt": ("eyJ",),
+    "api_key": ("sk-", "AIza", "xox"),
+    "aws_key": ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "APKA"),
+    "github_token": ("gh",),
+}
+_DIGIT_RE = re.compile(r"\d")
+
+
 @dataclass
 class Redactor:
     """Replaces configured PII and secrets with placeholders and counts what it replaced."""
@@ -149,38 +171,46 @@ class Redactor:
 
     def __post_init__(self) -> None:
         # The user's own patterns first: they may be narrower than a built-in one and name it better.
-        steps: list[tuple[str, re.Pattern[str], Replacement]] = [
-            (name, re.compile(pattern), f"[{name.upper()}]") for name, pattern in self.config.patterns.items()
+        steps = [
+            _Step(name, re.compile(pattern), f"[{name.upper()}]") for name, pattern in self.config.patterns.items()
         ]
         if self.config.secrets:
-            steps += [(name, pattern, f"[{name.upper()}]") for name, pattern in SECRET_PATTERNS.items()]
+            steps += [
+                _Step(name, pattern, f"[{name.upper()}]", needs=_SECRET_NEEDS[name])
+                for name, pattern in SECRET_PATTERNS.items()
+            ]
         if self.config.emails:
-            steps.append(("email", EMAIL_RE, "[EMAIL]"))
+            steps.append(_Step("email", EMAIL_RE, "[EMAIL]", needs=("@",)))
         if self.config.ibans:
-            steps.append(("iban", IBAN_RE, _keep_or("[IBAN]", iban_valid)))
+            steps.append(_Step("iban", IBAN_RE, _keep_or("[IBAN]", iban_valid), min_digits=2))
         if self.config.card_numbers:
-            steps.append(("card", CARD_RE, _keep_or("[CARD]", _card_valid)))
+            steps.append(_Step("card", CARD_RE, _keep_or("[CARD]", _card_valid), min_digits=13))
         if self.config.ip_addresses:
-            steps.append(("ip", IPV6_RE, _keep_or("[IP]", _ipv6_valid)))
-            steps.append(("ip", IPV4_RE, "[IP]"))
+            steps.append(_Step("ip", IPV6_RE, _keep_or("[IP]", _ipv6_valid), min_digits=1, needs=(":",)))
+            steps.append(_Step("ip", IPV4_RE, "[IP]", min_digits=4, needs=(".",)))
         if self.config.phone_numbers:
-            steps.append(("phone", PHONE_RE, _keep_or("[PHONE]", _phone_valid)))
+            steps.append(_Step("phone", PHONE_RE, _keep_or("[PHONE]", _phone_valid), min_digits=8))
         self._steps = steps
 
     def __call__(self, text: str | None) -> str | None:
         if text is None:
             return None
-        for name, pattern, repl in self._steps:
+        digits = len(_DIGIT_RE.findall(text))
+        for step in self._steps:
+            if digits < step.min_digits or (step.needs and not any(n in text for n in step.needs)):
+                continue
             replaced = 0
 
-            def sub(match: re.Match[str], repl: Replacement = repl) -> str:
+            def sub(match: re.Match[str], repl: Replacement = step.repl) -> str:
                 nonlocal replaced
                 out = repl if isinstance(repl, str) else repl(match)
                 if out != match.group(0):
                     replaced += 1
                 return out
 
-            text = pattern.sub(sub, text)
+            text = step.pattern.sub(sub, text)
             if replaced:
-                self.counts[name] = self.counts.get(name, 0) + replaced
+                self.counts[step.name] = self.counts.get(step.name, 0) + replaced
+                # A replacement removes digits: later categories see what is left.
+                digits = len(_DIGIT_RE.findall(text))
         return text
