@@ -166,11 +166,12 @@ def known_names(kind: str) -> list[str]:
     return sorted(CATALOGUE.get(kind, {}))
 
 
-def threshold_problem(unit: str, comparison: str, threshold: float) -> str | None:
+def threshold_problem(unit: str, comparison: str, threshold: float, direction: str | None = None) -> str | None:
     """Why `threshold` makes no sense for a gate of this comparison on a metric of this unit, or None.
 
     `absolute`: the threshold is a value of the metric, so it must lie in the unit's range.
-    `ratio`: a tolerated relative change, finite and >= 0.
+    `ratio`: a tolerated relative change, finite and >= 0; below 1 when higher is better on a
+    non-negative metric (the bound 1 - threshold would be <= 0, which every ratio passes).
     `difference`: a tolerated change, >= 0 and no wider than the unit's range.
     """
     if not math.isfinite(threshold):
@@ -184,6 +185,8 @@ def threshold_problem(unit: str, comparison: str, threshold: float) -> str | Non
         return None
     if threshold < 0:
         return f"a {comparison} gate's threshold is a tolerated change and must be >= 0"
+    if comparison == "ratio" and direction == "higher_is_better" and low is not None and low >= 0 and threshold >= 1:
+        return "with higher_is_better a ratio gate passes at 1 - threshold, so the threshold must be < 1"
     if comparison == "difference" and low is not None and high is not None and threshold > high - low:
         return f"a {unit} metric spans {high - low:g} at most; a tolerated difference must be <= {high - low:g}"
     return None

@@ -122,7 +122,8 @@ class Gate(_Strict):
         if metric is None or comparison is None:  # reported under their own keys
             return v
         entry = metric_catalogue.lookup(*metric.split(".", 1))
-        problem = metric_catalogue.threshold_problem(entry.unit if entry else "", comparison, v)
+        unit = entry.unit if entry else ""
+        problem = metric_catalogue.threshold_problem(unit, comparison, v, info.data.get("direction"))
         if problem:
             raise ValueError(f"{problem} (metric {metric}, comparison {comparison})")
         return v

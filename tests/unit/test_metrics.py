@@ -174,6 +174,12 @@ def test_threshold_bounds(unit: str, comparison: str, threshold: float, ok: bool
     assert (metrics.threshold_problem(unit, comparison, threshold) is None) is ok
 
 
+def test_a_higher_is_better_ratio_gate_must_be_able_to_fail() -> None:
+    assert metrics.threshold_problem("throughput", "ratio", 0.5, "higher_is_better") is None
+    assert "must be < 1" in str(metrics.threshold_problem("throughput", "ratio", 1.0, "higher_is_better"))
+    assert metrics.threshold_problem("latency_ms", "ratio", 1.5, "lower_is_better") is None
+
+
 def test_catalogue_module_is_light() -> None:
     code = "import sys, lockgate.metrics; print(sorted({'pydantic', 'yaml', 'sqlalchemy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -272,6 +272,11 @@ def _absolute(metric: str, threshold: Any, **kw: Any) -> dict[str, Any]:
             "models.0.gates.0.threshold",
             "must be <= 5",
         ),
+        (
+            _with_gates(_gate(metric="benchmark.decode_tokens_per_s", direction="higher_is_better", threshold=1.0)),
+            "models.0.gates.0.threshold",
+            "must be < 1",
+        ),
         # A metric no job publishes: the gate would never fire.
         (_with_gates(_gate(metric="benchmark.ttft_p50")), "models.0.gates.0.metric", "no benchmark job publishes"),
         (_with_gates(_gate(metric="drift.column.nonexistent")), "models.0.gates.0.metric", "no drift job publishes"),
