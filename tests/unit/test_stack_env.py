@@ -242,6 +242,18 @@ def test_home_and_everything_under_it_is_the_owners_only(tmp_path: Path) -> None
     assert _mode(paths.secrets_file) == 0o600
 
 
+def test_files_lockgate_did_not_write_keep_their_modes(tmp_path: Path) -> None:
+    home = tmp_path / "shared-folder"
+    home.mkdir()
+    (home / "script.sh").write_text("#!/bin/sh\n")
+    os.chmod(home / "script.sh", 0o755)
+    (home / "mlflow.db").write_text("x")
+    os.chmod(home / "mlflow.db", 0o644)
+    make_private(home)
+    assert _mode(home) == 0o700  # other users cannot reach anything inside
+    assert _mode(home / "script.sh") == 0o755 and _mode(home / "mlflow.db") == 0o600
+
+
 def _current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

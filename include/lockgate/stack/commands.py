@@ -453,7 +453,7 @@ def _up(args: argparse.Namespace) -> int:
         write_env_file(paths, env_file_values(stack_overrides(settings, paths, stack_secrets, ports), logs_url))
         make_private(paths.home)
         if reports_outside:
-            make_private(settings.reports_dir)
+            make_private(settings.reports_dir, entries=tuple(p.name for p in settings.reports_dir.iterdir()))
     header = f"lockgate stack is up (ready in {time.monotonic() - begin:.0f} s)"
     _print_summary(paths, ports, password, header, logs_url)
     return 0

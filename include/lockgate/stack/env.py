@@ -124,29 +124,52 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-# Not worth a chmod per file, and nothing secret: the bytecode cache.
-_NOT_WALKED = ("pycache",)
+# What lockgate writes under LOCKGATE_HOME. Only these are tightened file by file: LOCKGATE_HOME
+# may be a folder that also holds someone's other files (whose modes are theirs to keep; the
+# home's own 0700 already keeps other users out of them). The bytecode cache is left alone.
+LOCKGATE_ENTRIES = (
+    "run",
+    "airflow",
+    "reports",
+    "secrets.json",
+    "logs.db",
+    "logs.db-wal",
+    "logs.db-shm",
+    "mlflow.db",
+    "mlartifacts",
+    "cache",
+    "model_cache",
+    "judge",
+    "demo",
+)
 
 
-def make_private(root: Path) -> None:
-    """Directories under `root` 0700, files 0600 (what other users could read before, they no longer can)."""
+def _tighten(path: Path, uid: int) -> None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:  # removed meanwhile (a log rotated, a temp file)
+        return
+    if path.is_symlink() or st.st_uid != uid:
+        return
+    mode = 0o700 if path.is_dir() else 0o600
+    if st.st_mode & 0o777 != mode:
+        os.chmod(path, mode)
+
+
+def make_private(root: Path, entries: tuple[str, ...] = LOCKGATE_ENTRIES) -> None:
+    """`root` 0700, and under its `entries` every directory 0700 and every file 0600."""
     if not root.is_dir():
         return
     uid = os.getuid()
     private_dir(root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in _NOT_WALKED]
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            try:
-                st = p.lstat()
-            except FileNotFoundError:  # removed meanwhile (a log rotated, a temp file)
-                continue
-            if p.is_symlink() or st.st_uid != uid:
-                continue
-            mode = 0o700 if p.is_dir() else 0o600
-            if st.st_mode & 0o777 != mode:
-                os.chmod(p, mode)
+    for entry in entries:
+        top = root / entry
+        _tighten(top, uid)
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                _tighten(Path(dirpath) / name, uid)
 
 
 @contextlib.contextmanager
