@@ -669,6 +669,15 @@ def get_settings() -> Settings:
         raise ConfigError(msg, key=ENV_VARS.get(key, key), source="environment") from None
 
 
+def ensure_home(settings: Settings) -> Path:
+    """LOCKGATE_HOME, created readable by its owner only: it holds databases, reports and secrets."""
+    home = settings.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if home.stat().st_uid == os.getuid() and home.stat().st_mode & 0o077:
+        home.chmod(0o700)
+    return home
+
+
 def _airflow_connection_uri(conn_id: str) -> str | None:
     """URI of an Airflow connection, if Airflow can resolve it here.
 
@@ -707,7 +716,7 @@ def resolve_logs_db_url(settings: Settings | None = None) -> str:
     uri = _airflow_connection_uri("lockgate_logs")
     if uri:
         return _sqlalchemy_url(uri)
-    s.home.mkdir(parents=True, exist_ok=True)
+    ensure_home(s)
     return s.embedded_logs_url
 
 
@@ -729,5 +738,5 @@ def resolve_mlflow_uri(settings: Settings | None = None) -> str:
         if uri.startswith("mlflow://"):
             uri = "http://" + uri[len("mlflow://") :]
         return uri.rstrip("/")
-    s.home.mkdir(parents=True, exist_ok=True)
+    ensure_home(s)
     return s.embedded_mlflow_uri

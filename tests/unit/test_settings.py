@@ -392,3 +392,14 @@ def test_policy_hash_changes_with_content() -> None:
     changed = copy.deepcopy(data)
     changed["models"][0]["gates"][0]["threshold"] = 0.2
     assert parse_policy(changed).policy_hash != parse_policy(data).policy_hash
+
+
+def test_the_embedded_stores_create_a_private_home(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import stat
+
+    from lockgate.settings import resolve_logs_db_url
+
+    home = tmp_path / "fresh"
+    clean_env.setenv("LOCKGATE_HOME", str(home))
+    assert resolve_logs_db_url() == f"sqlite:///{home / 'logs.db'}"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
