@@ -86,7 +86,30 @@ def _latencies() -> dict[str, MetricInfo]:
     }
 
 
-# Keyed by evidence kind; a new kind (e.g. `live`) is a new entry.
+def _live() -> dict[str, MetricInfo]:
+    out: dict[str, MetricInfo] = {}
+    for key, text, qs in (
+        ("ttft_ms", "time to first token", (50, 90, 99)),
+        ("latency_ms", "end-to-end latency", (50, 90, 99)),
+        ("tpot_ms", "time per output token", (50, 90)),
+    ):
+        for q in qs:
+            out[f"{key}_p{q}"] = MetricInfo("latency_ms", f"p{q} of the served {text}")
+    out["output_tokens_per_s_p50"] = MetricInfo("throughput", "median output tokens per second of a request")
+    for name, text in (
+        ("error_rate", "share of requests with status error"),
+        ("timeout_rate", "share of requests with status timeout"),
+        ("empty_response_rate", "share of ok requests with an empty response"),
+        ("refusal_rate", "share of sampled answers that decline"),
+        ("negative_feedback_rate", "share of rated requests with feedback -1"),
+        ("kv_cache_hit_rate", "cached prompt tokens / prompt tokens"),
+    ):
+        out[name] = MetricInfo("share", text)
+    out["relevance"] = MetricInfo("cosine", "MiniLM cosine of prompt and answer")
+    return out
+
+
+# Keyed by evidence kind; a new kind is a new entry.
 CATALOGUE: dict[str, dict[str, MetricInfo]] = {
     "benchmark": {
         **_latencies(),
@@ -118,6 +141,8 @@ CATALOGUE: dict[str, dict[str, MetricInfo]] = {
         "judge_spearman": MetricInfo("correlation", "judge agreement with people (Spearman)"),
         "judge_kappa": MetricInfo("correlation", "judge agreement with people (Cohen's kappa)"),
     },
+    # Production evidence: each version's own served traffic (lockgate.live.compare.LIVE_METRICS).
+    "live": _live(),
 }
 
 # The values a `<placeholder>` may take, where they are a closed set.

@@ -115,6 +115,21 @@ def test_drift_names_and_units_match_the_summary() -> None:
             assert info.unit == PRODUCER_UNITS[str(m.unit)], name
 
 
+def test_live_names_and_units_match_the_live_comparison() -> None:
+    from lockgate.live.compare import LIVE_METRICS
+
+    assert {m.name for m in LIVE_METRICS} == set(metrics.CATALOGUE["live"])
+    for m in LIVE_METRICS:
+        info = metrics.lookup("live", m.name)
+        assert info is not None and info.unit == PRODUCER_UNITS[m.unit], m.name
+
+
+def test_every_kind_of_the_policy_has_a_catalogue() -> None:
+    from lockgate.settings import EvidenceKind
+
+    assert set(get_args(EvidenceKind)) == set(metrics.CATALOGUE)
+
+
 def test_serving_configs_match_the_policy_schema() -> None:
     assert metrics.SERVING_CONFIGS == get_args(ServingConfig)
 
@@ -143,7 +158,8 @@ def test_lookup_finds_families_and_variants(kind: str, name: str, unit: str) -> 
         ("drift", "column.nope"),
         ("drift", "drift_share.bs1"),  # variants are the benchmark's only
         ("quality", "relevance"),
-        ("live", "ttft_ms_p90"),  # a kind without a catalogue entry publishes nothing
+        ("live", "ttft_ms_p95"),
+        ("canary", "ttft_ms_p90"),  # a kind without a catalogue entry publishes nothing
     ],
 )
 def test_lookup_refuses_names_nobody_publishes(kind: str, name: str) -> None:

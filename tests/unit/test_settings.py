@@ -281,6 +281,20 @@ def _absolute(metric: str, threshold: Any, **kw: Any) -> dict[str, Any]:
         (_with_gates(_gate(metric="benchmark.ttft_p50")), "models.0.gates.0.metric", "no benchmark job publishes"),
         (_with_gates(_gate(metric="drift.column.nonexistent")), "models.0.gates.0.metric", "no drift job publishes"),
         (_with_gates(_gate(metric="quality.relevance")), "models.0.gates.0.metric", "known: ["),
+        (_with_gates(_gate(metric="live.ttft_ms_p95")), "models.0.gates.0.metric", "no live job publishes"),
+        (
+            _with_gates(
+                _gate(
+                    metric="live.error_rate",
+                    comparison="difference",
+                    subject="champion",
+                    threshold=1.5,
+                    action="rollback",
+                )
+            ),
+            "models.0.gates.0.threshold",
+            "must be <= 1",
+        ),
     ],
 )
 def test_values_that_break_decisions_are_refused_naming_the_key(data: dict[str, Any], key: str, fragment: str) -> None:
@@ -310,6 +324,8 @@ def test_empty_or_padded_approver_names_are_refused(name: str) -> None:
         "drift.column.prompt_length",
         "drift.timeout_rate",
         "quality.win_rate",
+        "live.ttft_ms_p90",
+        "live.output_tokens_per_s_p50",
     ],
 )
 def test_published_metric_variants_are_accepted(metric: str) -> None:
