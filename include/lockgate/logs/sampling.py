@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from lockgate.errors import ConfigError
 from lockgate.logs.quarantine import split_valid_rows
 from lockgate.logs.redaction import Redactor
-from lockgate.logs.schema import CONTRACT_COLUMNS, TEXT_COLUMNS, check_log_table, log_table
+from lockgate.logs.schema import CONTRACT_COLUMNS, TEXT_COLUMNS, checked_log_table, log_table
 from lockgate.settings import LogsConfig
 
 if TYPE_CHECKING:
@@ -109,12 +109,6 @@ def _as_utc(value: Any) -> datetime | None:
     return value  # type: ignore[no-any-return]
 
 
-def _checked_table(engine: Engine, config: LogsConfig | None) -> sa.Table:
-    """The mapped log table, once its columns are known to exist (a `ConfigError` otherwise)."""
-    check_log_table(engine, config)
-    return log_table(config)
-
-
 def _window_filter(table: sa.Table, model_name: str, window: Window, versions: Sequence[str] | None) -> list[Any]:
     conds: list[Any] = [table.c.model_name == model_name, table.c.ts >= window.start, table.c.ts < window.end]
     if versions:
@@ -129,7 +123,7 @@ def count_window(
     versions: Sequence[str] | None = None,
     config: LogsConfig | None = None,
 ) -> int:
-    table = _checked_table(engine, config)
+    table = checked_log_table(engine, config)
     stmt = sa.select(sa.func.count()).select_from(table).where(*_window_filter(table, model_name, window, versions))
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
@@ -156,7 +150,7 @@ def iter_sample_rows(
     """Stream the n sampled raw rows (ordered by their rank), `FETCH_BATCH` at a time."""
     if n <= 0:
         raise ConfigError(f"sample size must be positive, got {n}", key="sample_size")
-    table = _checked_table(engine, config)
+    table = checked_log_table(engine, config)
     conds = _window_filter(table, model_name, window, versions)
     rank = sample_rank(table, seed, engine.dialect.name)
     ids = sa.select(table.c.request_id, rank.label("rank")).where(*conds).order_by(rank).limit(n).subquery("sampled")
@@ -249,7 +243,7 @@ def token_length_distribution(
 ) -> list[int]:
     """Prompt token counts of a deterministic sample (for production-shaped benchmarks)."""
     cfg = config or LogsConfig()
-    table = _checked_table(engine, cfg)
+    table = checked_log_table(engine, cfg)
     conds = [*_window_filter(table, model_name, window, None), table.c.prompt_tokens > 0]
     rank = sample_rank(table, seed, engine.dialect.name)
     stmt = sa.select(table.c.prompt_tokens).where(*conds).order_by(rank).limit(n)
@@ -261,7 +255,7 @@ def model_versions_in_window(
     engine: Engine, model_name: str, window: Window, config: LogsConfig | None = None
 ) -> dict[str, int]:
     """Rows per model version in the window (tells champion from canary traffic)."""
-    table = _checked_table(engine, config)
+    table = checked_log_table(engine, config)
     stmt = (
         sa.select(table.c.model_version, sa.func.count())
         .where(*_window_filter(table, model_name, window, None))

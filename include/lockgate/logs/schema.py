@@ -117,3 +117,9 @@ def check_log_table(engine: Engine, config: LogsConfig | None = None) -> None:
                 key=f"logs.columns.{contract}",
             )
     _CHECKED.add(key)
+
+
+def checked_log_table(engine: Engine, config: LogsConfig | None = None) -> sa.Table:
+    """`log_table(config)`, once `check_log_table` has found every mapped column in the database."""
+    check_log_table(engine, config)
+    return log_table(config)
