@@ -30,6 +30,10 @@ Handler = Callable[[argparse.Namespace], int | None]
 def _add(sub: Any, name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(handler=handler)
+    # Also accepted after the command (`lockgate run drift -v`); SUPPRESS keeps an earlier -v.
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks"
+    )
     return parser
 
 
@@ -38,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lockgate",
         description="Evidence-gated promotion of LLM model versions, orchestrated by Airflow.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # stack

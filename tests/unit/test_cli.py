@@ -167,3 +167,17 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(
     assert lines == ["lockgate: error [unexpected]: RuntimeError: boom second line (rerun with -v for the traceback)"]
     assert main(["-v", "down"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [
+        (["run", "drift"], False),
+        (["-v", "run", "drift"], True),
+        (["run", "drift", "-v"], True),
+        (["--verbose", "logs", "seed"], True),
+        (["settings", "apply", "--verbose"], True),
+    ],
+)
+def test_verbose_before_or_after_the_command(argv: list[str], verbose: bool) -> None:
+    assert build_parser().parse_args(argv).verbose is verbose
