@@ -2,8 +2,12 @@
 
 Each subcommand names its handler as "module:function"; the module is imported
 only when that subcommand runs, so `lockgate --help` stays fast and a broken
-optional part cannot break the others. A `LockgateError` ends the command with
-one line naming the problem (and exit code 2), never a traceback.
+optional part cannot break the others.
+
+Whatever ends a command early ends it with one line on stderr, `lockgate: error
+[code]: message`, and a non-zero exit: a `LockgateError` (exit 2), a database or
+MLflow server that does not answer (`service_unavailable`, exit 2), anything else
+(`unexpected`, exit 1). `-v` adds the traceback above that line.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,6 +30,10 @@ Handler = Callable[[argparse.Namespace], int | None]
 def _add(sub: Any, name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(handler=handler)
+    # Also accepted after the command (`lockgate run drift -v`); SUPPRESS keeps an earlier -v.
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging and tracebacks"
+    )
     return parser
 
 
@@ -32,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lockgate",
         description="Evidence-gated promotion of LLM model versions, orchestrated by Airflow.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # stack
@@ -197,6 +207,70 @@ def _resolve(handler: str) -> Handler:
     return getattr(module, func_name)  # type: ignore[no-any-return]
 
 
+_CONNECTION_TROUBLE = re.compile(
+    r"connection refused|could not connect|failed to establish a new connection|max retries exceeded"
+    r"|timeout expired|timed out|could not translate host name|name or service not known|"
+    r"server closed the connection|no route to host|connection reset|temporary failure in name resolution",
+    re.IGNORECASE,
+)
+_DB_HINT = "check LOCKGATE_LOGS_DB_URL / LOCKGATE_STATE_DB_URL or the Airflow connection lockgate_logs"
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _reason(text: str) -> str:
+    """The useful tail of a connection error ('[Errno 111] Connection refused'), else its first line."""
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    return next((line.strip() for line in text.splitlines() if line.strip()), text)
+
+
+def _mlflow_uri() -> str:
+    try:
+        from lockgate.settings import resolve_mlflow_uri
+
+        return resolve_mlflow_uri()
+    except Exception:  # noqa: BLE001 - only for a message; the error being reported matters more
+        return os.environ.get("MLFLOW_TRACKING_URI", "the MLflow tracking URI")
+
+
+def describe_error(exc: BaseException) -> tuple[str, str, int]:
+    """(code, one-line message, exit status) for an exception that ended a command.
+
+    Database and MLflow classes are looked up in `sys.modules` only: if their
+    package was never imported, the error cannot be one of theirs, and the CLI
+    stays free of heavy imports.
+    """
+    if isinstance(exc, LockgateError):
+        return exc.code, _one_line(str(exc)), 2
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    pg = sys.modules.get("psycopg2")
+    if (sa_exc is not None and isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)) or (
+        pg is not None and isinstance(exc, pg.OperationalError | pg.InterfaceError)
+    ):
+        text = str(getattr(exc, "orig", None) or exc)
+        if _CONNECTION_TROUBLE.search(text):
+            return "service_unavailable", _one_line(f"the database is not reachable: {_reason(text)} ({_DB_HINT})"), 2
+        return "database_error", _one_line(f"the database refused the query: {_reason(text)}"), 2
+    ml_exc = sys.modules.get("mlflow.exceptions")
+    if ml_exc is not None and isinstance(exc, ml_exc.MlflowException):
+        text = str(getattr(exc, "message", exc))
+        if _CONNECTION_TROUBLE.search(text):
+            return "service_unavailable", _one_line(f"MLflow is not reachable at {_mlflow_uri()}: {_reason(text)}"), 2
+        code = str(getattr(exc, "error_code", "") or "error").lower()
+        return f"mlflow_{code}", _one_line(f"MLflow: {_reason(text)}"), 2
+    req_exc = sys.modules.get("requests.exceptions")
+    if req_exc is not None and isinstance(exc, req_exc.ConnectionError | req_exc.Timeout):
+        return "service_unavailable", _one_line(f"a server did not answer: {_reason(str(exc))}"), 2
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return "service_unavailable", _one_line(f"a server did not answer: {exc}"), 2
+    return "unexpected", _one_line(f"{type(exc).__name__}: {exc} (rerun with -v for the traceback)"), 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -209,12 +283,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         result = _resolve(args.handler)(args)
-    except LockgateError as exc:
-        print(f"lockgate: error [{exc.code}]: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("lockgate: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends in one line; -v shows the traceback
+        code, message, status = describe_error(exc)
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        print(f"lockgate: error [{code}]: {message}", file=sys.stderr)
+        return status
     return int(result or 0)
 
 

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -32,16 +33,22 @@ from pydantic import (
     model_validator,
 )
 
+from lockgate import metrics as metric_catalogue
 from lockgate.errors import ConfigError
+from lockgate.metrics import DRIFT_COLUMNS as DRIFT_COLUMNS  # re-exported: the drift settings name it
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY_PATH = PROJECT_ROOT / "include" / "lockgate.yaml"
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo in a policy must not silently disable a gate."""
+    """Unknown keys are errors: a typo in a policy must not silently disable a gate.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    NaN and infinities are refused in every float: a NaN threshold compares false both
+    ways, so it would pass or fail a gate whatever the evidence.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- gates
@@ -95,6 +102,30 @@ class Gate(_Strict):
     def _metric_has_kind(cls, v: str) -> str:
         if not _METRIC_RE.match(v):
             raise ValueError("must look like '<benchmark|drift|quality|live>.<metric name>'")
+        return v
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_is_published(cls, v: str) -> str:
+        kind, name = v.split(".", 1)
+        if metric_catalogue.lookup(kind, name) is None:
+            raise ValueError(
+                f"no {kind} job publishes a metric {name!r}, so the gate would never fire; "
+                f"known: {metric_catalogue.known_names(kind)} (see lockgate.metrics)"
+            )
+        return v
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_fits_metric(cls, v: float, info: ValidationInfo) -> float:
+        metric, comparison = info.data.get("metric"), info.data.get("comparison")
+        if metric is None or comparison is None:  # reported under their own keys
+            return v
+        entry = metric_catalogue.lookup(*metric.split(".", 1))
+        unit = entry.unit if entry else ""
+        problem = metric_catalogue.threshold_problem(unit, comparison, v, info.data.get("direction"))
+        if problem:
+            raise ValueError(f"{problem} (metric {metric}, comparison {comparison})")
         return v
 
     @model_validator(mode="after")
@@ -184,9 +215,19 @@ class Windows(_Strict):
 # --------------------------------------------------------------------------- models
 
 
+def _approver_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError("an approver name must not be empty or only whitespace")
+    if name != name.strip():
+        raise ValueError(f"approver name {name!r} has leading or trailing whitespace")
+    return name
+
+
 class WatchedModel(_Strict):
     name: str = Field(min_length=1)
-    approvers: list[str] = Field(default_factory=list, description="Names whose approval counts.")
+    approvers: list[Annotated[str, AfterValidator(_approver_name)]] = Field(
+        default_factory=list, description="Names whose approval counts."
+    )
     approval_expiry_hours: float = Field(72, gt=0)
     require_approval: bool = True
     windows: Windows = Field(default_factory=Windows)
@@ -217,10 +258,16 @@ class EvidenceConfig(_Strict):
 
 
 class RedactionConfig(_Strict):
+    """What `lockgate.logs.redaction.Redactor` replaces before text leaves the log store."""
+
+    secrets: bool = Field(
+        True, description="API keys (OpenAI, Anthropic, Google, Slack), AWS access key ids, GitHub tokens, JWTs."
+    )
     emails: bool = True
-    phone_numbers: bool = True
-    card_numbers: bool = True
-    ip_addresses: bool = True
+    phone_numbers: bool = Field(True, description="International, bracketed, North American and national numbers.")
+    card_numbers: bool = Field(True, description="13-19 digits in any issuer grouping that pass the Luhn check.")
+    ibans: bool = Field(True, description="IBANs, grouped or not, that pass the mod-97 check.")
+    ip_addresses: bool = Field(True, description="IPv4 and IPv6 (full, compressed, v4-mapped).")
     patterns: dict[str, str] = Field(
         default_factory=dict, description="Extra named regular expressions, replaced by [NAME]."
     )
@@ -352,29 +399,6 @@ class BenchmarkConfig(_Strict):
             raise ValueError("cpu_clock thread_cpu counts one thread's time: set cpu_threads: 1")
         return self
 
-
-# Every column the drift job can test (see lockgate.drift.columns for what each one is and its method).
-DRIFT_COLUMNS: tuple[str, ...] = (
-    "latency_ms",
-    "ttft_ms",
-    "tokens_per_s",
-    "prompt_tokens",
-    "completion_tokens",
-    "status",
-    "prompt_length",
-    "prompt_words",
-    "prompt_non_letter_share",
-    "prompt_has_link",
-    "prompt_valid_json",
-    "response_length",
-    "response_words",
-    "response_non_letter_share",
-    "response_has_link",
-    "response_valid_json",
-    "response_refusal",
-    "prompt_embedding",
-    "response_embedding",
-)
 
 DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
     "i'm sorry",
@@ -715,6 +739,15 @@ def get_settings() -> Settings:
         raise ConfigError(msg, key=ENV_VARS.get(key, key), source="environment") from None
 
 
+def ensure_home(settings: Settings) -> Path:
+    """LOCKGATE_HOME, created readable by its owner only: it holds databases, reports and secrets."""
+    home = settings.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if home.stat().st_uid == os.getuid() and home.stat().st_mode & 0o077:
+        home.chmod(0o700)
+    return home
+
+
 def _airflow_connection_uri(conn_id: str) -> str | None:
     """URI of an Airflow connection, if Airflow can resolve it here.
 
@@ -753,7 +786,7 @@ def resolve_logs_db_url(settings: Settings | None = None) -> str:
     uri = _airflow_connection_uri("lockgate_logs")
     if uri:
         return _sqlalchemy_url(uri)
-    s.home.mkdir(parents=True, exist_ok=True)
+    ensure_home(s)
     return s.embedded_logs_url
 
 
@@ -775,5 +808,5 @@ def resolve_mlflow_uri(settings: Settings | None = None) -> str:
         if uri.startswith("mlflow://"):
             uri = "http://" + uri[len("mlflow://") :]
         return uri.rstrip("/")
-    s.home.mkdir(parents=True, exist_ok=True)
+    ensure_home(s)
     return s.embedded_mlflow_uri

@@ -42,7 +42,7 @@ from lockgate.stack.processes import (
     spawn,
     stop,
 )
-from lockgate.stack.settings_apply import parse_settings
+from lockgate.stack.settings_apply import align_stack_connections, parse_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,6 +196,7 @@ def _fake_components(monkeypatch: pytest.MonkeyPatch, failing: str | None) -> li
     monkeypatch.setattr(commands, "spawn", recording_spawn)
     monkeypatch.setattr(commands, "migrate_db", lambda *a, **k: None)
     monkeypatch.setattr(commands, "prepare_logs_database", lambda parsed: set())
+    monkeypatch.setattr(commands, "choose_airflow_database", lambda paths, parsed: f"sqlite:///{paths.airflow_db}")
     monkeypatch.setenv("LOCKGATE_AIRFLOW_PORT", str(free_port()))
     monkeypatch.setenv("LOCKGATE_MLFLOW_PORT", str(free_port()))
     return started
@@ -281,11 +282,15 @@ def test_logs_database_falls_back_when_postgres_is_unreachable(
     assert err.count("\n") == 0
     assert f"127.0.0.1:{port}" in err and "fall back to the embedded SQLite store" in err
 
-    # An explicit LOCKGATE_LOGS_DB_URL wins over the fallback, and the message says so.
+    # An explicit LOCKGATE_LOGS_DB_URL wins: the connection is dropped and the message names the URL.
     monkeypatch.setenv("LOCKGATE_LOGS_DB_URL", "sqlite:////tmp/elsewhere.db")
-    assert commands.prepare_logs_database(parsed) == {"lockgate_logs"}
+    aligned, removed = align_stack_connections(
+        parsed, logs_db_url="sqlite:////tmp/elsewhere.db", mlflow_url="http://127.0.0.1:5000"
+    )
+    assert removed == {"lockgate_logs"}
+    assert commands.prepare_logs_database(aligned) == {"lockgate_logs"}
     err = capsys.readouterr().err.strip()
-    assert "inference logs go to LOCKGATE_LOGS_DB_URL" in err and "SQLite" not in err
+    assert "logs database sqlite:////tmp/elsewhere.db (LOCKGATE_LOGS_DB_URL" in err and "fall back" not in err
 
 
 @pytest.mark.postgres

@@ -71,3 +71,116 @@ def test_unreachable_postgres_is_one_line(tmp_path: Path) -> None:
 def test_unknown_scenario_is_rejected_by_the_parser() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--scenario", "nope"])
+
+
+# --------------------------------------------------------------------------- one line, then detail on -v
+
+
+def _stderr_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """stderr without the log records (timestamped lines of logging.basicConfig)."""
+    err = capsys.readouterr().err
+    return [line for line in err.strip().splitlines() if not line[:4].isdigit()]
+
+
+@pytest.fixture
+def migrated_mlflow(lockgate_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The embedded MLflow store from the migrated template (a fresh one costs ~10 s of migrations)."""
+    from lockgate.registry.testing import sqlite_mlflow_store
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(lockgate_env / "mlflow.db"))
+    return lockgate_env
+
+
+@pytest.fixture
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens here once the socket is closed
+
+
+def test_unreachable_logs_database_is_one_line(
+    migrated_mlflow: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOCKGATE_LOGS_DB_URL", f"postgresql://postgres@127.0.0.1:{closed_port}/logs")
+    assert main(["run", "drift", "--model", "lockgate-demo"]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("lockgate: error [service_unavailable]: the database is not reachable")
+    assert "Connection refused" in lines[0] and "LOCKGATE_LOGS_DB_URL" in lines[0]
+
+
+def test_verbose_adds_the_traceback(
+    migrated_mlflow: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOCKGATE_LOGS_DB_URL", f"postgresql://postgres@127.0.0.1:{closed_port}/logs")
+    assert main(["-v", "run", "drift", "--model", "lockgate-demo"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "OperationalError" in err
+    assert err.strip().splitlines()[-1].startswith("lockgate: error [service_unavailable]: ")
+
+
+def test_unreachable_mlflow_is_one_line(
+    lockgate_env: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    assert main(["approve", "lockgate-demo", "2", "--by", "alice"]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"lockgate: error [service_unavailable]: MLflow is not reachable at http://127.0.0.1:{closed_port}"
+    )
+
+
+def test_a_mapped_column_the_table_lacks_is_named_before_any_query(
+    migrated_mlflow: Path, lockgate_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from lockgate.settings import DEFAULT_POLICY_PATH
+
+    assert main(["logs", "seed", "--reference-rows", "30", "--current-rows", "10"]) == 0
+    data = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    data["logs"]["columns"] = {"prompt": "question"}
+    policy = lockgate_env / "policy.yaml"
+    policy.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("LOCKGATE_CONFIG", str(policy))
+    capsys.readouterr()
+    assert main(["run", "drift", "--model", "lockgate-demo"]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("lockgate: error [invalid_config]: logs.columns.prompt: column 'question'")
+    assert "'prompt'" in lines[0]  # the table's real columns are listed
+
+
+def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lockgate.cli as cli
+
+    def broken(_args: object) -> int:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(cli, "_resolve", lambda _handler: broken)
+    assert main(["down"]) == 1
+    lines = _stderr_lines(capsys)
+    assert lines == ["lockgate: error [unexpected]: RuntimeError: boom second line (rerun with -v for the traceback)"]
+    assert main(["-v", "down"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [
+        (["run", "drift"], False),
+        (["-v", "run", "drift"], True),
+        (["run", "drift", "-v"], True),
+        (["--verbose", "logs", "seed"], True),
+        (["settings", "apply", "--verbose"], True),
+    ],
+)
+def test_verbose_before_or_after_the_command(argv: list[str], verbose: bool) -> None:
+    assert build_parser().parse_args(argv).verbose is verbose

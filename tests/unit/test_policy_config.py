@@ -31,7 +31,7 @@ def with_gate(**changes) -> dict:
         (with_gate(direction="up"), "models.0.gates.0.direction", "lower_is_better"),
         (with_gate(confidence=0.4), "models.0.gates.0.confidence", "greater than 0.5"),
         (with_gate(confidence=1.0), "models.0.gates.0.confidence", "less than 1"),
-        (with_gate(threshold=-0.1), "models.0.gates.0", "must be >= 0"),
+        (with_gate(threshold=-0.1), "models.0.gates.0.threshold", "must be >= 0"),
         (with_gate(subject="champion"), "models.0.gates.0", "only production evidence (live.*)"),
         (with_gate(comparison="absolute", action="rollback"), "models.0.gates.0", "must check the champion"),
         (with_gate(thresold=0.1), "models.0.gates.0.thresold", "Extra inputs"),  # a typo never disables a gate

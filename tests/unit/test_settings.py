@@ -200,8 +200,8 @@ def test_policy_path_from_env(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> 
     ("data", "key", "fragment"),
     [
         (_with_gates(_gate(treshold=0.2)), "models.0.gates.0.treshold", "Extra inputs are not permitted"),
-        (_with_gates(_gate(threshold=-0.1)), "models.0.gates.0", "must be >= 0"),
-        (_with_gates(_gate(comparison="difference", threshold=-1)), "models.0.gates.0", "must be >= 0"),
+        (_with_gates(_gate(threshold=-0.1)), "models.0.gates.0.threshold", "must be >= 0"),
+        (_with_gates(_gate(comparison="difference", threshold=-1)), "models.0.gates.0.threshold", "must be >= 0"),
         (_with_gates(_gate(metric="ttft")), "models.0.gates.0.metric", "<benchmark|drift|quality|live>"),
         (_with_gates(_gate(action="explode")), "models.0.gates.0.action", "block_promotion"),
         (_with_gates(_gate(confidence=0.4)), "models.0.gates.0.confidence", "greater than 0.5"),
@@ -221,6 +221,116 @@ def test_invalid_gate_names_the_key(data: dict[str, Any], key: str, fragment: st
     assert info.value.key == key
     assert fragment in str(info.value)
     assert str(info.value).startswith(f"p.yaml: {key}: ")
+
+
+def _absolute(metric: str, threshold: Any, **kw: Any) -> dict[str, Any]:
+    return _gate(metric=metric, comparison="absolute", threshold=threshold, **kw)
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "fragment"),
+    [
+        # Not a finite number, wherever a float is read.
+        (_with_gates(_gate(threshold=float("nan"))), "models.0.gates.0.threshold", "finite number"),
+        (_with_gates(_gate(threshold=float("inf"))), "models.0.gates.0.threshold", "finite number"),
+        (_with_gates(_gate(threshold="nan")), "models.0.gates.0.threshold", "finite number"),
+        (
+            _with_gates(_absolute("quality.error_rate", float("nan"), subject="champion", action="rollback")),
+            "models.0.gates.0.threshold",
+            "finite number",
+        ),
+        (_with_gates(_gate(confidence=float("nan"))), "models.0.gates.0.confidence", "finite number"),
+        (
+            {**_policy(), "statistics": {"confidence": float("nan")}},
+            "statistics.confidence",
+            "finite number",
+        ),
+        (
+            {**_policy(), "evidence": {"max_age_hours": float("inf")}},
+            "evidence.max_age_hours",
+            "finite number",
+        ),
+        # Bounds that fit the metric.
+        (_with_gates(_absolute("benchmark.ttft_ms_p50", -5.0)), "models.0.gates.0.threshold", "must be >= 0"),
+        (
+            _with_gates(_absolute("drift.drift_share", 5.0, subject="model")),
+            "models.0.gates.0.threshold",
+            "must be <= 1",
+        ),
+        (
+            _with_gates(_absolute("quality.error_rate", -0.1, subject="champion", action="rollback")),
+            "models.0.gates.0.threshold",
+            "must be >= 0",
+        ),
+        (
+            _with_gates(_gate(metric="quality.refusal_rate", comparison="difference", threshold=1.5)),
+            "models.0.gates.0.threshold",
+            "must be <= 1",
+        ),
+        (
+            _with_gates(_absolute("quality.judge_relevance", 7, direction="higher_is_better")),
+            "models.0.gates.0.threshold",
+            "must be <= 5",
+        ),
+        (
+            _with_gates(_gate(metric="benchmark.decode_tokens_per_s", direction="higher_is_better", threshold=1.0)),
+            "models.0.gates.0.threshold",
+            "must be < 1",
+        ),
+        # A metric no job publishes: the gate would never fire.
+        (_with_gates(_gate(metric="benchmark.ttft_p50")), "models.0.gates.0.metric", "no benchmark job publishes"),
+        (_with_gates(_gate(metric="drift.column.nonexistent")), "models.0.gates.0.metric", "no drift job publishes"),
+        (_with_gates(_gate(metric="quality.relevance")), "models.0.gates.0.metric", "known: ["),
+        (_with_gates(_gate(metric="live.ttft_ms_p95")), "models.0.gates.0.metric", "no live job publishes"),
+        (
+            _with_gates(
+                _gate(
+                    metric="live.error_rate",
+                    comparison="difference",
+                    subject="champion",
+                    threshold=1.5,
+                    action="rollback",
+                )
+            ),
+            "models.0.gates.0.threshold",
+            "must be <= 1",
+        ),
+    ],
+)
+def test_values_that_break_decisions_are_refused_naming_the_key(data: dict[str, Any], key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_policy(data, source="p.yaml")
+    assert info.value.key == key
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t", " alice"])
+def test_empty_or_padded_approver_names_are_refused(name: str) -> None:
+    data = _policy()
+    data["models"][0]["approvers"] = ["alice", name]
+    with pytest.raises(ConfigError) as info:
+        parse_policy(data)
+    assert info.value.key == "models.0.approvers.1"
+    assert "approver name" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        "benchmark.ttft_ms_p90",
+        "benchmark.tpot_ms_p50.bs4",
+        "benchmark.e2e_ms_p99.static_compile.bs1",
+        "benchmark.decode_tokens_per_s",
+        "drift.column.prompt_length",
+        "drift.timeout_rate",
+        "quality.win_rate",
+        "live.ttft_ms_p90",
+        "live.output_tokens_per_s_p50",
+    ],
+)
+def test_published_metric_variants_are_accepted(metric: str) -> None:
+    data = _with_gates(_gate(metric=metric, comparison="ratio", threshold=0.2))
+    assert parse_policy(data).models[0].gates[0].metric == metric
 
 
 def test_duplicated_model_is_rejected() -> None:
@@ -298,3 +408,14 @@ def test_policy_hash_changes_with_content() -> None:
     changed = copy.deepcopy(data)
     changed["models"][0]["gates"][0]["threshold"] = 0.2
     assert parse_policy(changed).policy_hash != parse_policy(data).policy_hash
+
+
+def test_the_embedded_stores_create_a_private_home(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import stat
+
+    from lockgate.settings import resolve_logs_db_url
+
+    home = tmp_path / "fresh"
+    clean_env.setenv("LOCKGATE_HOME", str(home))
+    assert resolve_logs_db_url() == f"sqlite:///{home / 'logs.db'}"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700

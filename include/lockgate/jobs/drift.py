@@ -31,8 +31,9 @@ from lockgate.drift.windows import ResolvedWindow, resolve_current, resolve_refe
 from lockgate.errors import ConfigError, InsufficientDataError
 from lockgate.evidence import EvidenceSummary, latest_summary_path, promote_latest, write_summary
 from lockgate.logs.sampling import LogSample, Window
+from lockgate.metrics import DRIFT_COLUMNS
 from lockgate.reports.html import report_dir, safe_segment
-from lockgate.settings import DRIFT_COLUMNS, ChampionBaselineWindow, Policy, get_settings, load_policy
+from lockgate.settings import ChampionBaselineWindow, Policy, get_settings, load_policy
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from lockgate.errors import ConfigError
 from lockgate.logs.refusal import REFUSAL_PATTERN, postgres_refusal_pattern
 from lockgate.logs.sampling import Window, sample_rank
-from lockgate.logs.schema import log_table
+from lockgate.logs.schema import checked_log_table
 from lockgate.settings import LogsConfig
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ def window_counts(
 ) -> WindowCounts:
     """Exact counts of every row of the window in one GROUP BY: per version and contract breach, and per
     prompt-length stratum of each cut-point set (valid rows only)."""
-    table = log_table(config)
+    table = checked_log_table(engine, config)
     c = table.c
     cached = cached_tokens_expr(engine, table, cached_spec)
 
@@ -286,7 +286,7 @@ def window_quantiles(
         return {}
     from sqlalchemy.dialects.postgresql import ARRAY
 
-    table = log_table(config)
+    table = checked_log_table(engine, config)
     qs = sa.cast(sa.literal(list(QUANTILES), ARRAY(sa.Float)), ARRAY(sa.Float))
     cols = [table.c.model_version.label("version")]
     for name, (expr, cond) in timing_conditions(table.c).items():
@@ -334,7 +334,7 @@ def sample_versions(
     """
     if not versions:
         return {}
-    table = log_table(config)
+    table = checked_log_table(engine, config)
     c = table.c
     cached = cached_tokens_expr(engine, table, cached_spec)
     rank = sample_rank(table, seed, engine.dialect.name)
@@ -384,7 +384,7 @@ def sample_versions(
 
 def attach_texts(engine: Engine, rows: list[dict[str, Any]], limit: int, config: LogsConfig) -> list[dict[str, Any]]:
     """Read prompt and response of the first `limit` answered rows (by primary key); returns those rows."""
-    table = log_table(config)
+    table = checked_log_table(engine, config)
     c = table.c
     chosen = [r for r in rows if r.get("status") == "ok"][:limit]
     by_id = {r["request_id"]: r for r in chosen}

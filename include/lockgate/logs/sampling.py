@@ -35,7 +35,15 @@ from sqlalchemy.engine import Engine
 from lockgate.errors import ConfigError
 from lockgate.logs.quarantine import QuarantineResult, split_valid_rows
 from lockgate.logs.redaction import Redactor
-from lockgate.logs.schema import CONTRACT_COLUMNS, SAMPLE_HASH_COLUMN, TEXT_COLUMNS, log_table, sample_hash_seed
+from lockgate.logs.schema import (
+    CONTRACT_COLUMNS,
+    SAMPLE_HASH_COLUMN,
+    TEXT_COLUMNS,
+    check_log_table,
+    checked_log_table,
+    log_table,
+    sample_hash_seed,
+)
 from lockgate.settings import LogsConfig
 
 if TYPE_CHECKING:
@@ -131,7 +139,7 @@ def count_window(
     versions: Sequence[str] | None = None,
     config: LogsConfig | None = None,
 ) -> int:
-    table = log_table(config)
+    table = checked_log_table(engine, config)
     stmt = sa.select(sa.func.count()).select_from(table).where(*_window_filter(table, model_name, window, versions))
     with engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
@@ -205,6 +213,7 @@ def iter_sample_rows(
     config: LogsConfig | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stream the n sampled raw rows (ordered by their rank), `FETCH_BATCH` at a time."""
+    check_log_table(engine, config)
     stmt = sample_statement(engine, model_name, window, n, seed, versions, config)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=FETCH_BATCH).execute(stmt)
@@ -306,7 +315,7 @@ def token_length_distribution(
 ) -> list[int]:
     """Prompt token counts of a deterministic sample (for production-shaped benchmarks)."""
     cfg = config or LogsConfig()
-    table = log_table(cfg)
+    table = checked_log_table(engine, cfg)
     conds = [*_window_filter(table, model_name, window, None), table.c.prompt_tokens > 0]
     rank = stored_sample_hash(engine, table, seed, cfg)
     if rank is None:
@@ -320,7 +329,7 @@ def model_versions_in_window(
     engine: Engine, model_name: str, window: Window, config: LogsConfig | None = None
 ) -> dict[str, int]:
     """Rows per model version in the window (tells champion from canary traffic)."""
-    table = log_table(config)
+    table = checked_log_table(engine, config)
     stmt = (
         sa.select(table.c.model_version, sa.func.count())
         .where(*_window_filter(table, model_name, window, None))

@@ -223,3 +223,42 @@ def migrate_sample_index(engine: Engine, seed: int, config: LogsConfig | None = 
     ran += [create_index, vacuum]
     forget_sample_hash(engine)
     return ran
+
+
+# (database URL, table, mapping) already checked in this process: the inspection runs once.
+_CHECKED: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+
+
+def check_log_table(engine: Engine, config: LogsConfig | None = None) -> None:
+    """Before any query: the table exists and has every column the mapping names.
+
+    Raises `ConfigError` naming `logs.table` or `logs.columns.<contract name>`, so a
+    mapping that names a missing column is one line, not a failed query.
+    """
+    from lockgate.logs.db import safe_url
+
+    cfg = config or LogsConfig()
+    mapping = cfg.columns.model_dump()
+    url = engine.url.render_as_string(hide_password=False)
+    key = (url, cfg.table, tuple(sorted(mapping.items())))
+    if key in _CHECKED:
+        return
+    schema, _, name = cfg.table.rpartition(".")
+    inspector = sa.inspect(engine)
+    if not inspector.has_table(name, schema=schema or None):
+        raise ConfigError(f"table {cfg.table!r} does not exist in {safe_url(url)}", key="logs.table")
+    present = {c["name"] for c in inspector.get_columns(name, schema=schema or None)}
+    for contract in CONTRACT_COLUMNS:
+        if mapping[contract] not in present:
+            raise ConfigError(
+                f"column {mapping[contract]!r} (the contract's {contract}) is not in table {cfg.table!r}; "
+                f"its columns: {sorted(present)}",
+                key=f"logs.columns.{contract}",
+            )
+    _CHECKED.add(key)
+
+
+def checked_log_table(engine: Engine, config: LogsConfig | None = None) -> sa.Table:
+    """`log_table(config)`, once `check_log_table` has found every mapped column in the database."""
+    check_log_table(engine, config)
+    return log_table(config)

@@ -6,6 +6,12 @@ Airflow API server (with UI), scheduler, DAG processor and triggerer. It waits f
 health checks with a deadline, loads airflow_settings.yaml, and prints the URLs and the
 login. Logs go to `<LOCKGATE_HOME>/run/logs/<component>.log`.
 
+The Airflow metadata database is `LOCKGATE_AIRFLOW_DB_URL`, else a database of its own on
+the local PostgreSQL (the server of the logs database) when one answers, else SQLite
+under LOCKGATE_HOME. The connections `up` creates follow its environment
+(`LOCKGATE_LOGS_DB_URL`, `LOCKGATE_MLFLOW_PORT`), and `<LOCKGATE_HOME>/run/stack.env`
+exports what the `airflow` and `lockgate` CLIs need to see what the tasks see.
+
 `down` stops exactly those sessions (children included) and verifies none is left.
 """
 
@@ -22,20 +28,29 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from lockgate.errors import LockgateError
 from lockgate.settings import PROJECT_ROOT, Settings, get_settings
 from lockgate.stack.env import (
     ADMIN_USER,
+    AIRFLOW_DB_URL_ENV,
     DEFAULT_TRIGGER_LOG_PORT,
     DEFAULT_WORKER_LOG_PORT,
     StackPaths,
     StackPorts,
+    airflow_db_name,
     build_stack_env,
     effective_admin_password,
+    env_file_values,
     load_or_create_secrets,
+    make_private,
     mask_url,
+    private_dir,
+    private_umask,
     read_admin_password,
+    record_airflow_db_url,
+    recorded_airflow_db_url,
     stack_overrides,
     venv_bin,
     write_env_file,
@@ -60,13 +75,20 @@ from lockgate.stack.processes import (
 )
 from lockgate.stack.settings_apply import (
     DEFAULT_SETTINGS_FILE,
+    LOGS_CONN_ID,
+    AstroConnection,
     AstroSettings,
+    align_stack_connections,
     apply_spec,
+    connection_url,
     load_settings_file,
     migrate_db,
     print_results,
     to_load_spec,
 )
+
+if TYPE_CHECKING:
+    from lockgate.stack.postgres import PgTarget
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 COMPONENTS = ("mlflow", *AIRFLOW_COMPONENTS)
@@ -77,7 +99,6 @@ _HEALTH_TO_COMPONENT = {
     "dag_processor": "dag-processor",
     "triggerer": "triggerer",
 }
-LOGS_CONN_ID = "lockgate_logs"
 DOWN_TIMEOUT_S = 30.0
 _POLL_S = 2.0
 _PROGRESS_EVERY_S = 10.0
@@ -163,43 +184,102 @@ def choose_ports(settings: Settings) -> StackPorts:
 # --------------------------------------------------------------------------- logs database
 
 
-def prepare_logs_database(parsed: AstroSettings) -> set[str]:
-    """Create the logs database named by the `lockgate_logs` connection; the ids to leave unset.
-
-    When its PostgreSQL is unreachable the connection is left out (and removed if an
-    earlier `up` set it), so `resolve_logs_db_url` falls back to the embedded SQLite store.
-    """
-    from lockgate.stack.postgres import PgTarget, ensure_database
-
+def _postgres_logs_connection(parsed: AstroSettings) -> AstroConnection | None:
     conn = next((c for c in parsed.airflow.connections if c.conn_id == LOGS_CONN_ID), None)
     if conn is None or conn.conn_uri or (conn.conn_type or "") not in ("postgres", "postgresql"):
-        return set()
-    target = PgTarget(
+        return None
+    return conn
+
+
+def _pg_target(conn: AstroConnection, dbname: str | None = None) -> PgTarget:
+    from lockgate.stack.postgres import PgTarget
+
+    return PgTarget(
         host=conn.conn_host or "127.0.0.1",
         port=conn.conn_port or 5432,
         user=conn.conn_login or "postgres",
         password=conn.conn_password or None,
-        dbname=conn.conn_schema or "lockgate",
+        dbname=dbname or conn.conn_schema or "lockgate",
     )
+
+
+def prepare_logs_database(parsed: AstroSettings) -> set[str]:
+    """Create the logs database named by the `lockgate_logs` connection; the ids to leave unset.
+
+    `parsed` has gone through `align_stack_connections`, so with `LOCKGATE_LOGS_DB_URL` set the
+    connection names that database. When the file's own PostgreSQL is unreachable the
+    connection is left out (and removed if an earlier `up` set it), so `resolve_logs_db_url`
+    falls back to the embedded SQLite store; an unreachable `LOCKGATE_LOGS_DB_URL` is an error.
+    """
+    from lockgate.stack.postgres import ensure_database
+
+    explicit = os.environ.get("LOCKGATE_LOGS_DB_URL")
+    conn = _postgres_logs_connection(parsed)
+    if conn is None:
+        if explicit:
+            _progress(f"logs database {mask_url(explicit)} (LOCKGATE_LOGS_DB_URL; connection {LOGS_CONN_ID} not set)")
+            return {LOGS_CONN_ID}
+        return set()
+    target = _pg_target(conn)
     try:
         outcome = ensure_database(target)
     except LockgateError as exc:
-        if os.environ.get("LOCKGATE_LOGS_DB_URL"):
-            fallback = "inference logs go to LOCKGATE_LOGS_DB_URL"
-        else:
-            fallback = "inference logs fall back to the embedded SQLite store"
-        _progress(f"{exc}: {fallback} (connection {LOGS_CONN_ID} not set)")
+        if explicit:
+            raise
+        _progress(f"{exc}: inference logs fall back to the embedded SQLite store (connection {LOGS_CONN_ID} not set)")
         return {LOGS_CONN_ID}
-    _progress(f"logs database {target.url}: {outcome}")
+    origin = " (LOCKGATE_LOGS_DB_URL)" if explicit else ""
+    _progress(f"logs database {target.url}: {outcome}{origin}")
     return set()
 
 
-def apply_stack_settings(settings_file: Path, env: Mapping[str, str], db_url: str, skip_connections: set[str]) -> None:
-    parsed = load_settings_file(settings_file)
+def effective_logs_url(parsed: AstroSettings, skip: set[str], settings: Settings) -> str:
+    """Where the stack's tasks find the inference logs: what `resolve_logs_db_url` will answer there."""
+    explicit = os.environ.get("LOCKGATE_LOGS_DB_URL")
+    if explicit:
+        return explicit
+    conn = _postgres_logs_connection(parsed)
+    if conn is not None and LOGS_CONN_ID not in skip:
+        return connection_url(conn)
+    return settings.embedded_logs_url
+
+
+def choose_airflow_database(paths: StackPaths, parsed: AstroSettings) -> str:
+    """The metadata database: `LOCKGATE_AIRFLOW_DB_URL`, the one chosen before, else PostgreSQL, else SQLite.
+
+    SQLite serialises every write: two triggers at the same moment get "database is locked"
+    (HTTP 500). So when the logs' PostgreSQL server answers, the metadata gets a database of
+    its own there (one per LOCKGATE_HOME), recorded so every later command uses it.
+    """
+    from lockgate.stack.postgres import ensure_database
+
+    chosen = os.environ.get(AIRFLOW_DB_URL_ENV) or recorded_airflow_db_url(paths)
+    if chosen:
+        return chosen
+    sqlite = f"sqlite:///{paths.airflow_db}"
+    conn = _postgres_logs_connection(parsed)
+    if conn is None:
+        _progress("Airflow metadata database: SQLite (no PostgreSQL server configured)")
+        return sqlite
+    target = _pg_target(conn, airflow_db_name(paths))
+    try:
+        outcome = ensure_database(target)
+    except LockgateError as exc:
+        _progress(f"{exc}: the Airflow metadata database falls back to SQLite ({paths.airflow_db})")
+        return sqlite
+    url = connection_url(conn.model_copy(update={"conn_schema": target.dbname}))
+    record_airflow_db_url(paths, url)
+    _progress(f"Airflow metadata database {target.url}: {outcome}")
+    return url
+
+
+def apply_stack_settings(
+    parsed: AstroSettings, source: str, env: Mapping[str, str], db_url: str, skip_connections: set[str]
+) -> None:
     spec = to_load_spec(parsed)
     spec["connections"] = [c for c in spec["connections"] if c["conn_id"] not in skip_connections]
     results = apply_spec(spec, env, remove_connections=skip_connections, db_url_for_errors=mask_url(db_url))
-    print_results(results, f"the lockgate stack ({settings_file.name})")
+    print_results(results, f"the lockgate stack ({source})")
 
 
 # --------------------------------------------------------------------------- waiting
@@ -251,11 +331,15 @@ def wait_healthy(state: StackState, ports: StackPorts, since: float, deadline: f
 # --------------------------------------------------------------------------- up
 
 
-def _print_summary(paths: StackPaths, ports: StackPorts, password: str | None, header: str) -> None:
+def _print_summary(
+    paths: StackPaths, ports: StackPorts, password: str | None, header: str, logs_db_url: str | None = None
+) -> None:
     shown = password or f"(see {paths.password_file})"
     print(header)
     print(f"  Airflow UI   {ports.airflow_url}   login: {ADMIN_USER} / {shown}")
     print(f"  MLflow       {ports.mlflow_url}")
+    if logs_db_url:
+        print(f"  logs DB      {mask_url(logs_db_url)}")
     print(f"  logs         {paths.logs_dir}")
     print(f"  airflow CLI  source {paths.env_file}")
     print("  stop with    lockgate down")
@@ -292,10 +376,16 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Start the stack (or say it is already up) and wait until it is healthy."""
+    with private_umask():
+        return _up(args)
+
+
+def _up(args: argparse.Namespace) -> int:
     _quiet_http_logs()
     settings = get_settings()
     paths = StackPaths.from_settings(settings)
     paths.ensure()
+    make_private(paths.home)
     timeout = float(getattr(args, "timeout", None) or 300)
     settings_file = Path(getattr(args, "file", None) or DEFAULT_SETTINGS_FILE)
     begin = time.monotonic()
@@ -317,17 +407,26 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         # Everything that can fail without side effects comes first.
         ports = choose_ports(settings)
-        parsed = load_settings_file(settings_file)
+        parsed, removed = align_stack_connections(
+            load_settings_file(settings_file),
+            logs_db_url=os.environ.get("LOCKGATE_LOGS_DB_URL"),
+            mlflow_url=ports.mlflow_url,
+        )
         stack_secrets = load_or_create_secrets(paths)
         password = effective_admin_password(stack_secrets)
         write_password_file(paths, password)
+        skip = prepare_logs_database(parsed) | removed
+        choose_airflow_database(paths, parsed)
         env = build_stack_env(settings, paths, stack_secrets, ports)
         db_url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         if not db_url.startswith("sqlite"):
             from lockgate.stack.postgres import check_reachable
 
             check_reachable(db_url)
-        skip = prepare_logs_database(parsed)
+        logs_url = effective_logs_url(parsed, skip, settings)
+        reports_outside = not settings.reports_dir.is_relative_to(paths.home)
+        if reports_outside:
+            private_dir(settings.reports_dir)
 
         state = StackState(
             started_at=time.time(),
@@ -341,7 +440,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         with _sigterm_unwinds():
             try:
                 _start_and_wait(state, paths, ports, env, deadline)
-                apply_stack_settings(settings_file, env, db_url, skip)
+                apply_stack_settings(parsed, settings_file.name, env, db_url, skip)
             except BaseException:
                 # Whatever went wrong (Ctrl-C and SIGTERM included), leave nothing behind.
                 _progress("stopping what this `up` started ...")
@@ -351,8 +450,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                 else:
                     remove_state(paths)
                 raise
-        write_env_file(paths, stack_overrides(settings, paths, stack_secrets, ports))
-    _print_summary(paths, ports, password, f"lockgate stack is up (ready in {time.monotonic() - begin:.0f} s)")
+        write_env_file(paths, env_file_values(stack_overrides(settings, paths, stack_secrets, ports), logs_url))
+        make_private(paths.home)
+        if reports_outside:
+            make_private(settings.reports_dir, entries=tuple(p.name for p in settings.reports_dir.iterdir()))
+    header = f"lockgate stack is up (ready in {time.monotonic() - begin:.0f} s)"
+    _print_summary(paths, ports, password, header, logs_url)
     return 0
 
 

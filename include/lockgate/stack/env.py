@@ -5,18 +5,23 @@ so the CLI, the API server, the scheduler and the tasks it runs agree on the met
 database, the Fernet key and the JWT secret. Secrets are generated once and kept in
 `<LOCKGATE_HOME>/secrets.json` (mode 0600): tokens and encrypted connection passwords
 survive a restart.
+
+Everything under LOCKGATE_HOME is its owner's only: directories 0700, files 0600
+(`make_private`), and the components run with umask 077 so what they create is too.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import secrets
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +88,11 @@ class StackPaths:
         return self.airflow_home / "airflow.db"
 
     @property
+    def airflow_db_url_file(self) -> Path:
+        """The metadata database `up` chose (PostgreSQL), kept so every later command agrees."""
+        return self.airflow_home / "database_url"
+
+    @property
     def password_file(self) -> Path:
         return self.airflow_home / "simple_auth_manager_passwords.json"
 
@@ -103,7 +113,73 @@ class StackPaths:
 
     def ensure(self) -> None:
         for d in (self.home, self.run_dir, self.logs_dir, self.airflow_home):
-            d.mkdir(parents=True, exist_ok=True)
+            private_dir(d)
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) readable by its owner only; tighten it if it exists."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.getuid():
+        os.chmod(path, 0o700)
+    return path
+
+
+# What lockgate writes under LOCKGATE_HOME. Only these are tightened file by file: LOCKGATE_HOME
+# may be a folder that also holds someone's other files (whose modes are theirs to keep; the
+# home's own 0700 already keeps other users out of them). The bytecode cache is left alone.
+LOCKGATE_ENTRIES = (
+    "run",
+    "airflow",
+    "reports",
+    "secrets.json",
+    "logs.db",
+    "logs.db-wal",
+    "logs.db-shm",
+    "mlflow.db",
+    "mlartifacts",
+    "cache",
+    "model_cache",
+    "judge",
+    "demo",
+)
+
+
+def _tighten(path: Path, uid: int) -> None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:  # removed meanwhile (a log rotated, a temp file)
+        return
+    if path.is_symlink() or st.st_uid != uid:
+        return
+    mode = 0o700 if path.is_dir() else 0o600
+    if st.st_mode & 0o777 != mode:
+        os.chmod(path, mode)
+
+
+def make_private(root: Path, entries: tuple[str, ...] = LOCKGATE_ENTRIES) -> None:
+    """`root` 0700, and under its `entries` every directory 0700 and every file 0600."""
+    if not root.is_dir():
+        return
+    uid = os.getuid()
+    private_dir(root)
+    for entry in entries:
+        top = root / entry
+        _tighten(top, uid)
+        if not top.is_dir() or top.is_symlink():
+            continue
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                _tighten(Path(dirpath) / name, uid)
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """umask 077 while the stack starts: files its components create are their owner's only."""
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @dataclass(frozen=True)
@@ -148,7 +224,7 @@ def _generate_secrets() -> dict[str, str]:
 
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, atomically (a crash never leaves half a secret)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -211,10 +287,27 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
+def airflow_db_name(paths: StackPaths) -> str:
+    """The metadata database's name on a shared PostgreSQL: one per LOCKGATE_HOME, so stacks never share one."""
+    return f"lockgate_airflow_{hashlib.sha256(str(paths.home).encode()).hexdigest()[:8]}"
+
+
+def recorded_airflow_db_url(paths: StackPaths) -> str | None:
+    try:
+        url = paths.airflow_db_url_file.read_text().strip()
+    except OSError:
+        return None
+    return url or None
+
+
+def record_airflow_db_url(paths: StackPaths, url: str) -> None:
+    _write_private(paths.airflow_db_url_file, url + "\n")
+
+
 def airflow_db_url(paths: StackPaths, environ: Mapping[str, str] | None = None) -> str:
-    """`LOCKGATE_AIRFLOW_DB_URL` (e.g. PostgreSQL), else SQLite under LOCKGATE_HOME."""
+    """`LOCKGATE_AIRFLOW_DB_URL`, else the PostgreSQL database `up` chose, else SQLite under LOCKGATE_HOME."""
     env = os.environ if environ is None else environ
-    url = env.get(AIRFLOW_DB_URL_ENV)
+    url = env.get(AIRFLOW_DB_URL_ENV) or recorded_airflow_db_url(paths)
     if url:
         # SQLAlchemy 2 no longer accepts the postgres:// spelling.
         return "postgresql://" + url[len("postgres://") :] if url.startswith("postgres://") else url
@@ -315,8 +408,22 @@ def build_stack_env(
     return base
 
 
+def env_file_values(
+    overrides: Mapping[str, str], logs_db_url: str, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """What `stack.env` exports: the stack's overrides plus where the logs (and state) live.
+
+    After `source stack.env`, the `airflow` and `lockgate` CLIs see what the stack's tasks see.
+    """
+    env = os.environ if environ is None else environ
+    values = {**overrides, "LOCKGATE_LOGS_DB_URL": logs_db_url}
+    if env.get("LOCKGATE_STATE_DB_URL"):
+        values["LOCKGATE_STATE_DB_URL"] = env["LOCKGATE_STATE_DB_URL"]
+    return values
+
+
 def write_env_file(paths: StackPaths, overrides: Mapping[str, str]) -> None:
-    """`source <home>/run/stack.env` points a shell's `airflow` CLI at the stack (holds secrets: 0600)."""
-    lines = ["# Written by `lockgate up`: source it to use the airflow CLI against the stack."]
+    """`source <home>/run/stack.env` points a shell's `airflow` and `lockgate` CLIs at the stack (0600)."""
+    lines = ["# Written by `lockgate up`: source it to use the airflow and lockgate CLIs against the stack."]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(overrides.items())]
     _write_private(paths.env_file, "\n".join(lines) + "\n")

@@ -225,6 +225,84 @@ def to_load_spec(settings: AstroSettings) -> dict[str, list[dict[str, Any]]]:
     return {"connections": connections, "pools": pools, "variables": variables}
 
 
+# --------------------------------------------------------------------------- the stack's connections
+
+LOGS_CONN_ID = "lockgate_logs"
+MLFLOW_CONN_ID = "lockgate_mlflow"
+
+
+def logs_connection_from_url(url: str) -> AstroConnection | None:
+    """`lockgate_logs` as fields for a PostgreSQL URL; None for any other database (SQLite)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"not a database URL: {mask_url(url)}", key="LOCKGATE_LOGS_DB_URL") from None
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    return AstroConnection(
+        conn_id=LOGS_CONN_ID,
+        conn_type="postgres",
+        conn_host=parsed.host or "127.0.0.1",
+        conn_port=parsed.port or 5432,
+        conn_login=parsed.username,
+        conn_password=parsed.password,
+        conn_schema=parsed.database,
+        conn_extra={k: v if isinstance(v, str) else ",".join(v) for k, v in parsed.query.items()},
+    )
+
+
+def align_stack_connections(
+    parsed: AstroSettings, *, logs_db_url: str | None, mlflow_url: str
+) -> tuple[AstroSettings, set[str]]:
+    """The file's connections made to match the stack's environment; also the ids to remove.
+
+    * `lockgate_mlflow` points at the stack's MLflow server (its port, `LOCKGATE_MLFLOW_PORT`).
+    * `lockgate_logs`, when `LOCKGATE_LOGS_DB_URL` is set, points at that PostgreSQL database;
+      for a non-PostgreSQL URL it is removed (the variable, which the tasks inherit, decides).
+    """
+    from urllib.parse import urlsplit
+
+    ml = urlsplit(mlflow_url)
+    connections: list[AstroConnection] = []
+    removed: set[str] = set()
+    for conn in parsed.airflow.connections:
+        if conn.conn_id == MLFLOW_CONN_ID:
+            conn = conn.model_copy(
+                update={
+                    "conn_uri": None,
+                    "conn_type": conn.conn_type or "http",
+                    "conn_host": f"{ml.scheme}://{ml.hostname}",
+                    "conn_port": ml.port,
+                }
+            )
+        elif conn.conn_id == LOGS_CONN_ID and logs_db_url:
+            replacement = logs_connection_from_url(logs_db_url)
+            if replacement is None:
+                removed.add(LOGS_CONN_ID)
+                continue
+            conn = replacement
+        connections.append(conn)
+    section = parsed.airflow.model_copy(update={"connections": connections})
+    return parsed.model_copy(update={"airflow": section}), removed
+
+
+def connection_url(conn: AstroConnection) -> str:
+    """A PostgreSQL connection of the file as a SQLAlchemy URL (password included)."""
+    from sqlalchemy.engine import URL
+
+    return URL.create(
+        "postgresql",
+        username=_blank_to_none(conn.conn_login),
+        password=_blank_to_none(conn.conn_password),
+        host=conn.conn_host or "127.0.0.1",
+        port=conn.conn_port or 5432,
+        database=_blank_to_none(conn.conn_schema),
+    ).render_as_string(hide_password=False)
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -343,24 +421,29 @@ def cmd_settings_apply(args: argparse.Namespace) -> int:
     """Load airflow_settings.yaml into Airflow (create or update; running it twice changes nothing)."""
     settings = get_settings()
     path = Path(args.file) if getattr(args, "file", None) else DEFAULT_SETTINGS_FILE
-    spec = to_load_spec(load_settings_file(path))
+    parsed = load_settings_file(path)
     target = resolve_target(settings)
     if not target.stack:
-        results = apply_spec(spec, target.env, db_url_for_errors=_masked(target.db_url))
+        results = apply_spec(to_load_spec(parsed), target.env, db_url_for_errors=_masked(target.db_url))
         print_results(results, target.description)
         return 0
+    # The stack's connections follow its environment, as `up` set them.
+    parsed, removed = align_stack_connections(
+        parsed, logs_db_url=os.environ.get("LOCKGATE_LOGS_DB_URL"), mlflow_url=target.env["MLFLOW_TRACKING_URI"]
+    )
+    spec = to_load_spec(parsed)
     paths = StackPaths.from_settings(settings)
     with stack_lock(paths):
         _check_db(target.db_url)
         try:
-            results = apply_spec(spec, target.env, db_url_for_errors=_masked(target.db_url))
+            results = apply_spec(spec, target.env, remove_connections=removed, db_url_for_errors=_masked(target.db_url))
         except DatabaseNotInitialisedError:
             if not target.migrate:
                 raise
             # The stack never ran here: create its metadata database, as `up` would.
             print("creating the stack's Airflow metadata database (airflow db migrate) ...", file=sys.stderr)
             migrate_db(target.env, paths.log_file("db-migrate"), LOADER_TIMEOUT_S)
-            results = apply_spec(spec, target.env, db_url_for_errors=_masked(target.db_url))
+            results = apply_spec(spec, target.env, remove_connections=removed, db_url_for_errors=_masked(target.db_url))
     print_results(results, target.description)
     return 0
 
