@@ -10,7 +10,8 @@ Each entry carries its unit, which fixes the thresholds that make sense:
 * `share`: a proportion in [0, 1] (rates, drift share, utilisation);
 * `latency_ms`, `throughput`, `memory_mb`, `energy`, `count`, `effect`: non-negative;
 * `score_1_5`: a judge's expected score on the 1-5 scale;
-* `cosine`, `correlation`: in [-1, 1].
+* `cosine`, `correlation`: in [-1, 1];
+* `score`: a custom rubric's score, on the scale its file declares (any finite threshold).
 
 Names with a `<placeholder>` segment stand for a family (`column.<column>`: one per drift
 column); a kind may also publish suffixed variants of its names (benchmark: `.bs4`,
@@ -25,7 +26,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 MetricUnit = Literal[
-    "share", "latency_ms", "throughput", "memory_mb", "energy", "count", "effect", "score_1_5", "cosine", "correlation"
+    "share",
+    "latency_ms",
+    "throughput",
+    "memory_mb",
+    "energy",
+    "count",
+    "effect",
+    "score_1_5",
+    "score",
+    "cosine",
+    "correlation",
 ]
 
 # Inclusive range of values a metric of each unit can take (None: unbounded on that side).
@@ -38,6 +49,7 @@ UNIT_RANGE: dict[str, tuple[float | None, float | None]] = {
     "count": (0.0, None),
     "effect": (0.0, None),
     "score_1_5": (1.0, 5.0),
+    "score": (None, None),
     "cosine": (-1.0, 1.0),
     "correlation": (-1.0, 1.0),
 }
@@ -138,8 +150,10 @@ CATALOGUE: dict[str, dict[str, MetricInfo]] = {
         "error_rate": MetricInfo("share", "share of sampled requests with status error or timeout"),
         "unscored_rate": MetricInfo("share", "share of judgments that could not be scored"),
         "win_rate": MetricInfo("share", "challenger's pairwise win rate over the champion"),
-        "judge_spearman": MetricInfo("correlation", "judge agreement with people (Spearman)"),
-        "judge_kappa": MetricInfo("correlation", "judge agreement with people (Cohen's kappa)"),
+        "judge_spearman": MetricInfo("correlation", "judge agreement with the calibration set's labels (Spearman)"),
+        "judge_kappa": MetricInfo("correlation", "judge agreement with the calibration set's labels (Cohen's kappa)"),
+        # A rubric file of the policy's rubrics folder (lockgate.judge.rubrics): its scale is its own.
+        "judge_<rubric>": MetricInfo("score", "LLM judge: a rubric's expected score (the rubric file's scale)"),
     },
     # Production evidence: each version's own served traffic (lockgate.live.compare.LIVE_METRICS).
     "live": _live(),

@@ -23,6 +23,7 @@ PRODUCER_UNITS = {
     "columns": "count",
     "cosine": "cosine",
     "score 1-5": "score_1_5",
+    "score": "score",
     "rho": "correlation",
     "kappa": "correlation",
 }
@@ -56,10 +57,14 @@ def test_gpu_only_benchmark_names_are_the_ones_the_analysis_builds() -> None:
 
 
 def test_quality_names_and_units_match_the_evaluation() -> None:
-    from lockgate.judge.evaluation import JUDGE_METRICS, METRIC_INFO
+    from lockgate.judge.evaluation import METRIC_INFO, judge_metric
+    from lockgate.settings import RUBRIC_NAMES
 
-    assert set(METRIC_INFO) == set(metrics.CATALOGUE["quality"])
-    assert set(JUDGE_METRICS.values()) <= set(METRIC_INFO)
+    assert set(METRIC_INFO) == set(metrics.CATALOGUE["quality"]) - {"judge_<rubric>"}
+    assert {judge_metric(r) for r in RUBRIC_NAMES if r != "pairwise"} <= set(METRIC_INFO)
+    # a custom rubric's metric is in the catalogue's family, with the lenient unit of its own scale
+    custom = metrics.lookup("quality", "judge_tone")
+    assert custom is not None and custom.unit == "score"
     for name, (unit, _) in METRIC_INFO.items():
         info = metrics.lookup("quality", name)
         assert info is not None and info.unit == PRODUCER_UNITS[str(unit)], name
