@@ -213,8 +213,8 @@ def iter_sample_rows(
     config: LogsConfig | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Stream the n sampled raw rows (ordered by their rank), `FETCH_BATCH` at a time."""
+    stmt = sample_statement(engine, model_name, window, n, seed, versions, config)  # checks n first
     check_log_table(engine, config)
-    stmt = sample_statement(engine, model_name, window, n, seed, versions, config)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=FETCH_BATCH).execute(stmt)
         keys = tuple(result.keys())  # once: RowMapping looks its keys up again for every row
