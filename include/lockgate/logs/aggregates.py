@@ -73,28 +73,33 @@ class CachedTokens:
 
     @property
     def source(self) -> str | None:
-        if self.column:
-            return f"column {self.column}"
-        return f"metadata key {self.metadata_key}" if self.metadata_key else None
+        sources = [f"column {self.column}"] if self.column else []
+        sources += [f"metadata key {self.metadata_key}"] if self.metadata_key else []
+        return ", else ".join(sources) or None
 
 
 def resolve_cached_tokens(engine: Engine, config: LogsConfig, columns: set[str]) -> CachedTokens:
-    if config.columns.cached_tokens in columns:
-        return CachedTokens(column=config.columns.cached_tokens)
-    if config.cached_tokens_metadata_key and engine.dialect.name in ("postgresql", "sqlite"):
-        return CachedTokens(metadata_key=config.cached_tokens_metadata_key)
-    return CachedTokens()
+    """The column where the table has it, the metadata key where the policy names one (the column wins
+    on rows that fill both)."""
+    column = config.columns.cached_tokens if config.columns.cached_tokens in columns else None
+    key = config.cached_tokens_metadata_key if engine.dialect.name in ("postgresql", "sqlite") else None
+    return CachedTokens(column=column, metadata_key=key)
 
 
 def cached_tokens_expr(engine: Engine, table: sa.Table, spec: CachedTokens | None) -> Any | None:
     """Cached prompt tokens per row of `table`, or None when the table has no such information."""
     if spec is None:
         return None
-    if spec.column:
-        return sa.cast(sa.literal_column(_quoted(engine, table, spec.column)), sa.Float)
-    if not spec.metadata_key:
-        return None
-    parts = spec.metadata_key.split(".")
+    column = sa.cast(table.c.cached_tokens, sa.Float) if spec.column else None
+    from_metadata = _metadata_number(engine, table, spec.metadata_key) if spec.metadata_key else None
+    if column is not None and from_metadata is not None:
+        return sa.func.coalesce(column, from_metadata)
+    return column if column is not None else from_metadata
+
+
+def _metadata_number(engine: Engine, table: sa.Table, key: str) -> Any | None:
+    """A number at a dotted path of the metadata document (NULL where it is absent or not a number)."""
+    parts = key.split(".")
     meta = table.c.metadata
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -107,11 +112,6 @@ def cached_tokens_expr(engine: Engine, table: sa.Table, spec: CachedTokens | Non
         value = sa.func.json_extract(meta, "$." + ".".join(parts))
         return sa.case((sa.func.json_valid(meta) == 1, sa.cast(value, sa.Float)), else_=None)
     return None
-
-
-def _quoted(engine: Engine, table: sa.Table, column: str) -> str:
-    prep = engine.dialect.identifier_preparer
-    return f"{prep.format_table(table)}.{prep.quote(column)}"
 
 
 def _blank(column: Any) -> Any:

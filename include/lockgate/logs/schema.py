@@ -85,6 +85,9 @@ def log_table(config: LogsConfig | None = None, metadata: sa.MetaData | None = N
         )
         for key in CONTRACT_COLUMNS
     ]
+    # Optional in the contract: a table without it is read through the metadata key instead, so no
+    # query selects it blindly (lockgate.logs.aggregates asks the database whether it is there).
+    columns.append(sa.Column(cfg.columns.cached_tokens, sa.Integer(), key="cached_tokens", nullable=True))
     table = sa.Table(name, md, *columns, schema=schema or None)
     # request_id in the key makes the index covering: the sampling rank md5(seed || request_id)
     # is computed from an index-only scan of the window, never from the wide rows.
