@@ -92,3 +92,37 @@ def test_no_approval_section_without_a_challenger(tmp_path):
     d = decision(tmp_path).model_copy(update={"challenger": None, "action": "no_op"})
     html = render(tmp_path, d)
     assert "lockgate approve" not in html
+
+
+def test_page_puts_benchmark_and_canary_side_by_side_and_says_where_they_disagree(tmp_path):
+    bench = EvidenceSummary(
+        kind="benchmark", model_name="m", challenger_version="2", champion_version="1",
+        created_at=NOW - timedelta(hours=1),
+        metrics={"ttft_ms_p50": MetricEvidence(ratio=Estimate(value=1.01, ci_low=0.97, ci_high=1.05, confidence=0.95))},
+    )  # fmt: skip
+    live_report = tmp_path / "reports" / "live" / "m" / "run1" / "report.html"
+    live = EvidenceSummary(
+        kind="live", model_name="m", challenger_version="2", champion_version="1",
+        created_at=NOW - timedelta(hours=1), report_path=str(live_report),
+        metrics={"ttft_ms_p90": MetricEvidence(ratio=Estimate(value=1.38, ci_low=1.31, ci_high=1.45, confidence=0.95))},
+    )  # fmt: skip
+    wm = WatchedModel(
+        name="m", approvers=["alice"],
+        gates=[
+            {"name": "ttft_regression", "metric": "benchmark.ttft_ms_p50", "comparison": "ratio",
+             "threshold": 0.1, "confidence": 0.95},
+            {"name": "live_ttft_regression", "metric": "live.ttft_ms_p90", "comparison": "ratio",
+             "threshold": 0.1, "confidence": 0.95},
+        ],
+    )  # fmt: skip
+    inputs = PromotionInputs(
+        model_name="m", champion="1", challenger="2", evidence={"benchmark": bench, "live": live}, policy_hash="P"
+    )
+    d = decide_promotion(inputs, wm, NOW).model_copy(update={"run_key": "run-1", "outcome": "tagged"})
+    assert d.action == "hold"
+    html = render(tmp_path, d)
+    assert "Benchmark and production canary" in html
+    assert "benchmark: no difference (ttft p50 +1.0% [-3.0%, +5.0%]); canary: ttft p90 +38.0% [+31.0%, +45.0%]" in html
+    # the sentence comes before the gates table
+    assert html.index("canary: ttft p90") < html.index("<h2>Gates</h2>")
+    assert 'href="../../../live/m/run1/report.html"' in html
