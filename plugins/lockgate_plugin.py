@@ -61,7 +61,7 @@ def index(kind: str | None = None, model: str | None = None) -> str:
                 e.run_id,
             ]
         )
-    kinds = ["benchmark", "drift", "quality", "decision"]
+    kinds = ["benchmark", "drift", "quality", "live", "decision"]
     filters = h.Markup(
         " · ".join([str(h.link(f"{PREFIX}/", "all"))] + [str(h.link(f"{PREFIX}/?kind={k}", k)) for k in kinds])
     )
