@@ -7,9 +7,10 @@
    to the champion's sampled, redacted prompts;
 3. **judge**: samples both versions' logs (deterministically, redacted), scores MiniLM relevance and
    grounding, asks the policy's judge (local model or OpenAI-compatible endpoint) every rubric and the
-   position-swapped pairwise question, checks the judge against the human-labelled calibration set,
-   bootstraps every estimate, and writes the quality report, `summary.json` (what the promotion gates
-   read), an MLflow run with the report, and the `lockgate_quality_summary` Asset event.
+   position-swapped pairwise question, checks the judge against the policy's calibration set (its
+   manifest says who labelled it), bootstraps every estimate, and writes the quality report,
+   `summary.json` (what the promotion gates read), an MLflow run with the report, and the
+   `lockgate_quality_summary` Asset event.
 
 A judge that fails calibration is reported but not used as evidence: its metrics are left out.
 """

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-EXPECTED = {"lockgate_benchmark", "lockgate_drift", "lockgate_quality", "lockgate_promotion"}
+EXPECTED = {"lockgate_benchmark", "lockgate_drift", "lockgate_quality", "lockgate_live", "lockgate_promotion"}
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 
 
-def test_the_four_dags_exist() -> None:
+def test_the_five_dags_exist() -> None:
     assert {p.stem for p in DAG_FILES} == EXPECTED
 
 

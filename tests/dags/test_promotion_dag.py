@@ -134,6 +134,7 @@ def test_dag_wiring(dag):
         "x-lockgate://evidence/benchmark",
         "x-lockgate://evidence/drift",
         "x-lockgate://evidence/quality",
+        "x-lockgate://evidence/live",
     }
     assert set(dag.tags) == {"lockgate"}
     assert dag.catchup is False and dag.max_active_runs == 1

@@ -4,7 +4,7 @@
 triggerer and an MLflow server on free ports, in a temporary LOCKGATE_HOME, with the
 inference logs in a throwaway PostgreSQL database (`pg_url`). The demo model is prepared
 with the demo's own functions (healthy scenario: two registered versions, a week of
-reference traffic and a day with canary traffic). The three evidence DAGs run once
+reference traffic and a day with canary traffic). The four evidence DAGs run once
 (`evidence_runs`) and the first promotion once (`first_promotion`); both test modules
 share those runs, whichever runs first. `lockgate down` always runs at the end, and the
 fixture then checks that no process of the stack is left.
@@ -39,6 +39,7 @@ PREPARE_TIMEOUT_S = 300
 PREPARE_SCRIPT = """
 import json, sys
 from lockgate.demo import build_and_register, reset_demo_model, seed_demo_logs
+from lockgate.registry.adapter import ModelRegistry
 from lockgate.scenarios import get_scenario
 from lockgate.settings import get_settings
 
@@ -46,14 +47,16 @@ model, scenario_name, logs_url = sys.argv[1:4]
 settings = get_settings()
 scenario = get_scenario(scenario_name)
 reset_demo_model(model, logs_url, settings.reports_dir)
-champion, challenger = build_and_register(settings.home, scenario, model)
-rows = seed_demo_logs(logs_url, scenario, champion, challenger, model)
+champion, challenger, previous = build_and_register(settings.home, scenario, model)
+rows, promoted_at = seed_demo_logs(logs_url, scenario, champion, challenger, model, previous)
+# As the demo does: the champion's promotion time anchors the drift reference (champion_baseline).
+ModelRegistry().set_tags(model, champion, {"lockgate.promoted_at": promoted_at.isoformat()})
 print(json.dumps({"champion": champion, "challenger": challenger, "rows": rows}))
 """
 
 # Deadlines (seconds), each shorter than the tests' pytest timeout (`pytestmark` in each test
 # module) so that a slow step fails with its logs. Measured on this 2-core machine at load ~3:
-# stack ready in 40-80 s, demo model 15 s, the three evidence runs together 3.5 min, each
+# stack ready in 40-80 s, demo model 15 s, the three evidence runs together 3.5 min (the live one adds ~1 min), each
 # promotion 10-15 s; under heavy load from other work, each step takes 2-3 times longer.
 UP_TIMEOUT_S = 420
 EVIDENCE_TIMEOUT_S = 540
@@ -77,6 +80,7 @@ EVIDENCE_CONF: dict[str, dict[str, Any]] = {
     "lockgate_benchmark": {"model": DEMO_MODEL, "batch_sizes": [1], "repetitions": 20},
     "lockgate_drift": {"model": DEMO_MODEL, "sample_size": 300},
     "lockgate_quality": {"model": DEMO_MODEL, "rubrics": ["relevance"]},
+    "lockgate_live": {"model": DEMO_MODEL},
 }
 # `approval_wait_minutes: 0`: the run decides and ends; it does not wait (deferred) for an answer.
 PROMOTION_CONF: dict[str, Any] = {"model": DEMO_MODEL, "approval_wait_minutes": 0}

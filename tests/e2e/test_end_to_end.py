@@ -24,6 +24,9 @@ GATES = (
     "relevance_regression",
     "grounding_regression",
     "champion_error_rate",
+    "live_ttft_regression",
+    "live_error_rate",
+    "champion_ttft_degraded",
 )
 
 
@@ -47,8 +50,8 @@ def test_evidence_promotion_and_approval(stack, evidence_runs, first_promotion) 
     champion, challenger = stack.champion, stack.challenger
     assert champion != challenger
 
-    # 1. The three evidence DAGs succeeded (the fixture asserted each run's state through the API).
-    assert set(evidence_runs) == {"lockgate_benchmark", "lockgate_drift", "lockgate_quality"}
+    # 1. The four evidence DAGs succeeded (the fixture asserted each run's state through the API).
+    assert set(evidence_runs) == {"lockgate_benchmark", "lockgate_drift", "lockgate_quality", "lockgate_live"}
 
     # 2. The first promotion found every gate open and asks a person: nothing moved yet.
     tags = stack.version_tags(challenger)
@@ -104,11 +107,12 @@ def test_evidence_promotion_and_approval(stack, evidence_runs, first_promotion) 
     assert _plugin_get(stack, "/lockgate/", None).status_code in (401, 403)
     listed = stack.api_json("GET", "/lockgate/api/reports", params={"model": stack.model})
     kinds = {e["kind"] for e in listed}
-    assert {"benchmark", "drift", "quality", "decision"} <= kinds, kinds
+    assert {"benchmark", "drift", "quality", "live", "decision"} <= kinds, kinds
     for kind, dag_id in (
         ("benchmark", "lockgate_benchmark"),
         ("drift", "lockgate_drift"),
         ("quality", "lockgate_quality"),
+        ("live", "lockgate_live"),
     ):
         entry = next(e for e in listed if e["kind"] == kind)
         assert entry["run_id"] == evidence_runs[dag_id], entry

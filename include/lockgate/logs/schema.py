@@ -1,4 +1,4 @@
-"""The inference-log table of DESIGN.md, with the column names mapped by the policy.
+"""The inference-log table of docs/design.md, with the column names mapped by the policy.
 
 `log_table()` describes the user's table under our contract names (SQLAlchemy
 column keys), whatever the physical names are; `create_schema()` creates the

@@ -22,7 +22,7 @@ EstimateName = Literal[
     "challenger", "champion", "model", "ratio", "difference", "baseline", "baseline_ratio", "baseline_difference"
 ]
 VersionStatus = Literal["evaluating", "gates_failed", "awaiting_approval", "promoted", "rolled_back", "rejected"]
-"""Values of the `lockgate.status` model-version tag (DESIGN.md)."""
+"""Values of the `lockgate.status` model-version tag (docs/design.md)."""
 
 ApprovalStatus = Literal["not_required", "none", "invalid", "unlisted", "stale", "expired", "approved", "rejected"]
 """How the approval tags of a challenger were judged:

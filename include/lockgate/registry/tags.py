@@ -1,4 +1,4 @@
-"""The registry vocabulary: aliases and `lockgate.*` model-version tags (DESIGN.md, "Model Registry conventions").
+"""The registry vocabulary: aliases and `lockgate.*` model-version tags (docs/design.md, "Model Registry conventions").
 
 Cheap to import (no MLflow): the DAG file and the trigger use these names too.
 """
