@@ -1,4 +1,7 @@
-"""Benchmark a model's challenger against its champion, side by side, on production-shaped load.
+"""Benchmark each watched model's challenger against its champion, side by side, on production-shaped load.
+
+Runs for every model the policy watches (one mapped `benchmark` → `publish` pair per model, each
+model independent of the others), or only for the model named in the form.
 
 Both versions are loaded from the MLflow registry (the `challenger` and `champion` aliases
 unless you name versions) onto the GPU in the policy's dtype (CPU in float32 when there is
@@ -22,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task, task_group
 
 from lockgate.assets import BENCHMARK
 
@@ -39,7 +42,10 @@ from lockgate.assets import BENCHMARK
     tags=["lockgate"],
     params={
         "model": Param(
-            "lockgate-demo", type="string", minLength=1, title="Model", description="Registered model name."
+            None,
+            type=["null", "string"],
+            title="Model",
+            description="A registered model watched by the policy. Empty: every watched model.",
         ),
         "versions": Param(
             None,
@@ -85,21 +91,39 @@ from lockgate.assets import BENCHMARK
     },
 )
 def lockgate_benchmark() -> None:
+    @task
+    def watched_models(params: dict | None = None) -> list[str]:
+        from lockgate.jobs.promotion import watched_model_names
+
+        return watched_model_names((params or {}).get("model"))
+
     @task(pool="gpu", queue="gpu", execution_timeout=pendulum.duration(hours=4))
-    def benchmark(params=None, run_id=None, data_interval_start=None, data_interval_end=None) -> dict:
+    def benchmark(
+        model: str,
+        params: dict | None = None,
+        run_id: str | None = None,
+        data_interval_start: pendulum.DateTime | None = None,
+        data_interval_end: pendulum.DateTime | None = None,
+    ) -> dict:
         from lockgate.jobs.benchmark import DAG_ID, run_from_params
 
         interval = (data_interval_start, data_interval_end) if data_interval_start and data_interval_end else None
         # Bad input (unknown version, not a causal LM, no GPU) ends in an error summary, not an exception:
         # the Asset event below still tells lockgate_promotion, which holds on it.
-        return run_from_params(dict(params or {}), data_interval=interval, dag_id=DAG_ID, run_id=run_id)
+        return run_from_params({**(params or {}), "model": model}, data_interval=interval, dag_id=DAG_ID, run_id=run_id)
 
     @task(outlets=[BENCHMARK])
     def publish(extra: dict, outlet_events=None) -> dict:
         outlet_events[BENCHMARK].extra = extra
         return extra
 
-    publish(benchmark())
+    # A mapped group: each model's publish waits for its own benchmark only.
+    @task_group(prefix_group_id=False)
+    def each_model(model: str) -> None:
+        """One watched model: benchmark it, then publish its summary."""
+        publish(benchmark(model))
+
+    each_model.expand(model=watched_models())
 
 
 lockgate_benchmark()

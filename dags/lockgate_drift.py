@@ -1,4 +1,7 @@
-"""Compare a reference and a current window of a model's inference logs and publish the drift evidence.
+"""Compare a reference and a current window of each watched model's inference logs and publish the drift evidence.
+
+Runs for every model the policy watches (one mapped `drift_report` per model, each independent of
+the others), or only for the model named in the form; an unwatched model fails at once.
 
 Operational metrics (latency, time to first token, tokens/s, token counts, status),
 offline text descriptors of prompts and responses, and MiniLM embeddings are compared
@@ -35,11 +38,10 @@ _WINDOW_HELP = "ISO date-time (UTC if no offset). Give start and end together, o
     tags=["lockgate"],
     params={
         "model": Param(
-            "lockgate-demo",
-            type="string",
-            minLength=1,
+            None,
+            type=["null", "string"],
             title="Model",
-            description="Registered model name, watched by the policy.",
+            description="A registered model watched by the policy. Empty: every watched model.",
         ),
         "reference_start": Param(
             None,
@@ -71,9 +73,20 @@ _WINDOW_HELP = "ISO date-time (UTC if no offset). Give start and end together, o
     },
 )
 def lockgate_drift() -> None:
+    @task
+    def watched_models(params: dict | None = None) -> list[str]:
+        from lockgate.jobs.promotion import watched_model_names
+
+        return watched_model_names((params or {}).get("model"))
+
     @task(outlets=[DRIFT])
     def drift_report(
-        params=None, run_id=None, data_interval_start=None, data_interval_end=None, outlet_events=None
+        model: str,
+        params: dict | None = None,
+        run_id: str | None = None,
+        data_interval_start: pendulum.DateTime | None = None,
+        data_interval_end: pendulum.DateTime | None = None,
+        outlet_events=None,
     ) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
@@ -82,14 +95,16 @@ def lockgate_drift() -> None:
 
         interval = (data_interval_start, data_interval_end) if data_interval_start and data_interval_end else None
         try:
-            extra = run_from_params(dict(params or {}), data_interval=interval, dag_id=DAG_ID, run_id=run_id)
+            extra = run_from_params(
+                {**(params or {}), "model": model}, data_interval=interval, dag_id=DAG_ID, run_id=run_id
+            )
         except (ConfigError, EvidenceError) as exc:
             # Bad Params or policy: retrying cannot help. Unreachable services propagate and retry.
             raise AirflowFailException(str(exc)) from exc
         outlet_events[DRIFT].extra = extra
         return extra
 
-    drift_report()
+    drift_report.expand(model=watched_models())
 
 
 lockgate_drift()

@@ -1,5 +1,8 @@
 """Production evidence: what each version's own traffic shows, champion and challenger in the same hours.
 
+Runs for every model the policy watches (one mapped `live_evidence` per model, each independent of
+the others), or only for the model named in the form; an unwatched model fails at once.
+
 From the inference logs of this run's data interval (the current window), per version:
 time to first token p50/p90/p99, end-to-end latency p50/p90/p99, time per output token
 p50/p90, output tokens per second, error, timeout, empty-response, refusal and

@@ -1,6 +1,7 @@
 """Move the `champion` alias when a challenger's evidence passes every gate and a listed approver approved it.
 
-For each watched model (or the one named in the form) this DAG
+For each watched model (or only the one named in the form; an unwatched model fails at once) this DAG
+runs its own mapped chain, independent of the other models' (one model's failure stops only its chain):
 
 1. **decide_and_act**: reads the latest benchmark, drift and quality summaries and the registry's
    aliases, applies the policy's gates (`include/lockgate.yaml`), and acts: tags the challenger
@@ -25,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task, task_group
 
 from lockgate.assets import BENCHMARK, DRIFT, LIVE, QUALITY
 from lockgate.registry.approval_wait import AwaitApprovalOperator
@@ -45,8 +46,8 @@ from lockgate.registry.approval_wait import AwaitApprovalOperator
     tags=["lockgate"],
     params={
         "model": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Model",
             description="A registered model watched by the policy. Empty: every watched model.",
         ),
@@ -96,9 +97,14 @@ def lockgate_promotion() -> None:
 
         return promotion_task(waited["model"], dry_run=bool((params or {}).get("dry_run")), run_id=run_id)
 
-    decisions = decide_and_act.expand(model=watched_models())
-    waited = AwaitApprovalOperator.partial(task_id="wait_for_approval").expand(decision=decisions)
-    act_on_approval.expand(waited=waited.output)
+    # A mapped group: each model's wait and second decision follow that model's first decision only.
+    @task_group(prefix_group_id=False)
+    def each_model(model: str) -> None:
+        """One watched model: decide and act, wait for an approval when one is due, act on it."""
+        waited = AwaitApprovalOperator(task_id="wait_for_approval", decision=decide_and_act(model))
+        act_on_approval(waited.output)
+
+    each_model.expand(model=watched_models())
 
 
 lockgate_promotion()

@@ -1,4 +1,8 @@
-"""Judge the quality of the `challenger` against the `champion` on production prompts, with intervals.
+"""Judge the quality of each watched model's `challenger` against its `champion` on production prompts, with intervals.
+
+Runs for every model the policy watches, or only for the model named in the form (an unwatched
+model fails at once). Each model gets its own mapped plan → replay → judge chain: one model's
+failure stops only its own chain, and its tasks never wait on another model's.
 
 1. **plan**: resolves the versions (aliases unless given in the form) and the window (this run's
    data interval, widened to the policy's `min_hours`), and checks whether the challenger served
@@ -20,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, Param, dag, task
+from airflow.sdk import CronTriggerTimetable, Param, dag, task, task_group
 
 from lockgate.assets import QUALITY
 
@@ -37,7 +41,12 @@ RUBRICS = ["relevance", "faithfulness", "safety", "refusal", "pairwise"]
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
     tags=["lockgate"],
     params={
-        "model": Param("lockgate-demo", type="string", minLength=1, title="Model", description="A watched model."),
+        "model": Param(
+            None,
+            type=["null", "string"],
+            title="Model",
+            description="A registered model watched by the policy. Empty: every watched model.",
+        ),
         "challenger_version": Param(
             None,
             type=["null", "string"],
@@ -68,7 +77,14 @@ RUBRICS = ["relevance", "faithfulness", "safety", "refusal", "pairwise"]
 )
 def lockgate_quality() -> None:
     @task
+    def watched_models(params: dict | None = None) -> list[str]:
+        from lockgate.jobs.promotion import watched_model_names
+
+        return watched_model_names((params or {}).get("model"))
+
+    @task
     def plan(
+        model: str,
         params: dict | None = None,
         run_id: str | None = None,
         data_interval_start: pendulum.DateTime | None = None,
@@ -77,7 +93,7 @@ def lockgate_quality() -> None:
     ) -> dict:
         from lockgate.jobs.quality import DAG_ID, QualityParams, plan_quality
 
-        p = QualityParams.from_params(params or {})
+        p = QualityParams.from_params({**(params or {}), "model": model})
         # Manual and asset-triggered runs may have no data interval: the run's own time ends the window.
         end = data_interval_end or dag_run.run_after
         start = data_interval_start or end
@@ -107,8 +123,14 @@ def lockgate_quality() -> None:
         outlet_events[QUALITY].extra = extra
         return extra
 
-    planned = plan()
-    judge(planned, replay(planned))
+    # A mapped group: each model's replay and judge wait for that model's plan only.
+    @task_group(prefix_group_id=False)
+    def each_model(model: str) -> None:
+        """One watched model: plan, replay when needed, judge."""
+        planned = plan(model)
+        judge(planned, replay(planned))
+
+    each_model.expand(model=watched_models())
 
 
 lockgate_quality()

@@ -26,6 +26,8 @@ from lockgate.errors import LockgateError
 
 Handler = Callable[[argparse.Namespace], int | None]
 
+_MODEL_HELP = "{what} (default: the policy's watched model, when it watches only one)"
+
 
 def _add(sub: Any, name: str, handler: str, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
@@ -72,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", help="The inference-log store.")
     logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
     seed = _add(logs_sub, "seed", "lockgate.logs.commands:cmd_seed", "Write synthetic traffic into the log store.")
-    seed.add_argument("--model", default="lockgate-demo", help="model_name of the rows")
+    seed.add_argument("--model", default=None, help=_MODEL_HELP.format(what="model_name of the rows"))
+    seed.set_defaults(model_from_policy=True)
     seed.add_argument("--scenario", default=None, help="a demo scenario's traffic (healthy, input-drift, ...)")
     seed.add_argument("--reference-rows", type=int, default=2000)
     seed.add_argument("--current-rows", type=int, default=1000)
@@ -179,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_sub = run.add_subparsers(dest="job", required=True, metavar="JOB")
     for job in ("benchmark", "drift", "quality", "live", "promotion"):
         p = _add(run_sub, job, f"lockgate.jobs.{job}:cmd_run", f"Run the {job} job once.")
-        p.add_argument("--model", default="lockgate-demo")
+        p.add_argument("--model", default=None, help=_MODEL_HELP.format(what="a model the policy watches"))
+        p.set_defaults(model_from_policy=True)
         p.add_argument("--dry-run", action="store_true", help="promotion: decide but move nothing")
         if job == "quality":
             p.add_argument("--challenger-version", default=None, help="default: the challenger alias")
@@ -271,6 +275,23 @@ def describe_error(exc: BaseException) -> tuple[str, str, int]:
     return "unexpected", _one_line(f"{type(exc).__name__}: {exc} (rerun with -v for the traceback)"), 1
 
 
+def only_watched_model() -> str:
+    """The model the policy watches, when it watches exactly one: the default of `--model`.
+
+    Raises:
+        ConfigError: the policy watches several models (it names them), so `--model` is needed.
+    """
+    from lockgate.errors import ConfigError
+    from lockgate.settings import load_policy
+
+    names = [m.name for m in load_policy().models]
+    if len(names) != 1:
+        raise ConfigError(
+            f"the policy watches {len(names)} models ({', '.join(names)}): name one with --model", key="--model"
+        )
+    return names[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -282,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
+        if getattr(args, "model_from_policy", False) and not args.model:
+            args.model = only_watched_model()
         result = _resolve(args.handler)(args)
     except KeyboardInterrupt:
         print("lockgate: interrupted", file=sys.stderr)

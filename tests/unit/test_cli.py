@@ -41,6 +41,36 @@ def test_seed_into_an_embedded_store(lockgate_env: Path, capsys: pytest.CaptureF
     assert (lockgate_env / "logs.db").exists()
 
 
+def _watching(home: Path, monkeypatch: pytest.MonkeyPatch, *models: str) -> None:
+    import yaml
+
+    from lockgate.registry.testing import policy_for
+
+    (home / "policy.yaml").write_text(yaml.safe_dump(policy_for(*models).model_dump(mode="json")))
+    monkeypatch.setenv("LOCKGATE_CONFIG", str(home / "policy.yaml"))
+
+
+def test_model_defaults_to_the_only_watched_model(
+    lockgate_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _watching(lockgate_env, monkeypatch, "support-bot")
+    assert main(["logs", "seed", "--reference-rows", "30", "--current-rows", "10"]) == 0
+    assert "seeded 40 rows for support-bot" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["run", "drift"], ["run", "promotion", "--dry-run"], ["logs", "seed"]])
+def test_model_is_required_when_the_policy_watches_several(
+    argv: list[str], lockgate_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _watching(lockgate_env, monkeypatch, "support-bot", "search-ranker")
+    assert main(argv) == 2
+    assert _stderr_lines(capsys) == [
+        "lockgate: error [invalid_config]: --model: the policy watches 2 models (support-bot, search-ranker): "
+        "name one with --model"
+    ]
+    assert not (lockgate_env / "logs.db").exists()  # nothing ran
+
+
 def test_invalid_policy_names_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bad = tmp_path / "policy.yaml"
     bad.write_text(

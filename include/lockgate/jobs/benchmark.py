@@ -579,9 +579,12 @@ def run_from_params(
     dag_id: str | None = DAG_ID,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """The DAG task: Params in, the Asset event's extra out (JSON-safe)."""
+    """The DAG task: Params in (`model` is required), the Asset event's extra out (JSON-safe)."""
+    model = str(params.get("model") or "").strip()
+    if not model:
+        raise ConfigError("a model name is required", key="model")
     summary = run_benchmark(
-        model_name=str(params.get("model") or "lockgate-demo"),
+        model_name=model,
         versions=params.get("versions") or None,
         batch_sizes=params.get("batch_sizes") or None,
         max_new_tokens=params.get("max_new_tokens"),

@@ -49,7 +49,7 @@ class QualityParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("lockgate-demo", min_length=1)
+    model: str = Field(min_length=1)
     challenger_version: str | None = Field(None, description="Default: the `challenger` alias.")
     champion_version: str | None = Field(None, description="Default: the `champion` alias.")
     sample_size: int | None = Field(None, gt=0, description="Default: the policy's quality.sample_size.")
