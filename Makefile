@@ -14,7 +14,7 @@ TORCH_SOURCE := $(shell \
   elif [ -n "$$PIP_FIND_LINKS" ] && ls $$PIP_FIND_LINKS/torch-*.whl >/dev/null 2>&1; then echo "--find-links $$PIP_FIND_LINKS"; \
   else echo "--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match"; fi)
 
-.PHONY: install demo test lint bench clean up down browser
+.PHONY: install demo test lint bench clean up down browser monitoring-tools
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/lockgate demo
 
-test: install browser
+test: install browser monitoring-tools
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest
 
 # Headless Chromium + ChromeDriver for tests/e2e/test_browser.py, from Debian (Selenium's and
@@ -36,6 +36,14 @@ browser:
 	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
 	else echo "make browser: installing chromium and chromium-driver needs root (or sudo)" >&2; exit 1; fi; \
 	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+
+# Prometheus (with promtool) and the Pushgateway for tests/integration/test_prometheus.py and
+# tests/deploy/test_prometheus_files.py, from Debian; their services are not started.
+monitoring-tools:
+	@if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus-pushgateway ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	else echo "make monitoring-tools: installing prometheus and prometheus-pushgateway needs root (or sudo)" >&2; exit 1; fi; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-pushgateway
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/mypy

@@ -693,6 +693,11 @@ class Settings(_Strict):
     airflow_api_url: str = "http://127.0.0.1:8080"
     mlflow_port: int = 5000
     airflow_port: int = 8080
+    pushgateway_url: str | None = Field(
+        None,
+        description="Prometheus Pushgateway the jobs push their metrics to (lockgate.observability.prometheus); "
+        "None: no export.",
+    )
 
     @property
     def embedded_logs_url(self) -> str:
@@ -713,6 +718,7 @@ ENV_VARS = {
     "airflow_api_url": "LOCKGATE_AIRFLOW_URL",
     "mlflow_port": "LOCKGATE_MLFLOW_PORT",
     "airflow_port": "LOCKGATE_AIRFLOW_PORT",
+    "pushgateway_url": "LOCKGATE_PUSHGATEWAY_URL",
 }
 
 
@@ -731,6 +737,7 @@ def get_settings() -> Settings:
         "airflow_api_url": env.get("LOCKGATE_AIRFLOW_URL") or f"http://127.0.0.1:{airflow_port}",
         "mlflow_port": env.get("LOCKGATE_MLFLOW_PORT") or 5000,
         "airflow_port": airflow_port,
+        "pushgateway_url": (env.get("LOCKGATE_PUSHGATEWAY_URL") or "").strip() or None,
     }
     try:
         return Settings.model_validate(values)

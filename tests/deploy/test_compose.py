@@ -28,8 +28,9 @@ from .conftest import (
 )
 
 SCHEMA = json.loads((Path(__file__).parent / "schemas" / "compose-spec.json").read_text())
-# An exact version (optionally with a variant suffix such as -bookworm or -gpu), or a digest.
-PINNED = re.compile(r"^[^:@\s]+(:(?P<tag>\d+(\.\d+)+(-[A-Za-z0-9.]+)*))?(@sha256:[0-9a-f]{64})?$")
+# An exact version (optionally v-prefixed as Prometheus tags its images, optionally with a variant
+# suffix such as -bookworm or -gpu), or a digest.
+PINNED = re.compile(r"^[^:@\s]+(:(?P<tag>v?\d+(\.\d+)+(-[A-Za-z0-9.]+)*))?(@sha256:[0-9a-f]{64})?$")
 ALLOWED_RESTART = re.compile(r"^(always|unless-stopped|on-failure(:\d+)?)$")
 AIRFLOW_IMAGE = re.compile(r"/airflow:")
 

@@ -33,6 +33,7 @@ from typing import Any
 from lockgate.benchmark.environment import GpuRequiredError
 from lockgate.errors import ConfigError, InvalidModelError, UnknownModelVersionError
 from lockgate.evidence import EvidenceSummary, SummaryStatus, latest_summary_path, write_summary
+from lockgate.observability.prometheus import export_evidence
 from lockgate.reports.html import report_dir, safe_segment
 from lockgate.settings import BenchmarkConfig, Policy, get_settings, load_policy
 
@@ -417,6 +418,7 @@ def _publish(
     if run_ids:
         _finish_mlflow_runs(client, summary, run_ids, report_path, summary_path)
     write_summary(summary, latest_summary_path(reports_dir, "benchmark", summary.model_name))
+    export_evidence(summary)
     record_report(
         ReportEntry(
             kind="benchmark",

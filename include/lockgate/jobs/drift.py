@@ -32,6 +32,7 @@ from lockgate.errors import ConfigError, InsufficientDataError
 from lockgate.evidence import EvidenceSummary, latest_summary_path, promote_latest, write_summary
 from lockgate.logs.sampling import LogSample, Window
 from lockgate.metrics import DRIFT_COLUMNS
+from lockgate.observability.prometheus import export_evidence
 from lockgate.reports.html import report_dir, safe_segment
 from lockgate.settings import ChampionBaselineWindow, Policy, get_settings, load_policy
 
@@ -461,7 +462,8 @@ def run_drift(
     )
     summary_path = _write_outputs(out_dir, drift, evidence, run_key, registry)
     log_to_mlflow(client, mlflow_run, out_dir, drift, evidence.content_hash)
-    promote_latest(summary_path, latest_summary_path(settings.reports_dir, "drift", model_name), evidence)
+    if promote_latest(summary_path, latest_summary_path(settings.reports_dir, "drift", model_name), evidence):
+        export_evidence(evidence)  # only evidence that became the latest is current
 
     if drift.status != "ok":
         status, title = "insufficient_data", f"Drift {model_name}: insufficient data"

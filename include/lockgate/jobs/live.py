@@ -43,6 +43,7 @@ from lockgate.live.compare import LIVE_METRICS, Group, GroupComparison, Side, co
 from lockgate.live.stats import Interval, requests_needed, stratum_cutoffs
 from lockgate.logs.aggregates import VersionCounts
 from lockgate.logs.sampling import Window
+from lockgate.observability.prometheus import export_evidence
 from lockgate.reports.html import report_dir
 from lockgate.settings import ChampionBaselineWindow, Policy, get_settings, load_policy
 
@@ -430,7 +431,8 @@ def run_live(
     tmp = out_dir / (REPORT_FILE + ".tmp")
     tmp.write_text(html_text, encoding="utf-8")
     tmp.replace(report_path)
-    promote_latest(summary_path, latest_summary_path(settings.reports_dir, "live", model_name), evidence)
+    if promote_latest(summary_path, latest_summary_path(settings.reports_dir, "live", model_name), evidence):
+        export_evidence(evidence)  # only evidence that became the latest is current
     record_report(
         ReportEntry(
             kind="live",

@@ -205,7 +205,25 @@ def run_promotion(
         same_run = [d for d in finished if d.run_key == key]
         return same_run[-1] if same_run else decision
     publish_decision(decision, engine=engine, reports_dir=reports, approvers=wm.approvers, dag_id=dag_id, run_id=run_id)
+    if not dry_run:
+        export_decision_metrics(decision, engine)
     return decision
+
+
+def export_decision_metrics(decision: Decision, engine: Engine) -> None:
+    """Push a recorded decision's gates and action to the Pushgateway (if configured). Never raises.
+
+    A dry run pushes nothing: it changes nothing, metrics included.
+    """
+    from lockgate.observability.prometheus import export_decision
+    from lockgate.registry.audit import list_decisions
+
+    try:
+        history = list_decisions(engine, decision.model_name, limit=200)
+    except Exception as exc:  # noqa: BLE001 - metrics must never fail the decision
+        log.warning("%s: decision history not read for the metrics: %s", decision.model_name, exc)
+        history = []
+    export_decision(decision, history=history)
 
 
 def publish_decision(

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.errors import ConfigError, UnknownModelVersionError
 from lockgate.evidence import EvidenceSummary, MetricEvidence, latest_summary_path, utcnow, write_summary
+from lockgate.observability.prometheus import export_evidence
 from lockgate.settings import FixedWindow, Policy, RubricName, get_settings, load_policy, rubric_files
 
 log = logging.getLogger(__name__)
@@ -758,6 +759,7 @@ def _write_outputs(
         _mlflow_artifacts(run_id, run_dir)
     latest = latest_summary_path(settings.reports_dir, "quality", plan.model_name)
     write_summary(summary, latest)
+    export_evidence(summary)
     record_report(
         ReportEntry(
             kind="quality",

@@ -1,0 +1,1 @@
+"""Side channels to the monitoring stack operators already run (Prometheus, Grafana)."""
