@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -156,9 +156,16 @@ class Gate(_Strict):
 
 
 class FixedWindow(_Strict):
+    """Fixed dates; a time without a zone is read as UTC (the log table's `ts` is timestamptz)."""
+
     mode: Literal["fixed"] = "fixed"
     start: datetime
     end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
     @model_validator(mode="after")
     def _ordered(self) -> FixedWindow:

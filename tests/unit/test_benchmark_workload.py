@@ -61,3 +61,12 @@ def test_benchmark_window() -> None:
     assert workload.benchmark_window(DataIntervalWindow(min_hours=2), None, now=end) == (end - timedelta(hours=2), end)
     fixed = FixedWindow(start=end - timedelta(days=3), end=end)
     assert workload.benchmark_window(fixed, interval) == (fixed.start, fixed.end)
+
+
+def test_fixed_window_without_a_zone_is_read_as_utc() -> None:
+    # The policy validates it; the benchmark's window query then compares it with a timestamptz.
+    fixed = FixedWindow.model_validate({"start": "2026-03-01T00:00:00", "end": "2026-03-02T00:00:00"})
+    assert workload.benchmark_window(fixed, None) == (
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 2, tzinfo=UTC),
+    )
