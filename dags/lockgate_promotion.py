@@ -9,8 +9,11 @@ runs its own mapped chain, independent of the other models' (one model's failure
    champion, `champion` := the challenger) once a listed approver approved *this* evidence, or rolls
    the champion back to `previous_champion` when it breaches a rollback gate. It writes a decision page
    (link in the version's `lockgate.decision_report` tag and in the Lockgate menu) and the audit trail;
-2. **wait_for_approval**: when an approval is due, waits for it in Airflow's triggerer (no worker slot)
-   until `approval_wait_minutes` pass;
+2. **wait_for_approval**: in a run a person triggers, when an approval is due, waits for it in
+   Airflow's triggerer (no worker slot) until `approval_wait_minutes` pass. Scheduled and
+   asset-triggered runs (and the run queued by unpausing) never wait: they decide and end, so a
+   waiting approval never holds the run slots that a run a person triggers needs; the next run
+   (every 30 minutes, or when evidence lands) acts on an answer given meanwhile;
 3. **act_on_approval**: decides again as soon as a person answered.
 
 To approve: set the tags `lockgate.approval=approved` and `lockgate.approved_by=<your name>` on the
@@ -18,7 +21,8 @@ challenger version in the MLflow UI, or run `lockgate approve MODEL VERSION --by
 
 Runs whenever new evidence lands (the four evidence Assets) and every 30 minutes. Alias moves run in
 the one-slot pool `lockgate_promotion` and under a lock in lockgate's database, so two runs (or a run
-and the CLI) never move an alias twice.
+and the CLI) never move an alias twice; that is why up to four runs may be active at once (people's
+runs waiting for an answer do not queue each other or the schedule).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from lockgate.registry.approval_wait import AwaitApprovalOperator
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
-    max_active_runs=1,
+    # Safe above 1: alias moves are serialised by the pool and the database lock (see the doc above).
+    max_active_runs=4,
     default_args={"retries": 2, "retry_delay": pendulum.duration(minutes=1)},
     tags=["lockgate"],
     params={
@@ -63,8 +68,8 @@ from lockgate.registry.approval_wait import AwaitApprovalOperator
             minimum=0,
             maximum=1440,
             title="Wait for an approval (minutes)",
-            description="How long to wait, without a worker slot, for an approval once one is due. "
-            "0: do not wait; the next run checks again.",
+            description="How long a run you trigger waits, without a worker slot, for an approval once "
+            "one is due (scheduled runs never wait). 0: do not wait; the next run checks again.",
         ),
         "approval_poll_seconds": Param(
             30,

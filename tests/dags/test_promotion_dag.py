@@ -137,7 +137,7 @@ def test_dag_wiring(dag):
         "x-lockgate://evidence/live",
     }
     assert set(dag.tags) == {"lockgate"}
-    assert dag.catchup is False and dag.max_active_runs == 1
+    assert dag.catchup is False and dag.max_active_runs == 4
 
 
 # --------------------------------------------------------------------------- dag.test() stories
@@ -275,6 +275,26 @@ def test_wait_for_approval_defers_until_a_person_answers(dag, model):
     t.join()
     assert time.monotonic() - started < 100  # ended by the answer, not the 2-minute deadline
     assert model.state().champion == model.v2
+
+
+@pytest.mark.parametrize("run_type", ["scheduled", "asset_triggered"])
+def test_a_scheduled_or_asset_run_never_waits_for_an_approval(model, run_type):
+    """A run nobody triggered ends at once when an approval is due, so it never holds the DAG's run slots."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from lockgate.registry.approval_wait import AwaitApprovalOperator
+
+    decision = {"model_name": model.name, "action": "await_approval", "challenger": model.v2, "evidence_hash": "e"}
+    op = AwaitApprovalOperator(task_id=f"wait_{run_type}", decision=decision)
+    params = {"approval_wait_minutes": 25, "approval_poll_seconds": 30}
+    waited = op.execute({"params": params, "dag_run": SimpleNamespace(run_type=run_type)})  # type: ignore[arg-type]
+    assert waited == {"model": model.name, "event": "not_waiting"}
+    # The same decision in a run a person triggered defers to the approval trigger.
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute({"params": params, "dag_run": SimpleNamespace(run_type="manual")})  # type: ignore[arg-type]
+    assert deferred.value.trigger.version == model.v2
 
 
 def test_wait_ends_at_its_deadline(dag, model):

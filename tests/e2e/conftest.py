@@ -338,9 +338,9 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
         # The inference logs, the reports index and the audit trail in a real PostgreSQL server.
         mp.setenv("LOCKGATE_LOGS_DB_URL", pg_url)
         # The tests trigger every run themselves. A cron or Asset-triggered run (the drift DAG's
-        # data-interval schedule runs yesterday's interval as soon as it is unpaused; a promotion
-        # run with default Params waits 25 min for an approval, and max_active_runs=1 would queue
-        # ours behind it) would make the outcome depend on the clock. Manual runs still run.
+        # data-interval schedule runs yesterday's interval as soon as it is unpaused; a scheduled
+        # promotion would decide on evidence half-written by our runs) would make the outcome
+        # depend on the clock. Manual runs still run.
         mp.setenv("AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE", "False")
         mp.setenv("PYTHONUNBUFFERED", "1")
         for var in (

@@ -20,7 +20,11 @@ class AwaitApprovalOperator(BaseOperator):
 
     `decision` is the promotion task's output (a `Decision` as JSON). The operator returns
     `{"model", "event"}`, where `event` is `not_waiting`, `answered`, `changed` or `timeout`.
-    The run's params `approval_wait_minutes` (0: do not wait) and `approval_poll_seconds` apply.
+    The run's params `approval_wait_minutes` (0: do not wait) and `approval_poll_seconds` apply, in
+    runs a person triggers only: a scheduled or asset-triggered run never waits, so that it never
+    holds one of the DAG's few active-run slots for the length of a wait (a run a person triggers, or
+    the next scheduled one, would queue behind it). Those runs decide and end; the next run (every
+    30 minutes, or when new evidence lands) acts on an answer given meanwhile.
     """
 
     template_fields = ("decision",)
@@ -37,6 +41,10 @@ class AwaitApprovalOperator(BaseOperator):
         d = self.decision
         model = d["model_name"]
         wait_minutes = float(params.get("approval_wait_minutes") or 0)
+        run_type = getattr(context.get("dag_run"), "run_type", None)
+        if wait_minutes > 0 and run_type != "manual":
+            log.info("%s: a %s run does not wait for an approval; the next run acts on it", model, run_type)
+            wait_minutes = 0
         if d.get("action") != "await_approval" or d.get("dry_run") or wait_minutes <= 0 or not d.get("challenger"):
             return {"model": model, "event": "not_waiting"}
         from airflow.sdk.exceptions import TaskDeferred
