@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,12 +85,26 @@ class AirflowClient:
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900, poll: float = 3) -> str:
-        """Poll until the run ends; returns its state. Raises when the deadline passes."""
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout: float = 900,
+        poll: float = 3,
+        progress: Callable[[str], None] | None = None,
+    ) -> str:
+        """Poll until the run ends; returns its state. Raises when the deadline passes.
+
+        With `progress`, each task's state change is reported as it is seen ("drift_report[1]: running").
+        """
         deadline = time.monotonic() + timeout
         state = "queued"
+        seen: dict[str, str] = {}
         while time.monotonic() < deadline:
             state = self.run_state(dag_id, run_id)
+            if progress is not None:
+                for line in task_state_changes(self.task_instances(dag_id, run_id), seen):
+                    progress(line)
             if state in TERMINAL:
                 return state
             time.sleep(poll)
@@ -103,12 +118,36 @@ class AirflowClient:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
         return self.request("GET", path, params={"deserialize": True}).get("value")
 
-    def run_and_wait(self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 900) -> tuple[str, str]:
+    def run_and_wait(
+        self,
+        dag_id: str,
+        conf: dict[str, Any] | None = None,
+        timeout: float = 900,
+        progress: Callable[[str], None] | None = None,
+    ) -> tuple[str, str]:
         self.wait_for_dag(dag_id)
         self.unpause(dag_id)
         run_id = self.trigger(dag_id, conf)
-        state = self.wait_for_run(dag_id, run_id, timeout=timeout)
+        state = self.wait_for_run(dag_id, run_id, timeout=timeout, progress=progress)
         if state != "success":
             failed = [t["task_id"] for t in self.task_instances(dag_id, run_id) if t.get("state") == "failed"]
             raise AirflowRunFailed(f"{dag_id} run {run_id} ended {state}; failed tasks: {failed}")
         return run_id, state
+
+
+def task_state_changes(task_instances: list[dict[str, Any]], seen: dict[str, str]) -> list[str]:
+    """Lines for the task instances whose state changed since `seen` (updated in place), in start order.
+
+    A mapped instance is named with its index (`drift_report[1]`); a task not yet scheduled has no state.
+    """
+    lines = []
+    ordered = sorted(task_instances, key=lambda t: (t.get("start_date") or "~", t.get("task_id") or ""))
+    for ti in ordered:
+        index = ti.get("map_index", -1)
+        name = f"{ti.get('task_id')}[{index}]" if index is not None and index >= 0 else str(ti.get("task_id"))
+        state = ti.get("state")
+        if not state or seen.get(name) == state:
+            continue
+        seen[name] = state
+        lines.append(f"{name}: {state}")
+    return lines

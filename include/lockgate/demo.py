@@ -43,6 +43,11 @@ def _say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+def _step(message: str) -> None:
+    """A task's state change inside the run being waited for."""
+    print(f"    {message}", flush=True)
+
+
 @dataclass
 class DemoResult:
     scenario: str
@@ -291,11 +296,15 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
         deadline = time.monotonic() + timeout
         for dag_id in EVIDENCE_DAGS:
             _say(f"running {dag_id} through Airflow")
-            run_id, _ = client.run_and_wait(dag_id, {"model": DEMO_MODEL}, timeout=max(60, deadline - time.monotonic()))
+            run_id, _ = client.run_and_wait(
+                dag_id, {"model": DEMO_MODEL}, timeout=max(60, deadline - time.monotonic()), progress=_step
+            )
             _say(f"{dag_id} run {run_id}: success")
 
         _say("running lockgate_promotion")
-        client.run_and_wait("lockgate_promotion", PROMOTION_CONF, timeout=max(60, deadline - time.monotonic()))
+        client.run_and_wait(
+            "lockgate_promotion", PROMOTION_CONF, timeout=max(60, deadline - time.monotonic()), progress=_step
+        )
         decisions = latest_decisions(logs_url, DEMO_MODEL, since)
         first = decisions[-1] if decisions else None
         if first:
@@ -312,7 +321,9 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
                 f"approved version {challenger} as {approver} "
                 f"(tags lockgate.approval=approved, lockgate.approved_by={approver})"
             )
-            client.run_and_wait("lockgate_promotion", PROMOTION_CONF, timeout=max(60, deadline - time.monotonic()))
+            client.run_and_wait(
+                "lockgate_promotion", PROMOTION_CONF, timeout=max(60, deadline - time.monotonic()), progress=_step
+            )
         result.decisions = latest_decisions(logs_url, DEMO_MODEL, since)
         result.champion_after = _champion(DEMO_MODEL)
         if result.decisions:
