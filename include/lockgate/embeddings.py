@@ -179,7 +179,8 @@ def _autocast(device: str) -> AbstractContextManager[object]:
 
     if not bf16_autocast_helps(device):
         return nullcontext()
-    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+    autocast: AbstractContextManager[object] = torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+    return autocast
 
 
 class EmbeddingCache:

@@ -47,7 +47,7 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 512) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS * 20, trainer=trainer)
-    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",  # noqa: S106 - special tokens, not passwords
         eos_token="</s>",  # noqa: S106

@@ -25,7 +25,7 @@ def mlflow_user() -> str | None:
     """The user whose MLflow credentials (MLFLOW_TRACKING_USERNAME) this process writes tags with."""
     from mlflow.environment_variables import MLFLOW_TRACKING_USERNAME
 
-    user = str(MLFLOW_TRACKING_USERNAME.get() or "").strip()  # type: ignore[no-untyped-call]
+    user = str(MLFLOW_TRACKING_USERNAME.get() or "").strip()
     return user or None
 
 
