@@ -28,6 +28,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task, task_group
 
 from lockgate.assets import BENCHMARK
+from lockgate.dag_tasks import watched_models
 
 
 @dag(
@@ -91,12 +92,6 @@ from lockgate.assets import BENCHMARK
     },
 )
 def lockgate_benchmark() -> None:
-    @task
-    def watched_models(params: dict | None = None) -> list[str]:
-        from lockgate.jobs.promotion import watched_model_names
-
-        return watched_model_names((params or {}).get("model"))
-
     @task(pool="gpu", queue="gpu", execution_timeout=pendulum.duration(hours=4))
     def benchmark(
         model: str,

@@ -22,6 +22,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from lockgate.assets import DRIFT
+from lockgate.dag_tasks import watched_models
 
 _WINDOW_HELP = "ISO date-time (UTC if no offset). Give start and end together, or leave both empty"
 
@@ -73,12 +74,6 @@ _WINDOW_HELP = "ISO date-time (UTC if no offset). Give start and end together, o
     },
 )
 def lockgate_drift() -> None:
-    @task
-    def watched_models(params: dict | None = None) -> list[str]:
-        from lockgate.jobs.promotion import watched_model_names
-
-        return watched_model_names((params or {}).get("model"))
-
     @task(outlets=[DRIFT])
     def drift_report(
         model: str,

@@ -29,6 +29,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from lockgate.assets import LIVE
+from lockgate.dag_tasks import watched_models
 
 
 @dag(
@@ -51,12 +52,6 @@ from lockgate.assets import LIVE
     },
 )
 def lockgate_live() -> None:
-    @task
-    def watched_models(params: dict | None = None) -> list[str]:
-        from lockgate.jobs.promotion import watched_model_names
-
-        return watched_model_names((params or {}).get("model"))
-
     @task(outlets=[LIVE])
     def live_evidence(
         model: str,

@@ -33,6 +33,7 @@ import pendulum
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task, task_group
 
 from lockgate.assets import BENCHMARK, DRIFT, LIVE, QUALITY
+from lockgate.dag_tasks import watched_models
 from lockgate.registry.approval_wait import AwaitApprovalOperator
 
 
@@ -82,12 +83,6 @@ from lockgate.registry.approval_wait import AwaitApprovalOperator
     },
 )
 def lockgate_promotion() -> None:
-    @task
-    def watched_models(params: dict | None = None) -> list[str]:
-        from lockgate.jobs.promotion import watched_model_names
-
-        return watched_model_names((params or {}).get("model"))
-
     @task(pool="lockgate_promotion")
     def decide_and_act(model: str, params: dict | None = None, run_id: str | None = None) -> dict:
         from lockgate.jobs.promotion import promotion_task

@@ -27,6 +27,7 @@ import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, task, task_group
 
 from lockgate.assets import QUALITY
+from lockgate.dag_tasks import watched_models
 
 RUBRICS = ["relevance", "faithfulness", "safety", "refusal", "pairwise"]
 
@@ -76,12 +77,6 @@ RUBRICS = ["relevance", "faithfulness", "safety", "refusal", "pairwise"]
     },
 )
 def lockgate_quality() -> None:
-    @task
-    def watched_models(params: dict | None = None) -> list[str]:
-        from lockgate.jobs.promotion import watched_model_names
-
-        return watched_model_names((params or {}).get("model"))
-
     @task
     def plan(
         model: str,
