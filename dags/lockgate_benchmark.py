@@ -1,7 +1,10 @@
 """Benchmark each watched model's challenger against its champion, side by side, on production-shaped load.
 
-Runs for every model the policy watches (one mapped `benchmark` → `publish` pair per model, each
-model independent of the others), or only for the model named in the form.
+Runs daily for every model the policy watches (one mapped `benchmark` → `publish` pair per model,
+each model independent of the others), only for the model named in the form, and within one
+`registration.poll_seconds` of a model's `challenger` alias moving to a new version: the
+triggerer's watch on the registry fires the `lockgate_challenger_alias` Asset and the run serves
+that model alone.
 
 Both versions are loaded from the MLflow registry (the `challenger` and `champion` aliases
 unless you name versions) onto the GPU in the policy's dtype (CPU in float32 when there is
@@ -25,17 +28,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task, task_group
+from airflow.sdk import AssetOrTimeSchedule, CronDataIntervalTimetable, Param, dag, task, task_group
 
-from lockgate.assets import BENCHMARK
+from lockgate.assets import BENCHMARK, CHALLENGER_ALIAS
 from lockgate.dag_tasks import watched_models
 
 
 @dag(
     dag_id=Path(__file__).stem,
     doc_md=__doc__,
-    # Each run's data interval (the previous day) is the window whose prompt lengths shape the load.
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    # Each run's data interval (the previous day) is the window whose prompt lengths shape the load;
+    # a new challenger (the triggerer's watch on the registry) starts a run for its model at once.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"), assets=CHALLENGER_ALIAS
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

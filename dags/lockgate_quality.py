@@ -1,8 +1,10 @@
 """Judge the quality of each watched model's `challenger` against its `champion` on production prompts, with intervals.
 
-Runs for every model the policy watches, or only for the model named in the form (an unwatched
-model fails at once). Each model gets its own mapped plan → replay → judge chain: one model's
-failure stops only its own chain, and its tasks never wait on another model's.
+Runs daily for every model the policy watches, only for the model named in the form (an unwatched
+model fails at once), and for a model whose `challenger` alias just moved to a new version (the
+`lockgate_challenger_alias` Asset, fired by the triggerer's watch on the registry). Each model gets
+its own mapped plan → replay → judge chain: one model's failure stops only its own chain, and its
+tasks never wait on another model's.
 
 1. **plan**: resolves the versions (aliases unless given in the form) and the window (this run's
    data interval, widened to the policy's `min_hours`), and checks whether the challenger served
@@ -24,9 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, Param, dag, task, task_group
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task, task_group
 
-from lockgate.assets import QUALITY
+from lockgate.assets import CHALLENGER_ALIAS, QUALITY
 from lockgate.dag_tasks import watched_models
 
 RUBRICS = ["relevance", "faithfulness", "safety", "refusal", "pairwise"]
@@ -35,7 +37,8 @@ RUBRICS = ["relevance", "faithfulness", "safety", "refusal", "pairwise"]
 @dag(
     dag_id=Path(__file__).stem,
     doc_md=__doc__,
-    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+    # Daily, and at once for the model whose `challenger` alias moved (the triggerer's registry watch).
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"), assets=CHALLENGER_ALIAS),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

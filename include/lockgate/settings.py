@@ -613,6 +613,17 @@ class LiveConfig(_Strict):
     )
 
 
+class RegistrationConfig(_Strict):
+    """Evaluation on registration: the triggerer watches each model's `challenger` alias (see
+    lockgate.registry.alias_watch) and a new challenger starts the `lockgate_challenger_alias` Asset's
+    consumers (benchmark and quality, then promotion on their evidence) within one poll."""
+
+    watch: bool = Field(True, description="Watch the `challenger` alias of every watched model.")
+    poll_seconds: float = Field(
+        30, ge=1, le=3600, description="Seconds between two reads of the registry's aliases by the triggerer."
+    )
+
+
 # --------------------------------------------------------------------------- policy
 
 
@@ -627,6 +638,7 @@ class Policy(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
+    registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
 
     @model_validator(mode="after")
     def _unique_models(self) -> Policy:

@@ -101,6 +101,37 @@ def test_watched_models_are_every_model_the_policy_watches_or_the_one_asked_for(
         watched_model_names("lockgate-demo")
 
 
+def test_a_run_started_by_a_new_challenger_serves_that_model_alone(world: Path) -> None:
+    from types import SimpleNamespace
+
+    from lockgate.assets import BENCHMARK, CHALLENGER_ALIAS
+    from lockgate.dag_tasks import watched_models
+
+    def event(model: str) -> SimpleNamespace:
+        return SimpleNamespace(extra={"from_trigger": True, "payload": {"model": model, "version": "2"}})
+
+    listing = watched_models.function
+    by_watch = {CHALLENGER_ALIAS: [event("search-ranker")]}
+    assert listing(params={"model": None}, triggering_asset_events=by_watch) == ["search-ranker"]
+    # A model dropped from the policy since the watch saw it: nothing to evaluate.
+    assert listing(params={}, triggering_asset_events={CHALLENGER_ALIAS: [event("lockgate-demo")]}) == []
+    # Any other trigger (the schedule, another Asset, the form) is not narrowed.
+    assert listing(params={}, triggering_asset_events={BENCHMARK: [event("search-ranker")]}) == MODELS
+    assert listing(params={"model": "support-bot"}, triggering_asset_events=by_watch) == ["support-bot"]
+
+
+@pytest.mark.parametrize("dag_id", ["lockgate_benchmark", "lockgate_quality"])
+def test_the_benchmark_and_quality_dags_run_on_a_new_challenger_as_well_as_on_schedule(dag_id: str) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py")).dags[dag_id]
+    asset = dag.timetable.asset_condition  # AssetOrTimeSchedule: the Asset beside the cron
+    assert asset.uri == "x-lockgate://registry/challenger"
+    assert dag.timetable.timetable.expression in ("0 0 * * *", "0 2 * * *")  # the daily cron beside it
+    (watcher,) = asset.watchers
+    assert type(watcher.trigger).__name__ == "ChallengerAliasTrigger"
+
+
 @pytest.mark.parametrize("dag_id", sorted(FAN_OUT))
 def test_a_run_without_a_model_maps_every_watched_model_and_one_failure_stops_only_its_chain(
     dag_id: str,

@@ -132,3 +132,70 @@ def test_a_bad_form_value_fails_at_once_and_says_why(stack, evidence_runs) -> No
     assert (ti["state"], ti["try_number"]) == ("failed", 1), ti
     explained = stack.explain("lockgate_drift", run_id)
     assert "'no-such-model' is not watched" in explained, explained
+
+
+def test_a_new_challenger_becomes_an_asset_event_for_its_model_within_one_poll(stack) -> None:
+    # Evaluate on registration: the triggerer's watch on the registry (an AssetWatcher on the
+    # `lockgate_challenger_alias` Asset) sees a new challenger in the real MLflow server and fires
+    # the Asset the benchmark and quality DAGs are scheduled on. This stack creates no scheduled
+    # or Asset-triggered runs (AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False), so the event waits in
+    # both DAGs' queues; with the scheduler on, each would start a run for this model alone.
+    import time
+
+    # Airflow runs an Asset's watcher only while a DAG scheduled on it is unpaused.
+    for dag_id in ("lockgate_benchmark", "lockgate_quality"):
+        stack.api_json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+    t_watch = time.monotonic()
+    while True:
+        assets = stack.api_json("GET", "/api/v2/assets", params={"name_pattern": "lockgate_challenger_alias"})
+        (asset,) = [a for a in assets["assets"] if a["name"] == "lockgate_challenger_alias"]
+        if [w["name"] for w in asset.get("watchers", [])] == ["lockgate_challenger_alias_watch"]:
+            break
+        assert time.monotonic() - t_watch < 180, f"the Asset has no watcher 180 s after unpausing: {asset}"
+        time.sleep(2)
+    standing = stack.alias("challenger")
+    assert standing is not None
+    # A new version of the same weights, as `mlflow.register_model` of a logged model would make it.
+    standing_version = stack.model_version(standing)
+    body = {"name": stack.model, "source": standing_version["source"]}
+    # MLflow 3 versions of a logged model have the source `models:/<model_id>` and must name that id.
+    model_id = standing_version.get("model_id") or body["source"].removeprefix("models:/")
+    if body["source"].startswith("models:/"):
+        body["model_id"] = model_id
+    with stack.http() as c:
+        created = c.post(f"{stack.mlflow_url}/api/2.0/mlflow/model-versions/create", json=body)
+        assert created.status_code == 200, created.text[:300]
+        new = str(created.json()["model_version"]["version"])
+        moved = c.post(
+            f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/alias",
+            json={"name": stack.model, "alias": "challenger", "version": new},
+        )
+        assert moved.status_code == 200, moved.text[:300]
+    t0 = time.monotonic()
+    try:
+        found: list[dict] = []
+        # The default policy polls every 30 s; the triggerer hands the event to the API within seconds.
+        while time.monotonic() - t0 < 150 and not found:
+            events = stack.api_json("GET", "/api/v2/assets/events", params={"asset_id": asset["id"]})["asset_events"]
+            found = [e for e in events if (e.get("extra") or {}).get("payload", {}).get("version") == new]
+            time.sleep(2)
+        logs = stack.component_logs(("triggerer",))
+        assert found, f"no lockgate_challenger_alias event for version {new} in 150 s:\n{logs}"
+        (event,) = found
+        payload = event["extra"]["payload"]
+        # `previous_version` is None when the watch's first poll came after the move (run alone,
+        # this test unpaused the DAGs just now): an undecided challenger fires at first sight.
+        assert payload["model"] == stack.model and payload["previous_version"] in (standing, None), payload
+        assert event["extra"]["from_trigger"] is True
+        print(f"\nnew challenger {new} -> Asset event after {time.monotonic() - t0:.0f} s", flush=True)
+        for dag_id in ("lockgate_benchmark", "lockgate_quality"):
+            queued = stack.api_json("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["queued_events"]
+            assert asset["id"] in [q["asset_id"] for q in queued], (dag_id, queued)
+    finally:
+        with stack.http() as c:
+            c.post(
+                f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/alias",
+                json={"name": stack.model, "alias": "challenger", "version": standing},
+            )
+        for dag_id in ("lockgate_benchmark", "lockgate_quality"):
+            stack.api("DELETE", f"/api/v2/dags/{dag_id}/assets/queuedEvents")

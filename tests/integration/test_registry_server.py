@@ -126,3 +126,144 @@ def test_a_server_that_does_not_answer_is_one_clear_error():
     with pytest.raises(ServiceUnavailableError, match=f"127.0.0.1:{port}") as info:
         ModelRegistry(f"http://127.0.0.1:{port}")
     assert info.value.code == "service_unavailable"
+
+
+class _StateStore:
+    """The Asset state store's async accessor, in memory (the triggerer gives the watch a real one)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+
+    async def aget(self, key: str, default: object = None) -> object:
+        return self.values.get(key, default)
+
+    async def aset(self, key: str, value: object) -> None:
+        self.values[key] = value
+
+
+def _set_alias(uri: str, name: str, alias: str, version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(name, alias, version)
+
+
+def _set_tag(uri: str, name: str, version: str, key: str, value: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_model_version_tag(name, version, key, value)
+
+
+def test_the_registry_watch_fires_once_per_new_challenger_and_misses_none_across_a_restart(
+    mlflow_server, tmp_path, monkeypatch
+):
+    """`ChallengerAliasTrigger` against a real `mlflow server`: at its first poll, a standing challenger
+    lockgate already decided on is the baseline and an undecided one fires; then a new challenger of a
+    watched model, and the first one of a model registered after the start, fire one event each; a
+    challenger set while the watch is down fires on its restart (the state store keeps what it saw);
+    an unwatched model never fires."""
+    import asyncio
+
+    import yaml
+
+    from lockgate.registry.alias_watch import STATE_KEY, ChallengerAliasTrigger
+
+    suffix = uuid.uuid4().hex[:6]
+    early, late, unwatched = f"watch-early-{suffix}", f"watch-late-{suffix}", f"unwatched-{suffix}"
+    pending = f"watch-pending-{suffix}"
+    policy = policy_for(early, late, pending).model_dump(mode="json")
+    policy["registration"] = {"watch": True, "poll_seconds": 1}
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    monkeypatch.setenv("LOCKGATE_CONFIG", str(tmp_path / "policy.yaml"))
+    monkeypatch.setenv("LOCKGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    standing = register_stub_version(early, mlflow_server, alias="challenger")
+    _set_tag(mlflow_server, early, standing, "lockgate.status", "gates_failed")  # decided before the watch
+    undecided = register_stub_version(pending, mlflow_server, alias="challenger")  # `evaluating`: not yet
+    register_stub_version(unwatched, mlflow_server, alias="challenger")
+    store = _StateStore()
+
+    async def watch(until_events: int, while_running, quiet_s: float = 3.0) -> list[dict]:
+        trigger = ChallengerAliasTrigger()
+        trigger.asset_state_store = store
+        events: list[dict] = []
+        stream = trigger.run()
+
+        async def consume() -> None:
+            async for event in stream:
+                events.append(event.payload)
+
+        consumer = asyncio.create_task(consume())
+        try:
+            for _ in range(100):  # the first poll has saved what it saw
+                if STATE_KEY in store.values:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(while_running)
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(events) < until_events and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(quiet_s)  # and nothing more comes
+        finally:
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+            await stream.aclose()
+        return events
+
+    new_versions: dict[str, str] = {}
+
+    def register_two_challengers() -> None:
+        new_versions[early] = register_stub_version(early, mlflow_server, alias="challenger")
+        new_versions[late] = register_stub_version(late, mlflow_server, alias="challenger")
+        register_stub_version(unwatched, mlflow_server, alias="challenger")
+
+    first = asyncio.run(watch(3, register_two_challengers))
+    assert [(e["model"], e["version"], e["previous_version"]) for e in first] == [
+        (pending, undecided, None),
+        (early, new_versions[early], standing),
+        (late, new_versions[late], None),
+    ]
+    assert all(e["source"] == "lockgate.alias_watch" and e["seen_at"] for e in first)
+    assert store.values[STATE_KEY] == {early: new_versions[early], late: new_versions[late], pending: undecided}
+
+    # Down: the challenger moves back to the standing version; the restarted watch reports it once.
+    _set_alias(mlflow_server, early, "challenger", standing)
+    second = asyncio.run(watch(1, lambda: None))
+    assert [(e["model"], e["version"], e["previous_version"]) for e in second] == [
+        (early, standing, new_versions[early])
+    ]
+    # Restarted again with nothing new: no event.
+    assert asyncio.run(watch(0, lambda: None, quiet_s=2.5)) == []
+
+
+def test_the_registry_watch_outlives_an_unreachable_registry_and_an_invalid_policy(tmp_path, monkeypatch, capsys):
+    """A poll that fails (no MLflow server, a broken policy file) is logged and retried; the watch never ends."""
+    import asyncio
+
+    import yaml
+
+    from lockgate.registry.alias_watch import ChallengerAliasTrigger
+
+    policy = policy_for("watch-down").model_dump(mode="json")
+    policy["registration"] = {"poll_seconds": 1}
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    (tmp_path / "broken.yaml").write_text("models: [\n")
+    monkeypatch.setenv("LOCKGATE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+
+    async def first_event_within(seconds: float) -> object:
+        stream = ChallengerAliasTrigger(retry_seconds=0.5).run()
+        try:
+            return await asyncio.wait_for(anext(stream), timeout=seconds)
+        except TimeoutError:
+            return "still watching"
+        finally:
+            await stream.aclose()
+
+    # Airflow's structlog writes the trigger's warnings to stdout.
+    for config, said in (("policy.yaml", "cannot read the registry"), ("broken.yaml", "the policy cannot be read")):
+        monkeypatch.setenv("LOCKGATE_CONFIG", str(tmp_path / config))
+        capsys.readouterr()
+        assert asyncio.run(first_event_within(4)) == "still watching"
+        assert said in capsys.readouterr().out
