@@ -1,8 +1,9 @@
 """The "Lockgate" menu in the Airflow UI: an index of reports, each served behind Airflow's login.
 
 A plugin's FastAPI app is public unless its routes depend on Airflow's user
-dependency, so every route here requires `get_user` (a bearer token or the UI's
-`_token` cookie). Files are served only from LOCKGATE_REPORTS_DIR, resolved and
+dependency, so every route of the reports app requires `get_user` (a bearer token or the UI's
+`_token` cookie). The one exception is MLflow's registry webhook (`/lockgate-hooks/mlflow`, see
+lockgate.registry.webhook_receiver): MLflow cannot log in, so it is trusted only when signed. Files are served only from LOCKGATE_REPORTS_DIR, resolved and
 checked to stay inside it.
 """
 
@@ -15,6 +16,8 @@ from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+from lockgate.registry.webhook_receiver import app as webhook_app
 
 PREFIX = "/lockgate"
 SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml"}
@@ -117,7 +120,11 @@ def reports_json(kind: str | None = None, model: str | None = None) -> list[dict
 
 class LockgatePlugin(AirflowPlugin):
     name = "lockgate"
-    fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Lockgate reports"}]
+    fastapi_apps = [
+        {"app": app, "url_prefix": PREFIX, "name": "Lockgate reports"},
+        # MLflow's registry webhook: outside Airflow's login, trusted only when signed (see the module).
+        {"app": webhook_app, "url_prefix": f"{PREFIX}-hooks", "name": "Lockgate webhooks"},
+    ]
     external_views = [
         {
             "name": "Lockgate",

@@ -717,6 +717,11 @@ class Settings(_Strict):
         description="Prometheus Pushgateway the jobs push their metrics to (lockgate.observability.prometheus); "
         "None: no export.",
     )
+    mlflow_webhook_secret: str | None = Field(
+        None,
+        description="Shared secret of MLflow's registry webhook (lockgate.registry.webhook); None: the plugin's "
+        "webhook receiver is off and new challengers are found by the triggerer's poll alone.",
+    )
 
     @property
     def embedded_logs_url(self) -> str:
@@ -738,6 +743,7 @@ ENV_VARS = {
     "mlflow_port": "LOCKGATE_MLFLOW_PORT",
     "airflow_port": "LOCKGATE_AIRFLOW_PORT",
     "pushgateway_url": "LOCKGATE_PUSHGATEWAY_URL",
+    "mlflow_webhook_secret": "LOCKGATE_MLFLOW_WEBHOOK_SECRET",
 }
 
 
@@ -757,6 +763,7 @@ def get_settings() -> Settings:
         "mlflow_port": env.get("LOCKGATE_MLFLOW_PORT") or 5000,
         "airflow_port": airflow_port,
         "pushgateway_url": (env.get("LOCKGATE_PUSHGATEWAY_URL") or "").strip() or None,
+        "mlflow_webhook_secret": (env.get("LOCKGATE_MLFLOW_WEBHOOK_SECRET") or "").strip() or None,
     }
     try:
         return Settings.model_validate(values)

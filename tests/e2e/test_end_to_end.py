@@ -134,12 +134,42 @@ def test_a_bad_form_value_fails_at_once_and_says_why(stack, evidence_runs) -> No
     assert "'no-such-model' is not watched" in explained, explained
 
 
-def test_a_new_challenger_becomes_an_asset_event_for_its_model_within_one_poll(stack) -> None:
-    # Evaluate on registration: the triggerer's watch on the registry (an AssetWatcher on the
-    # `lockgate_challenger_alias` Asset) sees a new challenger in the real MLflow server and fires
-    # the Asset the benchmark and quality DAGs are scheduled on. This stack creates no scheduled
-    # or Asset-triggered runs (AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE=False), so the event waits in
-    # both DAGs' queues; with the scheduler on, each would start a run for this model alone.
+def test_the_webhook_receiver_trusts_only_deliveries_signed_with_the_stacks_secret(stack) -> None:
+    # Outside Airflow's login (MLflow cannot log in), so the signature is the only way in.
+    import json
+    import time
+
+    from lockgate.registry.webhook import signature_for
+
+    body = json.dumps(
+        {
+            "entity": "model_version_alias",
+            "action": "created",
+            "data": {"name": stack.model, "alias": "challenger", "version": "1"},
+        }
+    ).encode()
+    stamp = str(int(time.time()))
+    forged = {
+        "X-MLflow-Delivery-Id": "e2e-1",
+        "X-MLflow-Timestamp": stamp,
+        "X-MLflow-Signature": signature_for("not-the-stack-secret", "e2e-1", stamp, body),
+        "Content-Type": "application/json",
+    }
+    with stack.http() as c:
+        unsigned = c.post(f"{stack.airflow_url}/lockgate-hooks/mlflow", content=body)
+        bad = c.post(f"{stack.airflow_url}/lockgate-hooks/mlflow", content=body, headers=forged)
+    assert unsigned.status_code == 401 and "unsigned" in unsigned.text, unsigned.text
+    assert bad.status_code == 401 and "bad signature" in bad.text, bad.text
+
+
+def test_a_new_challenger_becomes_an_asset_event_for_its_model_at_once(stack) -> None:
+    # Evaluate on registration: the stack's MLflow server delivers `model_version_alias.created`
+    # to the plugin's webhook receiver (registered by `lockgate up`), which fires the
+    # `lockgate_challenger_alias` Asset the benchmark and quality DAGs are scheduled on and records
+    # the version in the Asset's state store, where the triggerer's poll (the safety net) reads it.
+    # This stack creates no scheduled or Asset-triggered runs (AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE
+    # =False), so the event waits in both DAGs' queues; with the scheduler on, each would start a
+    # run for this model alone.
     import time
 
     # Airflow runs an Asset's watcher only while a DAG scheduled on it is unpaused.
@@ -174,20 +204,21 @@ def test_a_new_challenger_becomes_an_asset_event_for_its_model_within_one_poll(s
     t0 = time.monotonic()
     try:
         found: list[dict] = []
-        # The default policy polls every 30 s; the triggerer hands the event to the API within seconds.
-        while time.monotonic() - t0 < 150 and not found:
+        while time.monotonic() - t0 < 60 and not found:
             events = stack.api_json("GET", "/api/v2/assets/events", params={"asset_id": asset["id"]})["asset_events"]
             found = [e for e in events if (e.get("extra") or {}).get("payload", {}).get("version") == new]
-            time.sleep(2)
-        logs = stack.component_logs(("triggerer",))
-        assert found, f"no lockgate_challenger_alias event for version {new} in 150 s:\n{logs}"
+            time.sleep(1)
+        logs = stack.component_logs(("api-server", "mlflow", "triggerer"))
+        assert found, f"no lockgate_challenger_alias event for version {new} in 60 s:\n{logs}"
         (event,) = found
         payload = event["extra"]["payload"]
-        # `previous_version` is None when the watch's first poll came after the move (run alone,
-        # this test unpaused the DAGs just now): an undecided challenger fires at first sight.
+        # The webhook is first (about a second); the poll runs every 30 s. `previous_version` is None
+        # when this test runs alone (nothing was reported for the model before).
+        assert payload["source"] == "mlflow.webhook" and event["extra"]["from_webhook"] is True, event
         assert payload["model"] == stack.model and payload["previous_version"] in (standing, None), payload
-        assert event["extra"]["from_trigger"] is True
-        print(f"\nnew challenger {new} -> Asset event after {time.monotonic() - t0:.0f} s", flush=True)
+        print(f"\nnew challenger {new} -> Asset event after {time.monotonic() - t0:.1f} s", flush=True)
+        state = stack.api_json("GET", f"/api/v2/assets/{asset['id']}/state-store/challengers")
+        assert state["value"][stack.model] == new, state  # what the poll reads: it will not report it again
         for dag_id in ("lockgate_benchmark", "lockgate_quality"):
             queued = stack.api_json("GET", f"/api/v2/dags/{dag_id}/assets/queuedEvents")["queued_events"]
             assert asset["id"] in [q["asset_id"] for q in queued], (dag_id, queued)

@@ -234,6 +234,15 @@ def test_the_registry_watch_fires_once_per_new_challenger_and_misses_none_across
     # Restarted again with nothing new: no event.
     assert asyncio.run(watch(0, lambda: None, quiet_s=2.5)) == []
 
+    # The plugin's webhook receiver reported a challenger (and recorded it in the state store, as
+    # lockgate.registry.webhook_receiver does): the poll does not report it a second time.
+    def reported_by_the_webhook() -> None:
+        version = register_stub_version(early, mlflow_server)
+        store.values[STATE_KEY] = {**store.values[STATE_KEY], early: version}
+        _set_alias(mlflow_server, early, "challenger", version)
+
+    assert asyncio.run(watch(0, reported_by_the_webhook, quiet_s=2.5)) == []
+
 
 def test_the_registry_watch_outlives_an_unreachable_registry_and_an_invalid_policy(tmp_path, monkeypatch, capsys):
     """A poll that fails (no MLflow server, a broken policy file) is logged and retried; the watch never ends."""

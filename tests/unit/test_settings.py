@@ -50,6 +50,7 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert s.airflow_api_url == "http://127.0.0.1:8080"
     assert s.logs_db_url is None and s.mlflow_tracking_uri is None and s.state_db_url is None
     assert s.pushgateway_url is None  # metrics export is off unless asked for
+    assert s.mlflow_webhook_secret is None  # the webhook receiver is off unless given a secret
 
 
 def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -64,6 +65,7 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
         "LOCKGATE_MLFLOW_PORT": "5123",
         "LOCKGATE_AIRFLOW_PORT": "8123",
         "LOCKGATE_PUSHGATEWAY_URL": "http://pushgateway:9091",
+        "LOCKGATE_MLFLOW_WEBHOOK_SECRET": " s3cret ",
     }
     assert set(values) == set(ENV_VARS.values()), "a setting without a test of its override"
     for k, v in values.items():
@@ -78,6 +80,7 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
     assert s.airflow_api_url == "http://airflow:9999"
     assert (s.mlflow_port, s.airflow_port) == (5123, 8123)
     assert s.pushgateway_url == "http://pushgateway:9091"
+    assert s.mlflow_webhook_secret == "s3cret"
 
 
 def test_reports_follow_home_and_api_url_follows_port(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:

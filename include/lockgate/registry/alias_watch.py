@@ -11,10 +11,12 @@ a challenger lockgate has not decided on yet fires, one it has decided on does n
 Airflow runs an Asset's watcher only while a DAG scheduled on that Asset is unpaused
 (`lockgate_benchmark` or `lockgate_quality`).
 
-Why polling and not MLflow's webhooks: the aliases are readable on every registry lockgate
-supports (an `mlflow server` of any 3.x, Databricks, the embedded SQLite store of the demo), while
-webhooks need an MLflow server that can reach Airflow's API server and a shared secret. One poll
-is two small REST reads per watched model.
+Where the MLflow server can reach Airflow's API server, its registry webhook is the fast path
+(lockgate.registry.webhook: the plugin fires the same Asset within a second and records the
+version in the same state store, which this poll reads each time, so nothing is reported twice).
+The poll works on every registry lockgate supports (an `mlflow server` of any 3.x, one without
+webhooks, the embedded SQLite store of the demo) and catches a lost delivery; one poll is one small
+REST read per watched model.
 
 Importing this module must stay cheap: DAG files import it at parse time through lockgate.assets.
 """
@@ -70,8 +72,12 @@ class ChallengerAliasTrigger(BaseEventTrigger):
             undecided_versions,
         )
 
-        seen = await self._load_seen()
+        seen: dict[str, str | None] | None = None
         while True:
+            # Read at each poll: the plugin's webhook receiver records there what it reported.
+            stored = await self._load_seen()
+            if stored is not None:
+                seen = stored if seen is None else {**seen, **stored}
             # The policy is read at each poll: a model added to it is watched without a restart.
             try:
                 config = await asyncio.to_thread(load_watch_config)

@@ -39,6 +39,7 @@ from lockgate.stack.env import (
     DEFAULT_WORKER_LOG_PORT,
     StackPaths,
     StackPorts,
+    StackSecrets,
     airflow_db_name,
     build_stack_env,
     effective_admin_password,
@@ -441,6 +442,7 @@ def _up(args: argparse.Namespace) -> int:
             try:
                 _start_and_wait(state, paths, ports, env, deadline)
                 apply_stack_settings(parsed, settings_file.name, env, db_url, skip)
+                _register_mlflow_webhook(ports, stack_secrets)
             except BaseException:
                 # Whatever went wrong (Ctrl-C and SIGTERM included), leave nothing behind.
                 _progress("stopping what this `up` started ...")
@@ -457,6 +459,19 @@ def _up(args: argparse.Namespace) -> int:
     header = f"lockgate stack is up (ready in {time.monotonic() - begin:.0f} s)"
     _print_summary(paths, ports, password, header, logs_url)
     return 0
+
+
+def _register_mlflow_webhook(ports: StackPorts, stack_secrets: StackSecrets) -> None:
+    """MLflow tells the plugin at once when a `challenger` alias is set (the triggerer's poll stays the net)."""
+    from lockgate.registry.webhook import ensure_mlflow_webhook
+
+    url = f"{ports.airflow_url}/lockgate-hooks/mlflow"
+    try:
+        ensure_mlflow_webhook(ports.mlflow_url, url, stack_secrets.mlflow_webhook_secret)
+    except Exception as exc:  # noqa: BLE001 - without it, new challengers are found by the poll alone
+        _progress(f"MLflow webhook not registered ({exc}); new challengers are found by the triggerer's poll")
+        return
+    _progress(f"MLflow webhook: model_version_alias.created -> {url}")
 
 
 def _start_and_wait(

@@ -209,6 +209,7 @@ class StackSecrets(BaseModel):
     api_secret_key: str
     fernet_key: str
     admin_password: str
+    mlflow_webhook_secret: str
 
 
 def _generate_secrets() -> dict[str, str]:
@@ -219,6 +220,7 @@ def _generate_secrets() -> dict[str, str]:
         # Fernet wants 32 url-safe base64-encoded bytes.
         "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "admin_password": secrets.token_urlsafe(12),
+        "mlflow_webhook_secret": secrets.token_urlsafe(32),
     }
 
 
@@ -368,6 +370,11 @@ def stack_overrides(
         "LOCKGATE_MLFLOW_PORT": str(ports.mlflow),
         "LOCKGATE_AIRFLOW_URL": base_url,
         "MLFLOW_TRACKING_URI": ports.mlflow_url,
+        # The MLflow server's registry webhook to the plugin (lockgate.registry.webhook): signed with
+        # this secret, delivered over plain HTTP to 127.0.0.1, which MLflow refuses unless told.
+        "LOCKGATE_MLFLOW_WEBHOOK_SECRET": stack_secrets.mlflow_webhook_secret,
+        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         # No downloads, no telemetry, no tokenizer thread pools fighting over 2 cores.
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
