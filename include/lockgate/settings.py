@@ -717,6 +717,11 @@ class Settings(_Strict):
         description="Prometheus Pushgateway the jobs push their metrics to (lockgate.observability.prometheus); "
         "None: no export.",
     )
+    public_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="How people reach Airflow's API server (the Lockgate pages): the base of report URLs in "
+        "registry tags and pages. Default: the local stack's LOCKGATE_AIRFLOW_URL.",
+    )
     mlflow_webhook_secret: str | None = Field(
         None,
         description="Shared secret of MLflow's registry webhook (lockgate.registry.webhook); None: the plugin's "
@@ -744,6 +749,7 @@ ENV_VARS = {
     "airflow_port": "LOCKGATE_AIRFLOW_PORT",
     "pushgateway_url": "LOCKGATE_PUSHGATEWAY_URL",
     "mlflow_webhook_secret": "LOCKGATE_MLFLOW_WEBHOOK_SECRET",
+    "public_url": "LOCKGATE_PUBLIC_URL",
 }
 
 
@@ -764,6 +770,9 @@ def get_settings() -> Settings:
         "airflow_port": airflow_port,
         "pushgateway_url": (env.get("LOCKGATE_PUSHGATEWAY_URL") or "").strip() or None,
         "mlflow_webhook_secret": (env.get("LOCKGATE_MLFLOW_WEBHOOK_SECRET") or "").strip() or None,
+        "public_url": (env.get("LOCKGATE_PUBLIC_URL") or "").strip()
+        or env.get("LOCKGATE_AIRFLOW_URL")
+        or f"http://127.0.0.1:{airflow_port}",
     }
     try:
         return Settings.model_validate(values)

@@ -28,6 +28,7 @@ from lockgate.registry.testing import (
     write_evidence,
 )
 from lockgate.reports.index import find_report
+from lockgate.reports.links import report_path
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "lockgate_promotion.py"
@@ -149,7 +150,8 @@ def test_all_gates_pass_awaits_approval(dag, model):
     tags = model.tags(model.v2)
     assert tags[T.STATUS] == "awaiting_approval"
     assert model.state().champion == model.v1
-    report = Path(tags[T.DECISION_REPORT])
+    report = report_path(tags[T.DECISION_REPORT])  # the tag is the plugin page's URL
+    assert report is not None and tags[T.DECISION_REPORT].startswith("http")
     html = report.read_text()
     assert "lockgate.approval=approved" in html and f"lockgate approve {model.name} {model.v2}" in html
     entry = find_report("lockgate_promotion", dr.run_id, engine=state_engine(model.world["state_url"]))

@@ -43,6 +43,7 @@ from lockgate.registry.testing import (
     write_evidence,
 )
 from lockgate.reports.index import list_reports
+from lockgate.reports.links import report_path, report_url
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,7 +188,10 @@ def test_gates_pass_then_listed_approval_promotes(story):
     tags = story.tags(story.v2)
     assert tags[T.STATUS] == "awaiting_approval"
     assert tags[T.EVIDENCE] == d.evidence_hash and tags[T.POLICY] == story.policy.policy_hash
-    assert tags[T.DECISION_REPORT] == d.report_path and Path(d.report_path).is_file()
+    # A URL of the plugin's page (the MLflow UI is read on other machines), not a file path.
+    assert tags[T.DECISION_REPORT] == report_url(d.report_path)
+    assert tags[T.DECISION_REPORT].startswith("http://127.0.0.1:8080/lockgate/reports/decision/")
+    assert report_path(tags[T.DECISION_REPORT]) == Path(d.report_path) and Path(d.report_path).is_file()
     saved = Decision.model_validate_json((Path(d.report_path).parent / "decision.json").read_text())
     assert saved.action == "await_approval" and saved.evidence_hash == d.evidence_hash
     assert story.state().champion == story.v1  # nothing moved without an approval
@@ -211,19 +215,53 @@ def test_gates_pass_then_listed_approval_promotes(story):
     assert next(r for r in reports if r.run_key == "r2").status == "promote"
 
 
+def test_a_champion_moved_by_hand_is_recorded_as_outside_lockgate_and_said_first(story):
+    story.evidence()
+    story.run("r1")
+    story.approve("alice")
+    assert story.run("r2").outcome == "moved"  # lockgate moved champion v1 -> v2
+    # Someone clicks MLflow's "Promote model" (or calls the API): champion back to v1, no gate.
+    story.registry.set_alias(story.name, "champion", story.v1)
+    d = story.run("r3")
+    (outside,) = [a for a in story.audit("alias_move") if a.actor == "outside lockgate"]
+    assert (outside.alias, outside.from_version, outside.to_version, outside.run_key) == (
+        "champion",
+        story.v2,
+        story.v1,
+        "r3",
+    )
+    assert outside.approved_by is None and "no gate and no approval" in (outside.message or "")
+    assert d.reasons[0].startswith(f"the champion was moved from {story.v2} to {story.v1} outside lockgate")
+    page = Path(d.report_path).read_text()
+    assert "outside lockgate" in page
+    # The trail still replays to the registry, and a rerun records the move once.
+    start = {"champion": story.v1, "challenger": story.v2, "previous_champion": None}
+    assert replay_audit(story.audit(), start)["champion"] == story.state().champion == story.v1
+    story.run("r3")
+    story.run("r4")
+    assert len([a for a in story.audit("alias_move") if a.actor == "outside lockgate"]) == 1
+
+
+def test_the_champion_found_before_lockgates_first_move_is_its_starting_point(story):
+    # No audit row for the model yet: v1 was made champion by a person before lockgate watched it.
+    story.evidence()
+    story.run("r1")
+    assert [a for a in story.audit() if a.actor == "outside lockgate"] == []
+
+
 def test_repeating_a_run_changes_nothing(story):
     story.evidence()
     story.run("r1")
     story.approve("bob")
     story.run("r2")
     state, counts = story.state(), story.counts()
-    page = Path(story.tags(story.v2)[T.DECISION_REPORT]).read_text()
+    page = report_path(story.tags(story.v2)[T.DECISION_REPORT]).read_text()
     for _ in range(2):
         again = story.run("r2")
         assert again.action == "no_op"
     assert story.state() == state
     assert story.counts() == counts
-    assert Path(story.tags(story.v2)[T.DECISION_REPORT]).read_text() == page  # the promotion's page is kept
+    assert report_path(story.tags(story.v2)[T.DECISION_REPORT]).read_text() == page  # the promotion's page is kept
     rows = list_decisions(state_engine(story.state_url), story.name)
     assert [(r.run_key, r.action) for r in rows] == [("r2", "promote"), ("r1", "await_approval")]
     # an await_approval run repeated: same tags, same single row
@@ -580,7 +618,7 @@ def test_promotion_killed_after_any_write_is_finished_and_audited_by_the_next_ru
         assert (again.action, again.outcome) == ("promote", "moved")
     else:
         assert again.action == "no_op"
-    assert Path(story.tags(story.v2)[T.DECISION_REPORT]).is_file()
+    assert report_path(story.tags(story.v2)[T.DECISION_REPORT]).is_file()
     assert json_of(story.registry.registered_model_tags(story.name)[T.LAST_MOVE])["by"] == "alice"
     counts = story.counts()
     story.run("r4")

@@ -51,6 +51,7 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert s.logs_db_url is None and s.mlflow_tracking_uri is None and s.state_db_url is None
     assert s.pushgateway_url is None  # metrics export is off unless asked for
     assert s.mlflow_webhook_secret is None  # the webhook receiver is off unless given a secret
+    assert s.public_url == "http://127.0.0.1:8080"  # report links: the local stack's pages
 
 
 def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -66,6 +67,7 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
         "LOCKGATE_AIRFLOW_PORT": "8123",
         "LOCKGATE_PUSHGATEWAY_URL": "http://pushgateway:9091",
         "LOCKGATE_MLFLOW_WEBHOOK_SECRET": " s3cret ",
+        "LOCKGATE_PUBLIC_URL": "https://airflow.example.com",
     }
     assert set(values) == set(ENV_VARS.values()), "a setting without a test of its override"
     for k, v in values.items():
@@ -81,6 +83,7 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
     assert (s.mlflow_port, s.airflow_port) == (5123, 8123)
     assert s.pushgateway_url == "http://pushgateway:9091"
     assert s.mlflow_webhook_secret == "s3cret"
+    assert s.public_url == "https://airflow.example.com"
 
 
 def test_reports_follow_home_and_api_url_follows_port(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -89,6 +92,7 @@ def test_reports_follow_home_and_api_url_follows_port(clean_env: pytest.MonkeyPa
     s = get_settings()
     assert s.reports_dir == tmp_path / "reports"
     assert s.airflow_api_url == "http://127.0.0.1:8181"
+    assert s.public_url == "http://127.0.0.1:8181"
 
 
 def test_settings_are_read_at_call_time(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ def run_promotion(
         `repaired`, `dry_run`) and `report_path` where the decision page is.
     """
     from lockgate.registry.audit import model_lock, record_decision, state_engine
-    from lockgate.registry.moves import MoveContext, apply_decision, reconcile
+    from lockgate.registry.moves import MoveContext, apply_decision, reconcile, record_outside_moves
 
     policy = policy or load_policy()
     wm = policy.model(model_name)
@@ -167,8 +167,13 @@ def run_promotion(
     else:
         with model_lock(engine, model_name, timeout_s=lock_timeout_s) as conn:
             finished = reconcile(registry, conn, model_name, actor=actor, now=when)
+            outside = record_outside_moves(registry, conn, model_name, run_key=key, now=when)
             inputs, state, challenger_tags = gather_inputs(model_name, policy, registry, reports)
             decision = decide_promotion(inputs, wm, when).model_copy(update=extra)
+            if outside:
+                # Said first on the decision page and in the status tag: the gates were bypassed.
+                bypass = [f"{e.message}; recorded in the audit trail" for e in outside if e.message]
+                decision = decision.model_copy(update={"reasons": bypass + list(decision.reasons)})
             ctx = MoveContext(
                 registry,
                 conn,

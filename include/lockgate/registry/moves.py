@@ -18,6 +18,7 @@ import json
 import logging
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from lockgate.errors import ConcurrentMoveError
@@ -25,9 +26,11 @@ from lockgate.policy.model import ApprovalCheck, ApprovalRecord, Decision
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, RegistryState, approval_record
 from lockgate.registry.audit import (
+    ALIAS_KINDS,
     AuditEntry,
     Intent,
     PlannedMove,
+    audit_table,
     close_intent,
     mark_move_done,
     open_intent,
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 REFUSED_STATUSES = ("unlisted", "invalid")
 RESET_STATUSES = ("stale", "expired")
+OUTSIDE_ACTOR = "outside lockgate"
 MAX_TAG_CHARS = 4000  # MLflow's SQL stores cap tag values at 5000 characters
 
 
@@ -145,7 +149,10 @@ class MoveContext:
         if d.subject_status:
             values[T.STATUS] = d.subject_status
         if self.report_path:
-            values[T.DECISION_REPORT] = self.report_path
+            from lockgate.reports.links import report_url
+
+            # A URL of the plugin's page: the MLflow UI is read on other machines than this one.
+            values[T.DECISION_REPORT] = report_url(self.report_path) or self.report_path
         return values
 
 
@@ -401,6 +408,59 @@ def reconcile(
         record_decision(conn, decision, dag_id=intent.dag_id, run_id=intent.run_id)
         finished.append(decision)
     return finished
+
+
+def record_outside_moves(
+    registry: ModelRegistry, conn: Connection, model_name: str, *, run_key: str, now: datetime
+) -> list[AuditEntry]:
+    """Record a `champion` move lockgate did not make; call after `reconcile`, with the model lock held.
+
+    The audit trail's last `champion` row says where lockgate left the alias; when the registry
+    says otherwise, someone moved (or removed) it by hand, in the MLflow UI ("Promote model") or
+    its API, past every gate and approval. The move is written as done by "outside lockgate", so
+    the trail still replays to the registry. Before lockgate's first move of a model there is no
+    such row: the champion it finds is its starting point, not a bypass. Idempotent on reruns.
+    """
+    last = (
+        conn.execute(
+            sa.select(audit_table)
+            .where(
+                audit_table.c.model_name == model_name,
+                audit_table.c.alias == T.CHAMPION,
+                audit_table.c.kind.in_(ALIAS_KINDS),
+            )
+            .order_by(audit_table.c.id.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    if last is None:
+        return []
+    left_at = last["to_version"] if last["kind"] == "alias_move" else None
+    found = registry.state(model_name).champion
+    if found == left_at:
+        return []
+    entry = AuditEntry(
+        model_name=model_name,
+        kind="alias_move" if found is not None else "alias_removed",
+        actor=OUTSIDE_ACTOR,
+        alias=T.CHAMPION,
+        version=found,
+        from_version=left_at,
+        to_version=found,
+        run_key=run_key,
+        message=(
+            f"the champion was moved from {left_at or '-'} to {found or '-'} outside lockgate (MLflow UI or API): "
+            f"no gate and no approval was checked; found by run {run_key}"
+        ),
+        at=now,
+        dedupe_key=f"outside:{model_name}:{last['id']}:{found}",
+    )
+    if not record_audit(conn, entry):
+        return []
+    log.warning("%s: %s", model_name, entry.message)
+    return [entry]
 
 
 def finish_promotion(ctx: MoveContext, new: str, old: str | None, approved_by: str | None) -> None:
