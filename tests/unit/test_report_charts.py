@@ -132,6 +132,8 @@ def test_shared_edges_and_counts() -> None:
     counts = bin_counts(np.r_[cur, 1e9, np.nan], edges)
     assert sum(counts) == 401  # the outlier is in the last bin, NaN nowhere
     assert shared_edges([[1, 2, 2, 3], [2, 3, 4]]) == [0.5, 1.5, 2.5, 3.5, 4.5]  # one bin per integer
+    wide = shared_edges([np.arange(0, 100)], bins=24)  # counts: every bin holds the same number of integers
+    assert {round(b - a, 9) for a, b in zip(wide, wide[1:], strict=False)} == {5.0} and wide[0] == -0.5
     assert shared_edges([[0.5, 0.6]], span=(0.0, 1.0))[0] == 0.0
     assert shared_edges([[], [float("nan")]]) == []
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from lockgate.reports.html import Markup, esc
 
@@ -245,10 +246,12 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 
 
 def _svg_open(title: str, width: int, height: int, css: str) -> str:
+    """The `<svg>` element and its title line, cut to the chart's width (the full title is its label)."""
+    shown = _clip(title, max(12, int((width - 16) / 6.8)))
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="{css}" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}">'
-        f'<text x="8" y="16" {_FONT} font-weight="600">{esc(title)}</text>'
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(title)}"><title>{esc(title)}</title>'
+        f'<text x="8" y="16" {_FONT} font-weight="600">{esc(shown)}</text>'
     )
 
 
@@ -477,6 +480,8 @@ def effect_chart(rows: Sequence[EffectRow], title: str = "Effect size per column
     reaches the minimum but is not significant; grey: below the minimum. Untested columns say so.
     The measures differ per column kind (normed Wasserstein, Jensen-Shannon, 2*AUC-1), all >= 0
     with 0 for no change, so they share one axis; each row's own minimum is the line that matters.
+    The axis is square-root scaled: a shifted length distribution has a normed Wasserstein effect
+    of 5 or more, which on a linear axis squeezes every minimum (0.05-0.2) into a few pixels.
     """
     if not rows:
         return Markup(f"<p class='muted'>{esc(title)}: no columns</p>")
@@ -485,11 +490,19 @@ def effect_chart(rows: Sequence[EffectRow], title: str = "Effect size per column
     height = top + row_h * len(rows) + 44
     peak = max([r.effect for r in rows if r.effect is not None and math.isfinite(r.effect)] +
                [r.min_effect for r in rows], default=1.0)  # fmt: skip
-    ticks = _ticks(peak * 1.05)
-    high = ticks[-1]
+    steps = [m * 10.0**e for e in range(-2, 5) for m in (1, 2, 5)]
+    high = next((t for t in steps if t >= peak * 1.02), peak * 1.02)
 
     def xp(v: float) -> float:
-        return left + plot_w * min(max(v, 0.0), high) / high
+        return left + plot_w * math.sqrt(min(max(v, 0.0), high) / high)
+
+    # From the top down on a 1-5 series, so that 0.1 (the usual minimum) is labelled rather than 0.05.
+    ticks = [high]
+    one_five = [m * 10.0**e for e in range(4, -3, -1) for m in (5, 1)]
+    for t in [t for t in one_five if t < high]:
+        if xp(ticks[-1]) - xp(t) >= 34 and xp(t) - xp(0.0) >= 34:
+            ticks.append(t)
+    ticks.append(0.0)
 
     out = [_svg_open(title, width, height, "chart effect-chart")]
     legend = (("drifted", "drifts"), ("large", "≥ minimum, not significant"), ("small", "below minimum"))
@@ -504,10 +517,10 @@ def effect_chart(rows: Sequence[EffectRow], title: str = "Effect size per column
     for t in ticks:
         tx = xp(t)
         out.append(f'<line x1="{tx:.1f}" y1="{top}" x2="{tx:.1f}" y2="{axis_y}" stroke="{_GRID}"/>')
-        out.append(f'<text x="{tx:.1f}" y="{axis_y + 13}" {_SMALL} text-anchor="middle">{esc(_num(t))}</text>')
+        out.append(f'<text x="{tx:.1f}" y="{axis_y + 13}" {_SMALL} text-anchor="middle">{esc(_fmt(t))}</text>')
     out.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{axis_y + 28}" {_SMALL} text-anchor="middle">'
-        "effect size (0: no change)</text>"
+        "effect size (square-root scale; 0: no change)</text>"
     )
     for i, r in enumerate(rows):
         y = top + i * row_h
@@ -564,14 +577,14 @@ class CountSeries:
 
 
 def shared_edges(
-    samples: Sequence[Sequence[float]], bins: int = 24, *, span: tuple[float, float] | None = None, trim: float = 0.0
+    samples: Sequence[npt.ArrayLike], bins: int = 24, *, span: tuple[float, float] | None = None, trim: float = 0.0
 ) -> list[float]:
     """Bin edges common to every sample, so their bars line up.
 
     `span`: a range the edges cover at least (a score's scale), widened where values fall outside
     it. `trim`: the share cut from each end of the pooled values (0.01: the 1st to 99th percentile)
     so one outlier does not squeeze the rest into a bin; `bin_counts` puts cut values in the end bins.
-    Integer-valued data over fewer values than `bins` gets one bin per integer.
+    Integer-valued data gets bins of whole numbers of integers (one per integer where they fit).
     """
     arrays = [np.asarray(s, dtype=float) for s in samples]
     pooled = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.array([])
@@ -581,14 +594,19 @@ def shared_edges(
         float(pooled.min()), float(pooled.max()))  # fmt: skip
     if span is not None:
         lo, hi = min(lo, span[0]), max(hi, span[1])
-    if np.all(pooled == np.round(pooled)) and hi - lo < bins:
-        return [float(v) - 0.5 for v in range(math.floor(lo), math.ceil(hi) + 2)]
+    if np.all(pooled == np.round(pooled)):
+        # Counts (tokens, words): bins of whole numbers each, or every other integer would fall
+        # in a bin of its own and the bars would comb.
+        first, last = math.floor(lo), math.ceil(hi)
+        step = max(1, math.ceil((last - first + 1) / bins))
+        n = math.ceil((last - first + 1) / step)
+        return [first - 0.5 + k * step for k in range(n + 1)]
     if hi - lo < 1e-12:
         return [lo - 0.5, lo + 0.5]
     return [float(e) for e in np.linspace(lo, hi, bins + 1)]
 
 
-def bin_counts(values: Sequence[float], edges: Sequence[float]) -> list[int]:
+def bin_counts(values: npt.ArrayLike, edges: Sequence[float]) -> list[int]:
     """Counts per bin; values outside the edges count in the end bins, non-finite ones not at all."""
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
