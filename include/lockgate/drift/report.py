@@ -184,7 +184,7 @@ def distributions_section(summary: DriftSummary) -> Markup:
     cells = "".join(distribution_chart(d) for d in summary.distributions)
     return section(
         "Drifted columns: reference vs current",
-        Markup(f'<div style="display:flex;flex-wrap:wrap;gap:12px 24px">{cells}</div>'),
+        Markup(f'<div class="charts">{cells}</div>'),
         Markup(
             '<p class="muted">Shares of each window\'s values per bin (hover a bin for both shares and counts). '
             "Text is compared through its descriptors (lengths, word counts, shares, flags); an embedding column "

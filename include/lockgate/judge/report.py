@@ -298,7 +298,7 @@ def render_quality_report(
     dist_parts: list[Markup] = []
     if cells:
         dist_parts += [
-            Markup(f'<div style="display:flex;flex-wrap:wrap;gap:12px 24px">{cells}</div>'),
+            Markup(f'<div class="charts">{cells}</div>'),
             Markup(
                 '<p class="muted">Each version\'s answered samples: the share of them per bin (hover a bin for '
                 "shares and counts), dashed lines at the means. MiniLM scores are cosines; judge scores are expected "
