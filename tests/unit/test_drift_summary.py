@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from lockgate.drift.report import render_drift_page
-from lockgate.drift.summary import ColumnDrift, DriftSummary, Rate, WindowSample, to_evidence
+from lockgate.drift.summary import ColumnDistribution, ColumnDrift, DriftSummary, Rate, WindowSample, to_evidence
 from lockgate.errors import ConfigError
 from lockgate.settings import DriftConfig, parse_policy
 
@@ -125,6 +125,37 @@ def test_page_escapes_everything_from_the_logs() -> None:
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'href="evidently.html"' in html
     assert "drift detected" in html and "Quarantined rows" in html and "not tested: no variation" in html
+
+
+def test_page_draws_each_columns_effect_and_each_drifted_columns_distributions() -> None:
+    hostile = _col(EVIL, True, 0.3).model_copy(update={"kind": "categorical", "effect_measure": "jensenshannon"})
+    drift = _ok().model_copy(
+        update={
+            "columns": [*_ok().columns, hostile],
+            "drifted_columns": ["prompt_length", EVIL],
+            "distributions": [
+                ColumnDistribution(column="prompt_length", kind="numeric", label="prompt characters",
+                                   edges=[0.0, 10.0, 20.0, 30.0], reference=[50, 30, 10], current=[5, 30, 60],
+                                   reference_mean=9.0, current_mean=21.0),
+                ColumnDistribution(column=EVIL, kind="categorical", label=EVIL, categories=[EVIL, "ok"],
+                                   reference=[1, 99], current=[40, 60], note=EVIL),
+            ],
+        }
+    )  # fmt: skip
+    html = render_drift_page(drift, run_key="r")
+    assert html.count('class="chart effect-chart"') == 1
+    assert html.count('class="effect-row') == 4  # every column, the untested one too
+    assert html.count('class="effect-row effect-drifted"') == 2 and 'class="effect-row effect-untested"' in html
+    assert html.count('class="chart distribution"') == 1 and html.count('class="chart categories"') == 1
+    assert "prompt_length: prompt characters" in html and "reference 55.6% (50)" in html
+    assert "<script>" not in html and "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;: " in html
+
+
+def test_page_says_when_no_distribution_was_recorded() -> None:
+    html = render_drift_page(_ok(), run_key="r")  # a summary written before distributions were binned
+    assert "were not recorded for this run" in html and 'class="chart distribution"' not in html
+    calm = _ok().model_copy(update={"drifted_columns": [], "drift_detected": False, "drift_share": 0.0})
+    assert "No column drifts." in render_drift_page(calm, run_key="r")
 
 
 def test_policy_drift_section_validates_column_names() -> None:

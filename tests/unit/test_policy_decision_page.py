@@ -126,3 +126,25 @@ def test_page_puts_benchmark_and_canary_side_by_side_and_says_where_they_disagre
     # the sentence comes before the gates table
     assert html.index("canary: ttft p90") < html.index("<h2>Gates</h2>")
     assert 'href="../../../live/m/run1/report.html"' in html
+
+
+def test_page_draws_each_gate_against_its_limit_above_the_table(tmp_path):
+    d = decision(tmp_path)
+    missing = d.verdicts[0].model_copy(
+        update={"gate": EVIL, "metric": "live.error_rate", "comparison": "difference", "status": "missing",
+                "value": None, "ci_low": None, "ci_high": None, "limit": 0.01}
+    )  # fmt: skip
+    warned = d.verdicts[0].model_copy(update={"gate": "tps_warning", "action": "warn", "status": "fail"})
+    d = d.model_copy(update={"verdicts": [*d.verdicts, missing, warned]})
+    html = render(tmp_path, d)
+    plot = html[html.index('<svg xmlns="http://www.w3.org/2000/svg" class="chart forest-plot"') :]
+    plot = plot[: plot.index("</svg>")]
+    assert html.index("chart forest-plot") < html.index("<table", html.index("<h2>Gates</h2>"))
+    assert [c for c in ("status-pass", "status-missing", "status-warn") if c in plot] == [
+        "status-pass",
+        "status-missing",
+        "status-warn",
+    ]
+    assert plot.count('class="forest-row') == 3 and plot.count('class="limit"') == 3
+    assert "ttft_regression · benchmark.ttft_ms_p50: 1 [0.9, 1.05]; limit ≤ 1.1; pass" in plot
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; · live.error_rate: no value" in plot

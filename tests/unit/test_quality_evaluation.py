@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lockgate.evidence import Estimate, EvidenceSummary
+from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
 from lockgate.judge.evaluation import (
     Sample,
+    VersionScores,
     build_metrics,
     is_refusal,
     judge_requests,
@@ -18,7 +19,7 @@ from lockgate.judge.evaluation import (
     prompt_key,
     version_scores,
 )
-from lockgate.judge.report import histogram_svg, render_quality_report
+from lockgate.judge.report import histogram_svg, render_quality_report, score_distributions
 from lockgate.judge.rubrics import load_rubric
 from lockgate.judge.scoring import Judgment
 from lockgate.judge.summary import Example, QualitySummary, VersionInfo
@@ -213,3 +214,48 @@ def test_report_escapes_hostile_text_and_says_why_the_judge_is_not_used() -> Non
 
 def test_histogram_handles_empty_series() -> None:
     assert "no values" in histogram_svg({"champion": []}, 0, 1)
+
+
+def _score_series(version: str, shift: float) -> VersionScores:
+    vs = VersionScores(version=version)
+    for i in range(40):
+        key = f"k{i}"
+        vs.add("embedding_relevance", key, 0.3 + shift + (i % 10) / 50)
+        vs.add("judge_relevance", key, 2.0 + shift * 5 + (i % 5) / 2)
+        vs.add("judge_safety", key, 0.9)
+        vs.add("judge_tone", key, (i % 3) - shift)  # a custom rubric on a scale of its own
+        vs.add("refusal_rate", key, 0.0)  # a rate, not a score distribution
+    vs.add("embedding_grounding", "k0", 0.5)
+    return vs
+
+
+def test_quality_page_shows_each_score_distribution_per_version() -> None:
+    scores = {"challenger": _score_series("<script>v2", 0.2), "champion": _score_series("1", 0.0)}
+    quality = QualitySummary(
+        model_name="m", run_key="r", mode="traffic", challenger_version="<script>v2", champion_version="1",
+        window_start="2026-01-01", window_end="2026-01-02", judge_trusted=True,
+        untrusted_judge_metrics={"judge_tone": MetricEvidence()},
+    )  # fmt: skip
+    dists = score_distributions(scores, quality)
+    assert list(dists) == [
+        "embedding_relevance",
+        "embedding_grounding",
+        "judge_relevance",
+        "judge_safety",
+        "judge_tone (rubric without labelled items: not evidence)",
+    ]
+    assert (
+        set(dists["judge_relevance"]) == {"champion", "challenger"} and len(dists["judge_relevance"]["champion"]) == 40
+    )
+    untrusted = score_distributions(scores, quality.model_copy(update={"judge_trusted": False}))
+    assert "judge_relevance (failed calibration: not a quality signal)" in untrusted
+
+    summary = EvidenceSummary(kind="quality", model_name="m", created_at=datetime(2026, 1, 2, tzinfo=UTC))
+    html = render_quality_report(summary, quality, dists)
+    assert html.count('class="chart distribution"') == 5
+    assert html.count('class="series"') == 10  # two versions in each
+    assert "champion 1 (n=40)" in html and "challenger &lt;script&gt;v2 (n=40)" in html
+    assert "<script>" not in html
+    # the bins of a 1-5 judge score cover the scale, whatever the values
+    rel = html[html.index('aria-label="judge_relevance"') :]
+    assert ">1</text>" in rel[: rel.index("</svg>")] and ">5</text>" in rel[: rel.index("</svg>")]

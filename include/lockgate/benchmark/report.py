@@ -11,9 +11,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from lockgate.benchmark import svg
 from lockgate.benchmark.analysis import Analysis, CellResult
 from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
+from lockgate.reports import charts
 from lockgate.reports.html import Markup, badge, esc, fmt, key_values, page, section, table
 
 HEADLINE_ORDER = (
@@ -31,7 +31,7 @@ HEADLINE_ORDER = (
     "mbu_decode",
     "energy_mj_per_token",
 )
-ROLE_COLORS = {"challenger": svg.CHALLENGER_COLOR, "champion": svg.CHAMPION_COLOR}
+ROLE_COLORS = {"challenger": charts.CHALLENGER_COLOR, "champion": charts.CHAMPION_COLOR}
 
 
 def _est(e: Estimate | None) -> str:
@@ -75,11 +75,11 @@ def _cell_charts(cell: CellResult, roles: Sequence[str]) -> Markup:
         ("e2e_ms", "End-to-end"),
     ):
         groups = [
-            svg.BoxGroup(f"{role}", cell.per_role[role]["samples_ms"][key], ROLE_COLORS.get(role, svg.PALETTE[i]))
+            charts.BoxGroup(f"{role}", cell.per_role[role]["samples_ms"][key], ROLE_COLORS.get(role, charts.PALETTE[i]))
             for i, role in enumerate(roles)
             if role in cell.per_role
         ]
-        parts.append(svg.box_plot(f"{label} — {cell.config}, batch size {cell.batch_size}", groups, "ms"))
+        parts.append(charts.box_plot(f"{label} — {cell.config}, batch size {cell.batch_size}", groups, "ms"))
     return Markup("".join(parts))
 
 
@@ -99,14 +99,14 @@ def _throughput_charts(cells: Sequence[CellResult], roles: Sequence[str]) -> Mar
                     if c.config == config and role in c.per_role
                 ]
                 series.append(
-                    svg.Series(
+                    charts.Series(
                         f"{role} · {config}",
                         pts,
-                        ROLE_COLORS.get(role, svg.PALETTE[ri % len(svg.PALETTE)]),
+                        ROLE_COLORS.get(role, charts.PALETTE[ri % len(charts.PALETTE)]),
                         dashed=ci > 0,
                     )
                 )
-        out.append(svg.line_chart(title, series, "batch size", "tokens/s"))
+        out.append(charts.line_chart(title, series, "batch size", "tokens/s"))
     return Markup("".join(out))
 
 
@@ -295,7 +295,7 @@ def render_report(summary: EvidenceSummary, analysis: Analysis | None, run_key: 
             section(
                 "Workload",
                 key_values(pairs),
-                svg.histogram("Prompt lengths", wl.get("lengths", []), "tokens"),
+                charts.histogram("Prompt lengths", wl.get("lengths", []), "tokens"),
             )
         )
     models = d.get("models") or {}

@@ -50,6 +50,9 @@ class DriftAnalysis:
     timeout_rate: Rate | None = None
     version_rates: dict[str, dict[str, Rate]] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    classifier_scores: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = field(
+        default_factory=dict
+    )  # embedding column -> held-out classifier scores (reference, current)
 
     @property
     def drift_share(self) -> float | None:
@@ -253,6 +256,11 @@ def analyze(
     timings["statistics"] += time.perf_counter() - t0
     embeddings = embedded.embeddings
 
+    classifier_scores = {
+        name: o.held_out_scores
+        for name, o in outcomes.items()
+        if isinstance(o, ColumnTest) and o.held_out_scores is not None
+    }
     error_rate, timeout_rate, version_rates = _rates(current, confidence)
     return DriftAnalysis(
         columns=columns,
@@ -266,6 +274,7 @@ def analyze(
         timeout_rate=timeout_rate,
         version_rates=version_rates,
         timings_s=timings,
+        classifier_scores=classifier_scores,
     )
 
 

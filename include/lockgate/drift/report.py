@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from lockgate.drift.summary import ColumnDrift, DriftSummary, Rate, WindowSample
+from lockgate.drift.summary import ColumnDistribution, ColumnDrift, DriftSummary, Rate, WindowSample
+from lockgate.reports.charts import (
+    CHALLENGER_COLOR,
+    CHAMPION_COLOR,
+    CountSeries,
+    EffectRow,
+    category_bars,
+    effect_chart,
+    overlaid_histogram,
+)
 from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
 
 METHOD_NOTES = (
@@ -115,6 +124,76 @@ def _column_rows(columns: Iterable[ColumnDrift]) -> list[list[Any]]:
     return rows
 
 
+def _effect_row(c: ColumnDrift) -> EffectRow:
+    if not c.tested:
+        detail = f"not tested: {c.reason}"
+    else:
+        detail = (
+            f"{c.method} p={fmt(c.p_value, 3)}, BH-adjusted {fmt(c.p_adjusted, 3)} "
+            f"({'significant' if c.significant else 'not significant'}); "
+            f"{'drift' if c.drifted else 'no drift'}"
+        )
+    return EffectRow(
+        column=c.column,
+        effect=c.effect_size if c.tested else None,
+        min_effect=c.min_effect,
+        drifted=c.drifted,
+        significant=c.significant,
+        measure=c.effect_measure or "",
+        detail=detail,
+    )
+
+
+def effect_section(summary: DriftSummary) -> Markup:
+    """Every column's effect against its minimum: what decides a drift beside significance."""
+    return section(
+        "Effect against minimum",
+        effect_chart([_effect_row(c) for c in summary.columns]),
+        Markup(
+            '<p class="muted">A column drifts when its effect reaches its minimum (the dark tick) AND its '
+            "p-value is significant after Benjamini-Hochberg; hover a row for the test, p-value and adjusted "
+            "p-value. The columns table below has the same numbers.</p>"
+        ),
+    )
+
+
+def distribution_chart(d: ColumnDistribution) -> Markup:
+    """One drifted column: reference against current, as shares over shared bins or per category."""
+    series = [
+        CountSeries("reference", d.reference, CHAMPION_COLOR, d.reference_mean),
+        CountSeries("current", d.current, CHALLENGER_COLOR, d.current_mean),
+    ]
+    title = f"{d.column}: {d.label}"
+    if d.kind == "categorical":
+        chart = category_bars(title, d.categories, series)
+    else:
+        chart = overlaid_histogram(title, d.edges, series, note="dashed: the means")
+    note = Markup(f'<div class="muted">{esc(d.note)}</div>') if d.note else Markup("")
+    return Markup(f'<div class="chart-cell">{chart}{note}</div>')
+
+
+def distributions_section(summary: DriftSummary) -> Markup:
+    """Reference-vs-current distributions of the drifted columns (binned by the job: no rows in the page)."""
+    if not summary.drifted_columns:
+        return section("Drifted columns: reference vs current", "No column drifts.")
+    if not summary.distributions:
+        return section(
+            "Drifted columns: reference vs current",
+            "The distributions of the drifted columns were not recorded for this run.",
+        )
+    cells = "".join(distribution_chart(d) for d in summary.distributions)
+    return section(
+        "Drifted columns: reference vs current",
+        Markup(f'<div class="charts">{cells}</div>'),
+        Markup(
+            '<p class="muted">Shares of each window\'s values per bin (hover a bin for both shares and counts). '
+            "Text is compared through its descriptors (lengths, word counts, shares, flags); an embedding column "
+            "through the held-out scores of the classifier that tested it, which separate the windows as far as "
+            "the embeddings do.</p>"
+        ),
+    )
+
+
 def render_drift_page(
     summary: DriftSummary,
     *,
@@ -151,8 +230,10 @@ def render_drift_page(
     links += [link("summary.json", "evidence summary (summary.json)"), link("drift_summary.json", "drift_summary.json")]
     verdict_pairs.append(("files", Markup(" · ".join(links))))
 
-    sections = [
-        section("Verdict", key_values(verdict_pairs)),
+    sections = [section("Verdict", key_values(verdict_pairs))]
+    if summary.status == "ok":
+        sections += [effect_section(summary), distributions_section(summary)]
+    sections += [
         section(
             "Windows and samples",
             table(

@@ -55,6 +55,9 @@ class ColumnTest:
     n_current: int
     reference_summary: dict[str, float] = field(default_factory=dict)
     current_summary: dict[str, float] = field(default_factory=dict)
+    # Embeddings: the classifier's held-out scores (reference, current), the one-number view of a
+    # 384-dimensional column that the drift page can draw; not part of the result's identity.
+    held_out_scores: tuple[FloatArray, FloatArray] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,7 @@ def classifier_test(
         n_current=len(cur),
         reference_summary={"held_out": float(len(ref_eval))},
         current_summary={"held_out": float(len(cur_eval))},
+        held_out_scores=(np.asarray(s_ref, dtype=np.float64), np.asarray(s_cur, dtype=np.float64)),
     )
 
 

@@ -56,6 +56,26 @@ class ColumnDrift(_Model):
     evidently_value: float | None = Field(None, description="Evidently's value (same measure as effect_size).")
 
 
+class ColumnDistribution(_Model):
+    """One drifted column's values in both windows, binned for the page: counts, never rows.
+
+    Numeric columns (text columns through their descriptors: lengths, word counts, shares) have
+    shared bin `edges`; categorical ones `categories` (the rarest pooled as "other"); embedding
+    columns the held-out classifier scores their drift test computed, binned like a numeric column.
+    """
+
+    column: str
+    kind: Literal["numeric", "categorical", "embedding"]
+    label: str = Field(description="What the values are (the column's description, or the score's).")
+    edges: list[float] = Field(default_factory=list, description="Bin edges (numeric, embedding).")
+    categories: list[str] = Field(default_factory=list, description="Categories (categorical).")
+    reference: list[int] = Field(description="Counts per bin or category, reference window.")
+    current: list[int] = Field(description="Counts per bin or category, current window.")
+    reference_mean: float | None = None
+    current_mean: float | None = None
+    note: str | None = Field(None, description="How the bins were cut (values beyond them are in the end bins).")
+
+
 class WindowSample(_Model):
     """One window and how its rows were drawn."""
 
@@ -107,6 +127,9 @@ class DriftSummary(_Model):
     timings_s: dict[str, float] = Field(default_factory=dict)
     config: dict[str, Any] = Field(default_factory=dict)
     evidently_report: str | None = Field(None, description="File name of Evidently's HTML report, if written.")
+    distributions: list[ColumnDistribution] = Field(
+        default_factory=list, description="Binned reference and current values of each drifted column."
+    )
 
     @property
     def sample_sizes(self) -> dict[str, int]:

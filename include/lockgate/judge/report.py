@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
 from lockgate.judge.calibration import CalibrationResult
-from lockgate.judge.evaluation import METRIC_INFO
+from lockgate.judge.evaluation import METRIC_INFO, VersionScores, is_judge_score
 from lockgate.judge.summary import QualitySummary
+from lockgate.reports.charts import (
+    CHALLENGER_COLOR,
+    CHAMPION_COLOR,
+    CountSeries,
+    bin_counts,
+    overlaid_histogram,
+    shared_edges,
+)
 from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
 
-ROLE_COLOURS = {"challenger": "#d9480f", "champion": "#1c7ed6"}
+ROLE_COLOURS = {"challenger": CHALLENGER_COLOR, "champion": CHAMPION_COLOR}
+# The scale each kind of score lives on: the bins cover it even when a sample's values do not.
+UNIT_SPANS = {"cosine": (0.0, 1.0), "score 1-5": (1.0, 5.0), "share": (0.0, 1.0)}
+UNTRUSTED_NOTE = " (failed calibration: not a quality signal)"
+UNCALIBRATED_NOTE = " (rubric without labelled items: not evidence)"
 
 
 def _est(e: Estimate | None) -> str:
@@ -97,40 +110,67 @@ def provenance_block(cal: CalibrationResult) -> Markup:
 
 
 def histogram_svg(
-    series: Mapping[str, Sequence[float]], low: float, high: float, bins: int = 20, width: int = 520, height: int = 140
+    series: Mapping[str, Sequence[float]],
+    low: float,
+    high: float,
+    bins: int = 20,
+    *,
+    title: str = "",
+    versions: Mapping[str, str | None] | None = None,
+    width: int = 440,
 ) -> Markup:
-    """Overlaid histograms (share of each series per bin) as inline SVG; only numbers go in."""
-    if not any(series.values()) or high <= low:
-        return Markup('<p class="muted">no values</p>')
-    step = (high - low) / bins
-    shares: dict[str, list[float]] = {}
+    """Each version's values over shared bins, as shares (the versions' sample sizes differ), means dashed.
+
+    `low`/`high`: the score's scale, which the bins cover at least; `versions`: role -> version, for the legend.
+    """
+    edges = shared_edges([list(v) for v in series.values()], bins, span=(low, high))
+    if not edges:
+        return Markup(f'<p class="muted">{esc(title) + ": " if title else ""}no values</p>')
+    counts = []
     for role, values in series.items():
-        counts = [0] * bins
-        for v in values:
-            i = min(bins - 1, max(0, int((v - low) / step)))
-            counts[i] += 1
-        total = max(1, len(values))
-        shares[role] = [c / total for c in counts]
-    top = max(max(s) for s in shares.values()) or 1.0
-    bar_w = width / bins
-    parts = [f'<svg width="{width}" height="{height + 18}" role="img" xmlns="http://www.w3.org/2000/svg">']
-    for k, (role, sh) in enumerate(shares.items()):
-        colour = ROLE_COLOURS.get(role, "#555")
-        for i, v in enumerate(sh):
-            h = v / top * height
-            x = i * bar_w + (bar_w / 2) * k
-            parts.append(
-                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{bar_w / 2 - 1:.1f}" height="{h:.1f}" '
-                f'fill="{colour}" opacity="0.8"></rect>'
-            )
-    parts.append(f'<text x="0" y="{height + 14}" font-size="11">{low:.2f}</text>')
-    parts.append(f'<text x="{width - 30}" y="{height + 14}" font-size="11">{high:.2f}</text>')
-    parts.append("</svg>")
-    legend = " ".join(
-        f'<span style="color:{ROLE_COLOURS.get(r, "#555")}">&#9632;</span> {esc(r)} (n={len(v)})'
-        for r, v in series.items()
-    )
-    return Markup("".join(parts) + f'<div class="muted">{legend}</div>')
+        version = (versions or {}).get(role)
+        finite = [v for v in values if math.isfinite(v)]
+        mean = sum(finite) / len(finite) if finite else None
+        label = f"{role} {version}" if version else role
+        counts.append(CountSeries(label, bin_counts(values, edges), ROLE_COLOURS.get(role, "#555"), mean))
+    return overlaid_histogram(title, edges, counts, note="dashed: the means", width=width)
+
+
+def score_distributions(
+    scores: Mapping[str, VersionScores], quality: QualitySummary
+) -> dict[str, dict[str, list[float]]]:
+    """Per score (MiniLM relevance and grounding, each judge rubric present), each version's values.
+
+    A judge score kept out of the evidence says so in its title: shown for transparency, not as quality.
+    """
+    present: list[str] = []
+    for vs in scores.values():
+        present += [m for m in vs.values if m not in present and (m.startswith("embedding_") or is_judge_score(m))]
+    order = list(METRIC_INFO)
+    present.sort(key=lambda m: (order.index(m) if m in order else len(order), m))
+    out: dict[str, dict[str, list[float]]] = {}
+    for metric in present:
+        series = {
+            role: list(scores[role].series(metric).values())
+            for role in ("champion", "challenger")
+            if role in scores and scores[role].series(metric)
+        }
+        if not series:
+            continue
+        title = metric
+        if is_judge_score(metric) and not quality.judge_trusted:
+            title += UNTRUSTED_NOTE
+        elif metric in quality.untrusted_judge_metrics:
+            title += UNCALIBRATED_NOTE
+        out[title] = series
+    return out
+
+
+def _span(title: str) -> tuple[float, float]:
+    metric = title.split(" ", 1)[0]
+    unit = METRIC_INFO.get(metric, (None, ""))[0]
+    # a custom rubric's scale is not known here: its values alone set the bins
+    return UNIT_SPANS.get(unit or "", (math.inf, -math.inf))
 
 
 def _text(value: str | None, limit: int = 600) -> Markup:
@@ -250,14 +290,24 @@ def render_quality_report(
         if quality.untrusted_judge_metrics
         else Markup("")
     )
+    versions = {"challenger": quality.challenger_version, "champion": quality.champion_version}
+    cells = "".join(
+        f'<div class="chart-cell">{histogram_svg(series, *_span(metric), title=metric, versions=versions)}</div>'
+        for metric, series in distributions.items()
+    )
     dist_parts: list[Markup] = []
-    for metric, series in distributions.items():
-        low, high = (-0.2, 1.0) if metric.startswith("embedding") else (1.0, 5.0)  # cosine / 1-5 scale
-        dist_parts.append(Markup(f"<h3>{esc(metric)}</h3>"))
-        dist_parts.append(histogram_svg(series, low, high))
+    if cells:
+        dist_parts += [
+            Markup(f'<div class="charts">{cells}</div>'),
+            Markup(
+                '<p class="muted">Each version\'s answered samples: the share of them per bin (hover a bin for '
+                "shares and counts), dashed lines at the means. MiniLM scores are cosines; judge scores are expected "
+                "scores on the rubric's scale (1-5), or probabilities for two-label rubrics.</p>"
+            ),
+        ]
     if evidently_href:
         dist_parts.append(Markup(f"<p>{link(evidently_href, 'Evidently descriptor report')}</p>"))
-    distributions_html = section("Distributions", *dist_parts) if dist_parts else Markup("")
+    distributions_html = section("Score distributions per version", *dist_parts) if dist_parts else Markup("")
 
     example_rows = [
         [

@@ -14,6 +14,7 @@ from pathlib import Path
 from lockgate.policy.model import Decision, GateVerdict
 from lockgate.registry import tags as T
 from lockgate.registry.audit import AuditEntry, DecisionRow
+from lockgate.reports.charts import ForestRow, ForestStatus, forest_plot
 from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
 
 PAGE_NAME = "index.html"
@@ -154,6 +155,30 @@ def _code(text: str) -> Markup:
     return Markup(f"<pre>{esc(text)}</pre>")
 
 
+def forest_row(v: GateVerdict) -> ForestRow:
+    """A verdict as a row of the forest plot: a warn gate that did not pass is `warn`, not `fail`,
+    because it never blocks; a missing verdict stays `missing` whatever the action."""
+    status: ForestStatus = "warn" if v.action == "warn" and v.status == "fail" else v.status
+    detail = [f"passes when {_rule(v)}"]
+    if v.confidence is not None and v.ci_low is not None:
+        detail.append(f"{v.confidence:.0%} interval")
+    if v.compared is not None:
+        detail.append(f"compared {fmt(v.compared)}")
+    detail.append(f"{v.action}: {v.reason}")
+    return ForestRow(
+        label=v.gate,
+        metric=v.metric,
+        comparison=v.comparison,
+        status=status,
+        direction=v.direction,
+        limit=v.limit,
+        value=v.value,
+        ci_low=v.ci_low,
+        ci_high=v.ci_high,
+        detail="; ".join(detail),
+    )
+
+
 def gates_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Markup:
     rows = []
     for v in decision.verdicts:
@@ -192,7 +217,8 @@ def gates_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Mark
         "rolled back only on evidence of harm). Missing or stale evidence never passes a gate; warn gates "
         "never block."
     )
-    return section("Gates", table(head, rows, numeric=(4, 7)), Markup(f'<p class="muted">{esc(note)}</p>'))
+    plot = forest_plot([forest_row(v) for v in decision.verdicts]) if decision.verdicts else Markup("")
+    return section("Gates", plot, table(head, rows, numeric=(4, 7)), Markup(f'<p class="muted">{esc(note)}</p>'))
 
 
 def evidence_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Markup:

@@ -33,6 +33,7 @@ code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 pre{background:#f0f4f8;padding:10px;border-radius:6px;white-space:pre-wrap;word-break:break-word}
 .muted{color:#616e7c;font-size:12px}.kv td:first-child{width:260px;color:#52606d}
 .text{max-width:520px;white-space:pre-wrap;word-break:break-word}
+.charts{display:flex;flex-wrap:wrap;gap:12px 24px}svg.chart{max-width:100%;height:auto}
 """
 
 
