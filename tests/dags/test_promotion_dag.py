@@ -154,6 +154,8 @@ def test_all_gates_pass_awaits_approval(dag, model):
     assert report is not None and tags[T.DECISION_REPORT].startswith("http")
     html = report.read_text()
     assert "lockgate.approval=approved" in html and f"lockgate approve {model.name} {model.v2}" in html
+    # Beside the approval instructions: MLflow's own "Promote model" bypasses the gates.
+    assert "Promote model" in html and "outside lockgate" in html
     entry = find_report("lockgate_promotion", dr.run_id, engine=state_engine(model.world["state_url"]))
     assert entry is not None and entry.kind == "decision" and entry.path == str(report)
     assert [d.action for d in model.decisions()] == ["await_approval"]

@@ -276,6 +276,12 @@ def approval_section(decision: Decision, approvers: Sequence[str]) -> Markup | N
             '<p class="muted">An approval counts only from a listed approver, and only for the evidence above: '
             "new evidence asks again. Lockgate moves the champion alias on its next check.</p>"
         ),
+        Markup(
+            f'<p class="warn"><strong>Do not move the <code>{esc(T.CHAMPION)}</code> alias by hand.</strong> '
+            "MLflow's own &ldquo;Promote model&rdquo; button, or setting the alias in its UI or API, bypasses "
+            "every gate and approval on this page; the next promotion run records such a move in the audit "
+            "trail as &ldquo;outside lockgate&rdquo;.</p>"
+        ),
     ]
     return section("Approve", *parts)
 

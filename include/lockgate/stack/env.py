@@ -28,6 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lockgate.errors import ConfigError
+from lockgate.jobs import QUIET_PROGRESS_ENV
 from lockgate.settings import PROJECT_ROOT, Settings
 
 logger = logging.getLogger(__name__)
@@ -379,6 +380,8 @@ def stack_overrides(
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # No progress bars in task logs (Airflow shows stderr as ERROR lines): lockgate.jobs sets them too.
+        **QUIET_PROGRESS_ENV,
         "DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         # The MLflow job runner pulls ~1.2 GB of extra processes we do not use.
