@@ -365,6 +365,8 @@ def charts_for(data: HistoryData) -> list[ChartSpec]:
 
 
 def _judge_unit(points: Sequence[Point]) -> str:
+    # The quality job names the unit ("score 1-5", "share", a custom rubric's own); a rubric whose
+    # scale changed within the period has no single one.
     units = {p.unit for p in points if p.unit}
     return units.pop() if len(units) == 1 else "score"
 
