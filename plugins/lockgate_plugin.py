@@ -133,7 +133,7 @@ def history(model: str | None = None, days: str | None = None) -> HTMLResponse:
     allowed = ", ".join(map(str, PERIOD_DAYS))
     if days is None or days == "":
         period = HISTORY_DEFAULT_DAYS
-    elif days.isdigit() and int(days) in PERIOD_DAYS:
+    elif days in {str(d) for d in PERIOD_DAYS}:
         period = int(days)
     else:
         body = h.section("Bad period", f"days must be one of {allowed}, not {days!r}.")

@@ -150,7 +150,7 @@ def test_history_page_per_model_linked_from_the_index(authed: TestClient) -> Non
 
 
 def test_history_rejects_a_bad_period_and_names_an_unknown_model(authed: TestClient, plugin) -> None:  # noqa: ANN001
-    for days in ("8", "abc", "-7", "30.0", "1e9"):
+    for days in ("8", "abc", "-7", "30.0", "1e9", "０7", "07"):
         r = authed.get("/history", params={"model": "lockgate-demo", "days": days})
         assert r.status_code == 400 and "days must be one of 7, 30, 90" in r.text, days
     hostile = "<script>alert(1)</script>"

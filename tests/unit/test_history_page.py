@@ -93,6 +93,7 @@ def test_one_svg_per_chart_with_markers_hover_titles_and_tables() -> None:
     assert "#1c7ed6" in html and "#d9480f" in html and ">champion</text>" in html and ">challenger</text>" in html
     # Units on the axes; the drift table lists the drifted columns and an insufficient run.
     assert ">ms</text>" in html and ">share of tested columns</text>" in html and "time (UTC)" in html
+    assert "run drift-2 · drifted: prompt_embedding</title>" in html and "run drift-0 · drifted: none</title>" in html
     assert "<code>prompt_embedding</code>" in html and "insufficient_data" in html and "too few usable rows" in html
     # An uncalibrated judge is shown, as not evidence.
     assert "challenger (uncalibrated)" in html and ">score 1-5</text>" in html and "no: judge not calibrated" in html

@@ -8,7 +8,7 @@ under it, so the page needs neither JavaScript nor the network; every text from 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from lockgate.reports import html as h
@@ -44,14 +44,16 @@ def _interval(p: Point) -> str:
     return f" [{fmt_value(p.ci_low)}, {fmt_value(p.ci_high)}]{level}"
 
 
-def _point_title(spec: ChartSpec, p: Point) -> str:
+def _point_title(spec: ChartSpec, p: Point, note: str = "") -> str:
     who = p.role if p.version is None else f"{p.role} {p.version}"
     n = f" · n={p.n}" if p.n is not None else ""
     trust = " · not evidence (judge not calibrated)" if not p.trusted else ""
-    return f"{who} · {_when(p.at)} · {fmt_value(p.value)} {spec.unit}{_interval(p)}{n} · run {p.run_key}{trust}"
+    extra = f" · {note}" if note else ""
+    return f"{who} · {_when(p.at)} · {fmt_value(p.value)} {spec.unit}{_interval(p)}{n} · run {p.run_key}{trust}{extra}"
 
 
-def _series(spec: ChartSpec, points: Sequence[Point]) -> list[TsSeries]:
+def _series(spec: ChartSpec, points: Sequence[Point], notes: Mapping[str, str] | None = None) -> list[TsSeries]:
+    """`notes`: a line per run key for the hover text (a drift run's drifted columns)."""
     out = []
     for role in spec.roles:
         for trusted in (True, False):
@@ -67,7 +69,7 @@ def _series(spec: ChartSpec, points: Sequence[Point]) -> list[TsSeries]:
                         TsPoint(
                             at=p.at,
                             value=p.value,
-                            title=_point_title(spec, p),
+                            title=_point_title(spec, p, (notes or {}).get(p.run_key, "")),
                             low=p.ci_low,
                             high=p.ci_high,
                             group=f"v{p.version}" if p.version else None,
@@ -189,7 +191,12 @@ def _chart_section(
             )
         )
     if points:
-        parts.append(time_series_chart(spec.title, spec.unit, _series(spec, points), marks, *domain))
+        notes = {
+            r.run_key: "drifted: " + (", ".join(r.drifted_columns) or "none")
+            for r in data.runs
+            if r.kind == spec.kind and r.drifted_columns is not None
+        }
+        parts.append(time_series_chart(spec.title, spec.unit, _series(spec, points, notes), marks, *domain))
     else:
         parts.append(h.Markup(f"<p>No {h.esc(spec.kind)} evidence of this metric in the last {data.days} days.</p>"))
     if spec.kind == "drift":
