@@ -1,16 +1,18 @@
-"""The "Lockgate" menu in the Airflow UI: an index of reports, each served behind Airflow's login.
+"""The "Lockgate" menu in the Airflow UI: an index of reports and a history page per model, behind Airflow's login.
 
 A plugin's FastAPI app is public unless its routes depend on Airflow's user
 dependency, so every route of the reports app requires `get_user` (a bearer token or the UI's
 `_token` cookie). The one exception is MLflow's registry webhook (`/lockgate-hooks/mlflow`, see
-lockgate.registry.webhook_receiver): MLflow cannot log in, so it is trusted only when signed. Files are served only from LOCKGATE_REPORTS_DIR, resolved and
-checked to stay inside it.
+lockgate.registry.webhook_receiver): MLflow cannot log in, so it is trusted only when signed.
+Files are served only from LOCKGATE_REPORTS_DIR, resolved and checked to stay inside it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from urllib.parse import quote
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode
 
 from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
@@ -18,6 +20,9 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from lockgate.registry.webhook_receiver import app as webhook_app
+
+if TYPE_CHECKING:
+    from lockgate.reports.html import Markup
 
 PREFIX = "/lockgate"
 SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml"}
@@ -68,6 +73,7 @@ def index(kind: str | None = None, model: str | None = None) -> str:
     filters = h.Markup(
         " · ".join([str(h.link(f"{PREFIX}/", "all"))] + [str(h.link(f"{PREFIX}/?kind={k}", k)) for k in kinds])
     )
+    history = h.section("History per model", _history_links())
     body = h.section(
         "Reports",
         h.Markup(f"<p>{filters}</p>"),
@@ -78,7 +84,79 @@ def index(kind: str | None = None, model: str | None = None) -> str:
         if rows
         else h.Markup("<p>No reports yet: trigger a lockgate DAG.</p>"),
     )
-    return h.page("Lockgate reports", f"{len(entries)} reports", body)
+    return h.page("Lockgate reports", f"{len(entries)} reports", history, body)
+
+
+def _history_href(model: str, days: int | None = None) -> str:
+    query = {"model": model} if days is None else {"model": model, "days": str(days)}
+    return f"{PREFIX}/history?{urlencode(query)}"
+
+
+def _watched_models() -> tuple[list[str], str | None]:
+    """The models the policy watches, and why the policy could not be read (None when it could)."""
+    from lockgate.errors import LockgateError
+    from lockgate.settings import load_policy
+
+    try:
+        return [m.name for m in load_policy().models], None
+    except LockgateError as exc:
+        return [], f"The policy could not be read ({exc}): only models with recorded evidence are listed."
+
+
+def _history_links() -> Markup:
+    from lockgate.reports import html as h
+    from lockgate.reports.history import history_models, state_engine
+
+    watched, problem = _watched_models()
+    engine = state_engine()
+    try:
+        models = sorted(set(watched) | set(history_models(engine)))
+    finally:
+        engine.dispose()
+    note = h.Markup(f"<p class='muted'>{h.esc(problem)}</p>") if problem else h.Markup("")
+    if not models:
+        return h.Markup(f"{note}<p>No model yet: the policy watches none and lockgate has recorded none.</p>")
+    items = "".join(f"<li>{h.link(_history_href(m), m)}</li>" for m in models)
+    return h.Markup(
+        f"{note}<p>Benchmark and production latency, drift, quality and error rates over time, with the decisions "
+        f"and alias moves marked:</p><ul>{items}</ul>"
+    )
+
+
+HISTORY_DEFAULT_DAYS = 30
+
+
+@app.get("/history", response_class=HTMLResponse)
+def history(model: str | None = None, days: str | None = None) -> HTMLResponse:
+    """`?model=<name>&days=7|30|90`: the model's history page; without a model, the list of models."""
+    from lockgate.reports import html as h
+    from lockgate.reports.history import PERIOD_DAYS, history_series, period_start, state_engine
+    from lockgate.reports.history_page import render_history_page
+
+    allowed = ", ".join(map(str, PERIOD_DAYS))
+    if days is None or days == "":
+        period = HISTORY_DEFAULT_DAYS
+    elif days in {str(d) for d in PERIOD_DAYS}:
+        period = int(days)
+    else:
+        body = h.section("Bad period", f"days must be one of {allowed}, not {days!r}.")
+        return HTMLResponse(h.page("Lockgate history", "bad request", body), status_code=400)
+    if model is None or not model.strip():
+        body = h.section("History per model", _history_links())
+        return HTMLResponse(h.page("Lockgate history", "choose a model", body))
+    engine = state_engine()
+    try:
+        data = history_series(engine, model, period_start(period))
+    finally:
+        engine.dispose()
+    if not data.known_model and model in _watched_models()[0]:
+        data = replace(data, known_model=True)  # watched, nothing recorded yet: "no evidence", not "unknown"
+    page = render_history_page(
+        data,
+        period_href=lambda d: _history_href(model, d),
+        report_href=_href,
+    )
+    return HTMLResponse(page, status_code=200 if data.known_model else 404)
 
 
 @app.get("/runs/{dag_id}/{run_id:path}", response_model=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ def _client() -> Any:
 def test_benchmark_publishes_evidence_the_gates_use(env: dict[str, Any]) -> None:
     from lockgate.jobs.benchmark import asset_extra, run_benchmark
     from lockgate.policy.gates import assess_evidence, evaluate_gate
+    from lockgate.reports.history import history_series, state_engine
     from lockgate.reports.index import list_reports
 
     policy = _policy()
@@ -133,6 +135,15 @@ def test_benchmark_publishes_evidence_the_gates_use(env: dict[str, Any]) -> None
     )
     assert sorted(r.info.run_id for r in active) == sorted(again.mlflow_run_ids.values())
     assert len([e for e in list_reports(kind="benchmark", model_name=MODEL) if e.run_key == "run-1"]) == 1
+
+    # The history page's rows: this run's estimates per version, once, the rerun's values.
+    history = history_series(state_engine(), MODEL, again.created_at - timedelta(days=1))
+    ttft = [(p.role, p.version, p.value) for p in history.points[("benchmark", "ttft_ms_p50")] if p.run_key == "run-1"]
+    assert sorted(ttft) == [
+        ("challenger", env["challenger"], again.metrics["ttft_ms_p50"].challenger.value),
+        ("champion", env["champion"], again.metrics["ttft_ms_p50"].champion.value),
+    ]
+    assert [r.run_key for r in history.runs].count("run-1") == 1
 
 
 def _error(summary: Any, *fragments: str) -> None:

@@ -234,6 +234,14 @@ def test_outputs_files_mlflow_and_index(drift_run, env) -> None:
 
     entries = [e for e in list_reports(kind="drift", model_name="drift-m") if e.run_key == "drift-run"]
     assert len(entries) == 1 and entries[0].path == drift_run.report_path and entries[0].status == "warn"
+    # The history page's rows: the run with its drifted columns, and its drift share.
+    from lockgate.reports.history import history_series, state_engine
+
+    history = history_series(state_engine(), "drift-m", drift_run.created_at - timedelta(days=1))
+    (run,) = [r for r in history.runs if r.run_key == "drift-run"]
+    assert run.drifted_columns == tuple(drift.drifted_columns) and run.drifted_columns
+    share = [p.value for p in history.points[("drift", "drift_share")] if p.run_key == "drift-run"]
+    assert share == [pytest.approx(drift.drift_share)]
 
 
 def test_healthy_canary_window_is_not_flagged(healthy_run) -> None:

@@ -1,4 +1,4 @@
-"""The Lockgate plugin's routes: index, report files, DAG-run links, traversal, and auth."""
+"""The Lockgate plugin's routes: index, report files, DAG-run links, history pages, traversal, and auth."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def _write_report(kind: str, run_id: str, title: str) -> Path:
 
 def test_requests_without_a_token_are_refused(plugin) -> None:  # noqa: ANN001
     client = TestClient(plugin.app)
-    for path in ("/", "/api/reports", "/reports/drift/x/report.html", "/runs/lockgate_drift/r1"):
+    for path in ("/", "/api/reports", "/reports/drift/x/report.html", "/runs/lockgate_drift/r1", "/history?model=m"):
         assert client.get(path).status_code in (401, 403), path
 
 
@@ -101,3 +101,63 @@ def test_plugin_registers_menu_and_run_view(plugin) -> None:  # noqa: ANN001
     assert views["lockgate"]["destination"] == "nav"
     assert views["lockgate_run_report"]["destination"] == "dag_run"
     assert "{DAG_ID}" in views["lockgate_run_report"]["href"] and "{RUN_ID}" in views["lockgate_run_report"]["href"]
+
+
+def _seed_history(model: str) -> None:
+    """Two evidence runs of every kind and a promotion, in the state database the plugin reads."""
+    from datetime import UTC, datetime, timedelta
+
+    from lockgate.policy.model import Decision
+    from lockgate.registry.audit import AuditEntry, record_audit, record_decision, state_engine
+    from lockgate.registry.testing import passing_evidence
+    from lockgate.reports.history import record_evidence
+
+    now = datetime.now(UTC)
+    for i, at in enumerate((now - timedelta(days=3), now - timedelta(hours=2))):
+        for kind, summary in passing_evidence(model, "2", "1", at, ttft_ratio=1.0 + i / 10).items():
+            record_evidence(summary, f"{kind}-{i}")
+    engine = state_engine()
+    decision = Decision(
+        model_name=model, action="promote", champion="1", challenger="2", target="2", evidence_hash="e" * 16,
+        policy_hash="p" * 16, decided_at=now - timedelta(hours=1), run_key="promote-1", outcome="moved",
+    )  # fmt: skip
+    with engine.begin() as conn:
+        record_decision(conn, decision)
+        record_audit(
+            conn,
+            AuditEntry(model_name=model, kind="alias_move", actor="lockgate", alias="champion", from_version="1",
+                       to_version="2", at=now - timedelta(hours=1), dedupe_key=f"{model}-move"),
+        )  # fmt: skip
+    engine.dispose()
+
+
+def test_history_page_per_model_linked_from_the_index(authed: TestClient) -> None:
+    _seed_history("lockgate-demo")
+    index = authed.get("/")
+    assert index.status_code == 200 and 'href="/lockgate/history?model=lockgate-demo"' in index.text
+    page = authed.get("/history", params={"model": "lockgate-demo", "days": "7"})
+    assert page.status_code == 200
+    assert "History of lockgate-demo" in page.text and "<strong>last 7 days</strong>" in page.text
+    for chart in ("benchmark-ttft", "live-ttft", "drift-share", "quality-relevance"):
+        assert f"id='{chart}'" in page.text
+    assert page.text.count("<svg") >= 4
+    assert ">promote 2</text>" in page.text and ">champion 1→2</text>" in page.text
+    assert 'href="/lockgate/history?model=lockgate-demo&amp;days=90"' in page.text
+    # 30 days is the default period; without a model the page lists the models.
+    assert "<strong>last 30 days</strong>" in authed.get("/history?model=lockgate-demo").text
+    listing = authed.get("/history")
+    assert listing.status_code == 200 and 'href="/lockgate/history?model=lockgate-demo"' in listing.text
+
+
+def test_history_rejects_a_bad_period_and_names_an_unknown_model(authed: TestClient, plugin) -> None:  # noqa: ANN001
+    for days in ("8", "abc", "-7", "30.0", "1e9", "０7", "07"):
+        r = authed.get("/history", params={"model": "lockgate-demo", "days": days})
+        assert r.status_code == 400 and "days must be one of 7, 30, 90" in r.text, days
+    hostile = "<script>alert(1)</script>"
+    r = authed.get("/history", params={"model": hostile})
+    assert r.status_code == 404 and "Unknown model" in r.text
+    assert "<script>" not in r.text and "&lt;script&gt;" in r.text
+    # A model the policy watches with nothing recorded yet has no evidence, it is not unknown.
+    watched = plugin._watched_models()[0][0]
+    r = authed.get("/history", params={"model": watched, "days": "7"})
+    assert r.status_code == 200 and "No evidence in the last 7 days" in r.text

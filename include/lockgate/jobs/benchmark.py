@@ -402,6 +402,7 @@ def _publish(
 ) -> EvidenceSummary:
     """MLflow runs, report, summary, latest copy and index entry."""
     from lockgate.benchmark.report import render_report
+    from lockgate.reports.history import record_evidence
     from lockgate.reports.index import ReportEntry, record_report
 
     report_path = out_dir / REPORT_FILE
@@ -434,6 +435,7 @@ def _publish(
             created_at=summary.created_at,
         )
     )
+    record_evidence(summary, run_key)  # every run, a backfill too: the history page reads these rows
     return summary
 
 

@@ -349,6 +349,7 @@ def run_drift(
     from lockgate.logs.db import make_engine
     from lockgate.logs.redaction import Redactor
     from lockgate.logs.sampling import sample_inference_logs
+    from lockgate.reports.history import record_evidence
     from lockgate.reports.index import ReportEntry, record_report
     from lockgate.settings import resolve_logs_db_url
 
@@ -495,6 +496,7 @@ def run_drift(
             created_at=created_at,
         )
     )
+    record_evidence(evidence, run_key)  # every run, a backfill too: the history page reads these rows
     log.info(
         "drift %s done in %.1f s: %s, share %s, drifted %s; report %s",
         model_name,

@@ -348,6 +348,7 @@ def run_live(
     """Run the production evidence job for one watched model and publish its summary (see the module doc)."""
     from lockgate.jobs.drift import registry_context
     from lockgate.live.report import render_live_page
+    from lockgate.reports.history import record_evidence
     from lockgate.reports.index import ReportEntry, record_report
 
     started = time.perf_counter()
@@ -449,6 +450,7 @@ def run_live(
             created_at=evidence.created_at,
         )
     )
+    record_evidence(evidence, run_key)  # every run, a backfill too: the history page reads these rows
     log.info(
         "live %s done in %.1f s: %s; %s; report %s",
         model_name,

@@ -710,6 +710,7 @@ def _write_outputs(
     judgments: Mapping[str, Any] | None = None,
 ) -> EvidenceSummary:
     from lockgate.judge.report import render_quality_report, score_distributions
+    from lockgate.reports.history import record_evidence
     from lockgate.reports.index import ReportEntry, record_report
 
     run_dir = Path(plan.run_dir)
@@ -764,6 +765,7 @@ def _write_outputs(
             created_at=summary.created_at,
         )
     )
+    record_evidence(summary, plan.run_key)  # every run, a backfill too: the history page reads these rows
     log.info("quality report %s; summary %s (latest %s)", report_path, run_dir / "summary.json", latest)
     return summary
 
