@@ -7,9 +7,11 @@
 # trigger `lockgate_promotion`. It waits for a decision on the challenger, prints every DAG run with
 # its run type (none is `manual`) and `lockgate status support-bot`, then stops the stack.
 #
-#   bash docs/examples/unattended.sh            # about 10-20 minutes on 2 cores
+#   bash docs/examples/unattended.sh            # about 5 minutes on 2 cores (a decision ~3 min after the challenger)
 #
-# Its own LOCKGATE_HOME, ports 8095/5095 and, without LOCKGATE_LOGS_DB_URL, embedded SQLite logs.
+# Its own LOCKGATE_HOME and ports 8095/5095; the inference logs go where `lockgate up` puts them
+# (LOCKGATE_LOGS_DB_URL, else airflow_settings.yaml's `lockgate_logs` connection: the `lockgate`
+# database of the local PostgreSQL when it answers, else embedded SQLite).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN="$PWD/.venv/bin"
