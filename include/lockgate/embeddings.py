@@ -21,6 +21,8 @@ from contextlib import AbstractContextManager, closing, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lockgate.progress import count_progress
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -111,6 +113,11 @@ def get_model() -> Any:
     return _model
 
 
+# Texts per encode call: large enough to keep MiniLM's length-sorted batches full, small enough that
+# a cold window of thousands of texts reports progress every few seconds on a CPU.
+PROGRESS_CHUNK = 1024
+
+
 def embed_texts(texts: list[str], batch_size: int = 32) -> np.ndarray:
     """Embed texts into an (n x 384) float32 array of L2-normalised rows.
 
@@ -145,18 +152,26 @@ def _encode(texts: list[str], batch_size: int) -> np.ndarray:
     # Scoped: the thread count is process-wide, other torch work in the process keeps its own.
     previous = torch.get_num_threads()
     torch.set_num_threads(_threads())
+    parts: list[np.ndarray] = []
     try:
         with _autocast(str(model.device)):
-            vectors = model.encode(
-                texts,
-                batch_size=batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
+            # In chunks, so a long encoding reports its count as it goes (instead of a progress
+            # bar on stderr, which Airflow's task log shows as ERROR lines).
+            for start in range(0, len(texts), PROGRESS_CHUNK):
+                chunk = texts[start : start + PROGRESS_CHUNK]
+                vectors = model.encode(
+                    chunk,
+                    batch_size=batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
+                parts.append(np.asarray(vectors, dtype=np.float32))
+                if len(texts) > PROGRESS_CHUNK:
+                    count_progress("MiniLM: texts encoded", start + len(chunk), len(texts))
     finally:
         torch.set_num_threads(previous)
-    return np.asarray(vectors, dtype=np.float32)
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def bf16_autocast_helps(device: str) -> bool:

@@ -304,12 +304,23 @@ def test_evidently_own_html_is_unsafe_and_ours_is_not(tmp_path) -> None:
     assert _data_block(ours)["widgets"]
 
 
-def test_rerun_of_a_run_key_replaces_its_outputs(env) -> None:
+def test_rerun_of_a_run_key_replaces_its_outputs(env, caplog) -> None:
+    import logging
+
     from mlflow import MlflowClient
 
     from lockgate.reports.index import list_reports
 
-    first = run_drift("healthy-m", data_interval=CURRENT, run_key="again", embed=fake_embed)
+    with caplog.at_level(logging.INFO, logger="lockgate.progress"):
+        first = run_drift("healthy-m", data_interval=CURRENT, run_key="again", embed=fake_embed)
+    # Each step is said as it ends (`lockgate run` and the task log show these lines).
+    said = [r.getMessage() for r in caplog.records if r.name == "lockgate.progress"]
+    assert [m.split(":")[0] for m in said] == [f"drift healthy-m step {i}/5" for i in range(1, 6)], said
+    assert (
+        "sampled: reference" in said[1]
+        and "compared: ok" in said[2]
+        and said[4].startswith("drift healthy-m step 5/5: done in")
+    )
     second = run_drift("healthy-m", data_interval=CURRENT, run_key="again", embed=fake_embed)
     assert first.mlflow_run_ids == second.mlflow_run_ids
     assert first.metrics == second.metrics  # deterministic sampling and tests

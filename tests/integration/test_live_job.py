@@ -247,9 +247,15 @@ def test_collapsed_champion_without_a_rollback_target_holds_with_an_alert(runs) 
     assert "no rollback target" in text and "relevance" in text
 
 
-def test_latest_summary_is_published_and_not_replaced_by_an_older_window(env, runs) -> None:
+def test_latest_summary_is_published_and_not_replaced_by_an_older_window(env, runs, caplog) -> None:
     latest = latest_summary_path(env / "reports", "live", "healthy")
     assert read_summary(latest).window_end == CURRENT[1]
     older = (CURRENT[0] - timedelta(days=2), CURRENT[1] - timedelta(days=2))
-    run_live("healthy", data_interval=older, run_key="backfill", embed_relevance=False)
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="lockgate.progress"):
+        run_live("healthy", data_interval=older, run_key="backfill", embed_relevance=False)
+    said = [r.getMessage() for r in caplog.records if r.name == "lockgate.progress"]
+    assert [m.split(":")[0] for m in said] == [f"live healthy step {i}/4" for i in range(1, 5)], said
+    assert said[1].startswith("live healthy step 2/4: read: champion")
     assert read_summary(latest).window_end == CURRENT[1]

@@ -45,18 +45,6 @@ SUMMARY_FILE = "summary.json"
 HEADLINE_EXTRA = ("ttft_ms_p50", "tpot_ms_p50", "e2e_ms_p50", "decode_tokens_per_s", "peak_memory_mb")
 
 
-class _Steps:
-    """`benchmark step x/N: ...` lines in the task log."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-
-    def __call__(self, label: str) -> None:
-        self.done = min(self.done + 1, self.total)
-        log.info("benchmark step %d/%d: %s", self.done, self.total, label)
-
-
 def default_run_key() -> str:
     return f"manual__{datetime.now(UTC):%Y%m%dT%H%M%S}"
 
@@ -188,7 +176,9 @@ def run_benchmark(
             created_at=created_at,
         )
         return _publish(summary, None, out_dir, run_key, [], None, settings.reports_dir)
-    steps = _Steps(8 + cfg.repetitions)
+    from lockgate.progress import JobSteps
+
+    steps = JobSteps("benchmark", model_name, 8 + cfg.repetitions)
     details: dict[str, Any] = {**base_details, "config": cfg.model_dump(mode="json")}
 
     from mlflow import MlflowClient

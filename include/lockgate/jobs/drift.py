@@ -387,15 +387,14 @@ def run_drift(
         except InsufficientDataError as exc:
             reference_resolved, reference_problem = None, str(exc)
     run_key = run_key or default_run_key(current_resolved.window)
-    log.info(
-        "drift %s run %s: reference %s (%s), current %s (%s), %d rows per window",
-        model_name,
-        run_key,
-        reference_resolved.window if reference_resolved else "unresolved",
-        reference_resolved.mode if reference_resolved else watched.windows.reference.mode,
-        current_resolved.window,
-        current_resolved.mode,
-        n,
+    from lockgate.progress import JobSteps
+
+    steps = JobSteps("drift", model_name, 5)
+    reference_text = reference_resolved.window if reference_resolved else "unresolved"
+    reference_mode = reference_resolved.mode if reference_resolved else watched.windows.reference.mode
+    steps(
+        f"run {run_key}: reference {reference_text} ({reference_mode}), current {current_resolved.window} "
+        f"({current_resolved.mode}), {n} rows per window"
     )
 
     engine = make_engine(resolve_logs_db_url(settings))
@@ -413,14 +412,10 @@ def run_drift(
     timings["sampling"] = time.perf_counter() - t0
     reference_ws = _window_sample("reference", reference_resolved, watched.windows.reference.mode, ref_sample)
     current_ws = _window_sample("current", current_resolved, current_resolved.mode, cur_sample)
-    log.info(
-        "rows sampled: reference %d usable of %d in window (%d quarantined), current %d usable of %d (%d quarantined)",
-        reference_ws.usable,
-        reference_ws.window_rows,
-        sum(reference_ws.quarantined.values()),
-        current_ws.usable,
-        current_ws.window_rows,
-        sum(current_ws.quarantined.values()),
+    steps(
+        f"sampled: reference {reference_ws.usable} usable of {reference_ws.window_rows} in window "
+        f"({sum(reference_ws.quarantined.values())} quarantined), current {current_ws.usable} usable of "
+        f"{current_ws.window_rows} ({sum(current_ws.quarantined.values())} quarantined)"
     )
 
     out_dir = report_dir("drift", model_name, run_key, settings.reports_dir)
@@ -449,6 +444,10 @@ def run_drift(
             out_dir,
             embed=embed,
         )
+    steps(
+        f"compared: {drift.status}"
+        + (f", {len(drift.drifted_columns)} of {drift.n_tested} columns drift" if drift.status == "ok" else "")
+    )
     if drift.evidently_report is None and (out_dir / EVIDENTLY_FILE).exists():
         (out_dir / EVIDENTLY_FILE).unlink()  # a previous run of this key must not show a report this run did not make
 
@@ -472,6 +471,7 @@ def run_drift(
     log_to_mlflow(client, mlflow_run, out_dir, drift, evidence.content_hash)
     if promote_latest(summary_path, latest_summary_path(settings.reports_dir, "drift", model_name), evidence):
         export_evidence(evidence)  # only evidence that became the latest is current
+    steps(f"report and summary written, MLflow run {mlflow_run} logged")
 
     if drift.status != "ok":
         status, title = "insufficient_data", f"Drift {model_name}: insufficient data"
@@ -497,14 +497,9 @@ def run_drift(
         )
     )
     record_evidence(evidence, run_key)  # every run, a backfill too: the history page reads these rows
-    log.info(
-        "drift %s done in %.1f s: %s, share %s, drifted %s; report %s",
-        model_name,
-        time.perf_counter() - started,
-        drift.status,
-        drift.drift_share,
-        drift.drifted_columns,
-        report_path,
+    steps(
+        f"done in {time.perf_counter() - started:.1f} s: {drift.status}, share {drift.drift_share}, "
+        f"drifted {drift.drifted_columns}; report {report_path}"
     )
     return evidence
 

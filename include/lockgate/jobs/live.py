@@ -358,6 +358,13 @@ def run_live(
     registry = registry_context(model_name)
     current = resolve_current(watched.windows.current, data_interval, now or datetime.now(UTC))
     run_key = run_key or f"manual__{current.window.start:%Y%m%dT%H%M%S}__{current.window.end:%Y%m%dT%H%M%S}"
+    from lockgate.progress import JobSteps
+
+    steps = JobSteps("live", model_name, 4)
+    steps(
+        f"run {run_key}: window {current.window}, champion {registry.champion_version}, "
+        f"challenger {registry.challenger_version or '-'}"
+    )
     inputs = read_inputs(
         model_name,
         registry.champion_version,
@@ -367,7 +374,10 @@ def run_live(
         policy,
         embed_relevance=embed_relevance,
     )
+    read = [g for g in (inputs.champion, inputs.challenger, inputs.baseline_group) if g is not None]
+    steps("read: " + ", ".join(f"{g.label} {g.requests} requests ({len(g.sample)} sampled)" for g in read))
     canary, baseline, problems = evaluate(inputs, policy, model_name)
+    steps("compared: " + ("complete" if not problems else "; ".join(f"{k}: {v}" for k, v in problems.items())))
     confidence = policy.statistics.confidence
     metrics = build_metrics(canary, baseline, confidence)
     canary_requests = inputs.challenger.requests if inputs.challenger is not None else 0
@@ -451,14 +461,7 @@ def run_live(
         )
     )
     record_evidence(evidence, run_key)  # every run, a backfill too: the history page reads these rows
-    log.info(
-        "live %s done in %.1f s: %s; %s; report %s",
-        model_name,
-        time.perf_counter() - started,
-        status,
-        problems or "complete",
-        report_path,
-    )
+    steps(f"done in {time.perf_counter() - started:.1f} s: {status}; report {report_path}")
     return evidence
 
 
