@@ -100,15 +100,40 @@ class AirflowClient:
         deadline = time.monotonic() + timeout
         state = "queued"
         seen: dict[str, str] = {}
+        reported: dict[str, int] = {}
         while time.monotonic() < deadline:
             state = self.run_state(dag_id, run_id)
             if progress is not None:
-                for line in task_state_changes(self.task_instances(dag_id, run_id), seen):
+                instances = self.task_instances(dag_id, run_id)
+                for line in task_state_changes(instances, seen):
+                    progress(line)
+                for line in self._job_progress(dag_id, run_id, instances, reported):
                     progress(line)
             if state in TERMINAL:
                 return state
             time.sleep(poll)
         raise LockgateError(f"{dag_id} run {run_id} still {state} after {timeout:.0f} s")
+
+    def _job_progress(
+        self, dag_id: str, run_id: str, instances: list[dict[str, Any]], reported: dict[str, int]
+    ) -> list[str]:
+        """The job's own progress lines (lockgate.progress) that running tasks logged since the last poll."""
+        lines: list[str] = []
+        for ti in instances:
+            if ti.get("state") != "running":
+                continue
+            name = task_name(ti)
+            task_path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti.get('task_id')}"
+            path = f"{task_path}/logs/{ti.get('try_number') or 1}"
+            try:
+                data = self.request("GET", path, params={"map_index": ti.get("map_index", -1)})
+            except LockgateError:
+                continue  # a log not served yet: the next poll tries again
+            events = progress_events((data or {}).get("content") or [])
+            key = f"{name}#{ti.get('try_number')}"
+            lines += [f"  {name}: {event}" for event in events[reported.get(key, 0) :]]
+            reported[key] = len(events)
+        return lines
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         data = self.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
@@ -135,6 +160,27 @@ class AirflowClient:
         return run_id, state
 
 
+PROGRESS_LOGGER = "lockgate.progress"
+
+
+def progress_events(content: list[Any]) -> list[str]:
+    """The lockgate.progress messages of a task log as Airflow's log API returns it (structured or raw lines)."""
+    events: list[str] = []
+    for entry in content:
+        if isinstance(entry, dict):
+            if entry.get("logger") == PROGRESS_LOGGER and entry.get("event"):
+                events.append(str(entry["event"]))
+        elif isinstance(entry, str) and PROGRESS_LOGGER in entry:
+            events.append(entry.strip())
+    return events
+
+
+def task_name(ti: dict[str, Any]) -> str:
+    """`drift_report[1]` for a mapped instance, the task id otherwise."""
+    index = ti.get("map_index", -1)
+    return f"{ti.get('task_id')}[{index}]" if index is not None and index >= 0 else str(ti.get("task_id"))
+
+
 def task_state_changes(task_instances: list[dict[str, Any]], seen: dict[str, str]) -> list[str]:
     """Lines for the task instances whose state changed since `seen` (updated in place), in start order.
 
@@ -143,8 +189,7 @@ def task_state_changes(task_instances: list[dict[str, Any]], seen: dict[str, str
     lines = []
     ordered = sorted(task_instances, key=lambda t: (t.get("start_date") or "~", t.get("task_id") or ""))
     for ti in ordered:
-        index = ti.get("map_index", -1)
-        name = f"{ti.get('task_id')}[{index}]" if index is not None and index >= 0 else str(ti.get("task_id"))
+        name = task_name(ti)
         state = ti.get("state")
         if not state or seen.get(name) == state:
             continue
