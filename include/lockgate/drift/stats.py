@@ -165,18 +165,13 @@ def _clean_labels(values: Sequence[object]) -> list[str]:
 
 
 def jensen_shannon(reference: Mapping[str, int], current: Mapping[str, int]) -> float:
-    """Jensen-Shannon distance (natural log) of two category count tables."""
+    """Jensen-Shannon distance (natural log) of two category count tables (scipy's)."""
+    from scipy.spatial.distance import jensenshannon
+
     keys = sorted(set(reference) | set(current))
     p = np.array([reference.get(k, 0) for k in keys], dtype=np.float64)
     q = np.array([current.get(k, 0) for k in keys], dtype=np.float64)
-    p, q = p / p.sum(), q / q.sum()
-    m = (p + q) / 2
-
-    def kl(a: FloatArray) -> float:
-        mask = a > 0
-        return float(np.sum(a[mask] * np.log(a[mask] / m[mask])))
-
-    return math.sqrt(max(0.0, (kl(p) + kl(q)) / 2))
+    return float(jensenshannon(p, q))
 
 
 def _pool_rare(table: FloatArray) -> FloatArray:
@@ -291,24 +286,19 @@ def classifier_test(
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (q-values), in the input order.
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order (scipy's `false_discovery_control`).
 
     A hypothesis is rejected at false discovery rate alpha exactly when its adjusted
     p-value is <= alpha (the step-up procedure).
     """
-    m = len(p_values)
-    if m == 0:
+    from scipy.stats import false_discovery_control
+
+    if len(p_values) == 0:
         return []
     p = np.asarray(p_values, dtype=np.float64)
     if np.any(np.isnan(p)) or np.any((p < 0) | (p > 1)):
         raise ValueError("p-values must be numbers in [0, 1]")
-    order = np.argsort(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    # Step-up: each adjusted value is the minimum over all larger ranks.
-    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return [float(v) for v in out]
+    return [float(v) for v in false_discovery_control(p, method="bh")]
 
 
 def decide(results: Mapping[str, ColumnTest], fdr_alpha: float, min_effects: Mapping[str, float]) -> DriftDecision:
@@ -336,19 +326,13 @@ def decide(results: Mapping[str, ColumnTest], fdr_alpha: float, min_effects: Map
 
 
 def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson score interval of a proportion (sensible at 0 and at small n)."""
-    from scipy import stats
+    """Wilson score interval of a proportion (sensible at 0 and at small n; statsmodels')."""
+    from statsmodels.stats.proportion import proportion_confint
 
     if n <= 0:
         raise ValueError("n must be positive")
     if not 0 <= successes <= n:
         raise ValueError(f"successes must be in [0, n], got {successes} of {n}")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    phat = successes / n
-    denom = 1 + z * z / n
-    centre = (phat + z * z / (2 * n)) / denom
-    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    lo, hi = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
     # At 0 or n successes the bound is exactly 0 or 1; rounding would leave 1e-17.
-    lo = 0.0 if successes == 0 else max(0.0, centre - half)
-    hi = 1.0 if successes == n else min(1.0, centre + half)
-    return lo, hi
+    return (0.0 if successes == 0 else max(0.0, float(lo))), (1.0 if successes == n else min(1.0, float(hi)))

@@ -228,17 +228,14 @@ def difference_interval(pa: float, da: FloatArray, pb: float, db: FloatArray, co
 
 
 def wilson(successes: float, n: float, confidence: float) -> tuple[float, float]:
-    """Wilson score interval of a proportion; `n` may be an effective (non-integer) size."""
+    """Wilson score interval of a proportion (statsmodels'); `n` may be an effective (non-integer) size."""
+    from statsmodels.stats.proportion import proportion_confint
+
     if n <= 0:
         return math.nan, math.nan
-    z = z_value(confidence)
     p = min(1.0, max(0.0, successes / n))
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if p <= 0 else max(0.0, centre - half)
-    hi = 1.0 if p >= 1 else min(1.0, centre + half)
-    return lo, hi
+    lo, hi = proportion_confint(p * n, n, alpha=1 - confidence, method="wilson")
+    return (0.0 if p <= 0 else max(0.0, float(lo))), (1.0 if p >= 1 else min(1.0, float(hi)))
 
 
 @dataclass(frozen=True)
@@ -270,7 +267,11 @@ def standardized_rate(
 
 
 def newcombe_difference(a: Rate, b: Rate) -> tuple[float, float, float]:
-    """Newcombe's hybrid score interval of a - b from the two Wilson intervals (method 10)."""
+    """Newcombe's hybrid score interval of a - b from the two Wilson intervals (method 10).
+
+    Ours, not statsmodels' `confint_proportions_2indep(method="newcomb")`: that one takes raw counts,
+    while these rates are standardised over prompt-length strata and come with effective sizes.
+    """
     d = a.value - b.value
     if not all(math.isfinite(x) for x in (a.value, a.low, a.high, b.value, b.low, b.high)):
         return d, math.nan, math.nan
