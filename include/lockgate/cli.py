@@ -146,7 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
         "lockgate.judge.commands:cmd_calibrate",
         "Run the policy's judge on a calibration set; print who labelled it and the agreement (exit 1: failed).",
     )
-    calibrate.add_argument("--set", default=None, help="JSONL set (default: the policy's quality.calibration_set)")
+    calibrate.add_argument(
+        "--set",
+        default=None,
+        help="a JSONL set, or mlflow:NAME for an MLflow evaluation dataset (default: the policy's "
+        "quality.calibration_set)",
+    )
     calibrate.add_argument("--rubrics", nargs="+", default=None, help="default: the policy's quality.rubrics")
     calibrate.add_argument("--json", action="store_true", help="print the result as JSON")
     export = _add(
@@ -164,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--end", default=None, help="ISO time (default: now)")
     export.add_argument("--days", type=float, default=7)
     export.add_argument("--force", action="store_true", help="replace an existing set")
+
+    push = _add(
+        judge_sub,
+        "push-set",
+        "lockgate.judge.commands:cmd_push_set",
+        "Copy a labelled JSONL set and its manifest to an MLflow evaluation dataset (then: mlflow:NAME).",
+    )
+    push.add_argument("--set", required=True, help="the JSONL set (its NAME.meta.yaml beside it)")
+    push.add_argument("--name", required=True, help="the MLflow dataset's name (must be new)")
 
     # registry
     approve = _add(sub, "approve", "lockgate.registry.commands:cmd_approve", "Approve (or reject) a model version.")

@@ -555,7 +555,8 @@ class QualityConfig(_Strict):
     calibration_set: str | None = Field(
         None,
         description="Labelled JSONL the judge is calibrated on, with its `<name>.meta.yaml` manifest "
-        "(labellers, method); a bare name picks a packaged set. Default: the packaged example set "
+        "(labellers, method); a bare name picks a packaged set; `mlflow:<name>` an MLflow evaluation dataset "
+        "(lockgate.judge.calibration.load_mlflow_calibration_set). Default: the packaged example set "
         "`example_v1` (written and labelled by one lockgate engineer).",
     )
     replay_when_no_traffic: bool = True

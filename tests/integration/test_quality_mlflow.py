@@ -87,3 +87,67 @@ def test_quality_run_logs_traces_with_judge_assessments(
         assert by_name["safety"].feedback.value in (0.0, 1.0)
     notes = summary.details["quality"]["notes"]
     assert any("12 sampled requests" in n and run_id in n for n in notes)
+
+
+def test_a_calibration_set_kept_as_an_mlflow_evaluation_dataset(
+    mlflow_server: str, lockgate_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lockgate judge push-set` copies a two-labeller JSONL set to an MLflow evaluation dataset;
+    `mlflow:NAME` reads it back (items, labellers, provenance) and calibrates on it like the file."""
+    from lockgate.errors import ConfigError
+    from lockgate.judge.calibration import calibrate, load_calibration_set, push_calibration_set
+    from lockgate.judge.scoring import JudgeRequest, Judgment
+    from lockgate.settings import QualityConfig, StatisticsConfig
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    rows = [
+        {
+            "id": f"r{n:02d}",
+            "rubric": "relevance",
+            "prompt": f"question {n}",
+            "response": f"answer {n}",
+            "labels": {"alice": 1 + n % 5, "bob": (1 + n % 5) if n >= 4 else 5 - n % 5},
+        }
+        for n in range(20)
+    ] + [{"id": "todo", "rubric": "relevance", "prompt": "q", "response": "a", "labels": {}}]
+    path = lockgate_env / "support_v1.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    path.with_name("support_v1.meta.yaml").write_text(
+        "name: support_v1\ndescription: Rated support answers.\nlabels_from: people\n"
+        "method: Two support agents labelled each answer independently.\n"
+        "labellers:\n  - id: alice\n    description: support agent\n  - id: bob\n"
+    )
+    from_file = load_calibration_set(path)
+    push_calibration_set(path, "support-calibration-v1")
+    with pytest.raises(ConfigError, match="exists"):
+        push_calibration_set(path, "support-calibration-v1")  # labels are never merged silently
+
+    from_mlflow = load_calibration_set("mlflow:support-calibration-v1")
+    assert from_mlflow.location == "mlflow:support-calibration-v1" and from_mlflow.path is None
+    assert [i.model_dump() for i in from_mlflow.items] == [i.model_dump() for i in from_file.items]
+    assert from_mlflow.manifest.labels_from == "people"
+    assert [lab.id for lab in from_mlflow.manifest.labellers] == ["alice", "bob"]
+    assert from_mlflow.manifest.method == from_file.manifest.method
+    assert load_calibration_set("mlflow:support-calibration-v1").hash == from_mlflow.hash  # stable
+
+    truth = {i.id: i.score for i in from_mlflow.items}
+
+    def judge(requests: list[JudgeRequest]) -> list[Judgment]:
+        return [Judgment(r.item_id, r.rubric.id, score=round(truth[r.item_id])) for r in requests]
+
+    config = QualityConfig(calibration_set="mlflow:support-calibration-v1")
+    result = calibrate(
+        judge,
+        judge="openai:http://x/v1:m",
+        description="d",
+        rubrics=["relevance"],
+        config=config,
+        statistics=StatisticsConfig(bootstrap_resamples=200),
+        redact=lambda text: text,
+    )
+    assert result.set_path == "mlflow:support-calibration-v1" and result.set_name == "support-calibration-v1"
+    assert result.n_items == 20 and result.passed
+    (pair,) = result.labeller_agreement
+    assert (pair.a, pair.b, pair.n) == ("alice", "bob", 20)
+    with pytest.raises(ConfigError, match="no MLflow evaluation dataset named 'nope'"):
+        load_calibration_set("mlflow:nope")

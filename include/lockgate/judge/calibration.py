@@ -115,11 +115,12 @@ class CalibrationItem(BaseModel):
 
 @dataclass(frozen=True)
 class CalibrationSet:
-    path: Path
+    path: Path | None  # the JSONL file; None for a set kept as an MLflow evaluation dataset
     manifest: CalibrationManifest
     items: list[CalibrationItem]
     unlabelled: int
     hash: str
+    location: str = ""  # where it was read: the file, or `mlflow:<dataset name>`
 
 
 class RubricAgreement(BaseModel):
@@ -237,56 +238,197 @@ def _set_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def load_calibration_set(path: str | Path | None = None, rubrics_dir: str | Path | None = None) -> CalibrationSet:
-    """Read and validate a set and its manifest; a bad line raises `ConfigError` naming it.
+MLFLOW_PREFIX = "mlflow:"
+# Tags of an MLflow evaluation dataset that make it a calibration set (its manifest).
+DATASET_TAGS = {
+    "description": "lockgate.description",
+    "labels_from": "lockgate.labels_from",
+    "method": "lockgate.method",
+    "labellers": "lockgate.labellers",
+}
 
-    `path`: a JSONL file or a packaged set's name (default: the packaged example set).
+
+def load_calibration_set(path: str | Path | None = None, rubrics_dir: str | Path | None = None) -> CalibrationSet:
+    """Read and validate a set and its manifest; a bad item raises `ConfigError` naming it.
+
+    `path`: a JSONL file, a packaged set's name (default: the packaged example set), or
+    `mlflow:<name>`, an MLflow evaluation dataset (see `load_mlflow_calibration_set`).
     Items nobody has labelled yet are counted and left out.
     """
+    if str(path or "").startswith(MLFLOW_PREFIX):
+        return load_mlflow_calibration_set(str(path)[len(MLFLOW_PREFIX) :], rubrics_dir=rubrics_dir)
     p = resolve_set_path(path)
     try:
         lines = p.read_text().splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read calibration set: {exc.strerror}", source=str(p)) from None
     manifest = load_manifest(p)
+    entries = [(f"line {number}", line) for number, line in enumerate(lines, start=1) if line.strip()]
+    items, unlabelled = _validated_items(entries, manifest, rubrics_dir, str(p), manifest_path(p).name)
+    return CalibrationSet(
+        path=p, manifest=manifest, items=items, unlabelled=unlabelled, hash=_set_hash(p), location=str(p)
+    )
+
+
+def _validated_items(
+    entries: Sequence[tuple[str, str | dict[str, Any]]],
+    manifest: CalibrationManifest,
+    rubrics_dir: str | Path | None,
+    source: str,
+    manifest_name: str,
+) -> tuple[list[CalibrationItem], int]:
+    """The labelled items of a set (each entry: where it is, its JSON text or object), and how many are unlabelled."""
     declared = {lab.id for lab in manifest.labellers}
     items: list[CalibrationItem] = []
     unlabelled = 0
     rubrics: dict[str, Rubric] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for where_item, raw in entries:
         try:
-            item = CalibrationItem.model_validate_json(line)
+            item = (
+                CalibrationItem.model_validate_json(raw)
+                if isinstance(raw, str)
+                else CalibrationItem.model_validate(raw)
+            )
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(x) for x in err["loc"]) or "<line>"
-            raise ConfigError(f"line {number}: {where}: {err['msg']}", source=str(p)) from None
+            where = ".".join(str(x) for x in err["loc"]) or "<item>"
+            raise ConfigError(f"{where_item}: {where}: {err['msg']}", source=source) from None
         if item.rubric not in rubrics:
             rubrics[item.rubric] = load_rubric(item.rubric, rubrics_dir=rubrics_dir)
         rubric = rubrics[item.rubric]
         if rubric.kind == "pairwise":
-            raise ConfigError(f"line {number}: pairwise is calibrated on relevance items", source=str(p))
+            raise ConfigError(f"{where_item}: pairwise is calibrated on relevance items", source=source)
         unknown = sorted(set(item.labels) - declared)
         if unknown:
-            raise ConfigError(
-                f"line {number}: labellers {unknown} are not declared in {manifest_path(p).name}", source=str(p)
-            )
+            raise ConfigError(f"{where_item}: labellers {unknown} are not declared in {manifest_name}", source=source)
         for who, score in item.labels.items():
             if score not in rubric.values:
-                raise ConfigError(f"line {number}: {who}'s score {score} is not one of {rubric.values}", source=str(p))
+                raise ConfigError(f"{where_item}: {who}'s score {score} is not one of {rubric.values}", source=source)
         if rubric.needs_context and not item.context:
-            raise ConfigError(f"line {number}: rubric {item.rubric} needs a context", source=str(p))
+            raise ConfigError(f"{where_item}: rubric {item.rubric} needs a context", source=source)
         if not item.labelled:
             unlabelled += 1
             continue
         items.append(item)
     ids = [i.id for i in items]
     if len(set(ids)) != len(ids):
-        raise ConfigError("calibration item ids must be unique", source=str(p))
+        raise ConfigError("calibration item ids must be unique", source=source)
     if not items:
-        raise ConfigError("the calibration set has no labelled item yet", source=str(p))
-    return CalibrationSet(path=p, manifest=manifest, items=items, unlabelled=unlabelled, hash=_set_hash(p))
+        raise ConfigError("the calibration set has no labelled item yet", source=source)
+    return items, unlabelled
+
+
+def load_mlflow_calibration_set(name: str, rubrics_dir: str | Path | None = None) -> CalibrationSet:
+    """A calibration set kept as an MLflow evaluation dataset (`mlflow.genai.datasets`).
+
+    Each record: `inputs` = {prompt, response, context?}, `expectations` = {rubric, labels:
+    {labeller: score}, id?, note?}. The dataset's tags are its manifest: `lockgate.description`,
+    `lockgate.labels_from` (`people` or `lockgate_project`), `lockgate.method`, `lockgate.labellers`
+    (a JSON list of ids or of {id, description}). `lockgate judge push-set` writes one from a JSONL set.
+    """
+    from mlflow.genai.datasets import get_dataset
+
+    from lockgate.registry.client import configure_mlflow
+
+    source = MLFLOW_PREFIX + name
+    if not name.strip():
+        raise ConfigError("name the MLflow dataset after `mlflow:`", key="quality.calibration_set")
+    configure_mlflow()
+    try:
+        dataset = get_dataset(name=name)
+    except Exception as exc:  # noqa: BLE001 - MLflow says "not found" in several exception types
+        raise ConfigError(f"no MLflow evaluation dataset named {name!r}: {exc}", source=source) from None
+    tags = dict(dataset.tags or {})
+    missing = [key for key in DATASET_TAGS.values() if key not in tags]
+    if missing:
+        raise ConfigError(
+            f"the dataset's tags lack {missing}: a calibration set declares its description, labels_from, "
+            "method and labellers (`lockgate judge push-set` writes them)",
+            source=source,
+        )
+    try:
+        labellers = json.loads(tags[DATASET_TAGS["labellers"]])
+    except ValueError:
+        raise ConfigError(f"tag {DATASET_TAGS['labellers']} is not a JSON list", source=source) from None
+    try:
+        manifest = CalibrationManifest.model_validate(
+            {
+                "name": name,
+                "description": tags[DATASET_TAGS["description"]],
+                "labels_from": tags[DATASET_TAGS["labels_from"]],
+                "method": tags[DATASET_TAGS["method"]],
+                "labellers": [{"id": lab} if isinstance(lab, str) else lab for lab in labellers or []],
+            }
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "<root>"
+        raise ConfigError(f"dataset tags: {where}: {err['msg']}", key=where, source=source) from None
+    frame = dataset.to_df()
+    entries: list[tuple[str, str | dict[str, Any]]] = []
+    for _, record in frame.iterrows():
+        record_id = str(record.get("dataset_record_id") or record.get("record_id") or len(entries) + 1)
+        inputs = record.get("inputs") or {}
+        expectations = record.get("expectations") or {}
+        item = {
+            "id": str(expectations.get("id") or record_id),
+            "rubric": expectations.get("rubric"),
+            "prompt": inputs.get("prompt"),
+            "response": inputs.get("response"),
+            "context": inputs.get("context"),
+            "labels": expectations.get("labels") or {},
+            "note": expectations.get("note"),
+        }
+        entries.append((f"record {record_id}", {k: v for k, v in item.items() if v is not None}))
+    # Records come back in no fixed order: sort by item id, so the hash and the judging order are stable.
+    entries.sort(key=lambda e: str(e[1]["id"]) if isinstance(e[1], dict) else "")
+    items, unlabelled = _validated_items(entries, manifest, rubrics_dir, source, "the dataset's tags")
+    canonical = json.dumps(
+        {"manifest": manifest.model_dump(mode="json"), "items": [i.model_dump(mode="json") for i in items]},
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return CalibrationSet(
+        path=None, manifest=manifest, items=items, unlabelled=unlabelled, hash=digest, location=source
+    )
+
+
+def push_calibration_set(path: str | Path, name: str, experiment: str = "lockgate/calibration") -> str:
+    """Write a JSONL set (labelled items only) and its manifest to an MLflow evaluation dataset; returns its id.
+
+    Refuses a name already taken: a calibration set's labels are not silently merged.
+    """
+    from mlflow.genai.datasets import create_dataset, search_datasets
+
+    from lockgate.registry.client import configure_mlflow, ensure_experiment
+
+    cset = load_calibration_set(path)
+    configure_mlflow()
+    if any(d.name == name for d in search_datasets(filter_string=f"name = '{name}'")):
+        raise ConfigError(f"an MLflow dataset named {name!r} exists: pick another name", key="--name")
+    manifest = cset.manifest
+    dataset = create_dataset(
+        name=name,
+        experiment_id=ensure_experiment(experiment),
+        tags={
+            DATASET_TAGS["description"]: manifest.description,
+            DATASET_TAGS["labels_from"]: manifest.labels_from,
+            DATASET_TAGS["method"]: manifest.method,
+            DATASET_TAGS["labellers"]: json.dumps([lab.model_dump() for lab in manifest.labellers]),
+            "lockgate.pushed_from": cset.location,
+        },
+    )
+    records = []
+    for item in cset.items:
+        inputs = {"prompt": item.prompt, "response": item.response}
+        if item.context is not None:
+            inputs["context"] = item.context
+        expectations: dict[str, Any] = {"id": item.id, "rubric": item.rubric, "labels": dict(item.labels)}
+        if item.note:
+            expectations["note"] = item.note
+        records.append({"inputs": inputs, "expectations": expectations})
+    dataset.merge_records(records)
+    return str(dataset.dataset_id)
 
 
 def labeller_agreement(
@@ -399,7 +541,7 @@ def evaluate_agreement(
     return CalibrationResult(
         judge=judge,
         description=description,
-        set_path=str(cset.path),
+        set_path=cset.location or str(cset.path),
         set_hash=cset.hash,
         set_name=manifest.name,
         set_description=manifest.description,

@@ -206,3 +206,17 @@ def cmd_export_feedback(args: argparse.Namespace) -> int:
     if len(items) < args.size:
         print(f"  fewer than the {args.size} asked: the window holds no more rated, answered rows")
     return 0
+
+
+def cmd_push_set(args: argparse.Namespace) -> int:
+    """Copy a labelled JSONL set to an MLflow evaluation dataset that `quality.calibration_set: mlflow:NAME` names."""
+    from lockgate.judge.calibration import MLFLOW_PREFIX, load_calibration_set, push_calibration_set
+
+    dataset_id = push_calibration_set(args.set, args.name)
+    pushed = load_calibration_set(MLFLOW_PREFIX + args.name)
+    print(
+        f"MLflow evaluation dataset {args.name} ({dataset_id}): {len(pushed.items)} labelled items, labellers "
+        f"{', '.join(lab.id for lab in pushed.manifest.labellers) or '-'} ({pushed.manifest.labels_from}); "
+        f"use it with quality.calibration_set: {MLFLOW_PREFIX}{args.name}"
+    )
+    return 0
