@@ -83,19 +83,15 @@ def lockgate_drift() -> None:
         data_interval_end: pendulum.DateTime | None = None,
         outlet_events=None,
     ) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from lockgate.errors import ConfigError, EvidenceError
         from lockgate.jobs.drift import DAG_ID, run_from_params
+        from lockgate.task_edge import task_errors
 
         interval = (data_interval_start, data_interval_end) if data_interval_start and data_interval_end else None
-        try:
+        # Bad Params or policy fail at once; unreachable services are retried (lockgate.task_edge).
+        with task_errors():
             extra = run_from_params(
                 {**(params or {}), "model": model}, data_interval=interval, dag_id=DAG_ID, run_id=run_id
             )
-        except (ConfigError, EvidenceError) as exc:
-            # Bad Params or policy: retrying cannot help. Unreachable services propagate and retry.
-            raise AirflowFailException(str(exc)) from exc
         outlet_events[DRIFT].extra = extra
         return extra
 

@@ -61,20 +61,14 @@ def lockgate_live() -> None:
         dag_run=None,
         outlet_events=None,
     ) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from lockgate.errors import LockgateError, ServiceUnavailableError
         from lockgate.jobs.live import DAG_ID, run_from_params
+        from lockgate.task_edge import task_errors
 
         # Manual and asset-triggered runs may have no data interval: the run's own time ends the window.
         end = data_interval_end or dag_run.run_after
         start = data_interval_start or end
-        try:
+        with task_errors():
             extra = run_from_params({"model": model}, data_interval=(start, end), dag_id=DAG_ID, run_id=run_id)
-        except ServiceUnavailableError:
-            raise  # a database that is down: Airflow retries
-        except LockgateError as exc:
-            raise AirflowFailException(f"[{exc.code}] {exc}") from exc
         outlet_events[LIVE].extra = extra
         return extra
 

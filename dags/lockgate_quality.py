@@ -90,33 +90,40 @@ def lockgate_quality() -> None:
         dag_run=None,
     ) -> dict:
         from lockgate.jobs.quality import DAG_ID, QualityParams, plan_quality
+        from lockgate.task_edge import task_errors
 
-        p = QualityParams.from_params({**(params or {}), "model": model})
         # Manual and asset-triggered runs may have no data interval: the run's own time ends the window.
         end = data_interval_end or dag_run.run_after
         start = data_interval_start or end
-        return plan_quality(
-            p.model,
-            p.versions,
-            p.sample_size,
-            p.rubrics,
-            run_key=run_id,
-            dag_id=DAG_ID,
-            run_id=run_id,
-            data_interval=(start, end),
-        ).model_dump(mode="json")
+        with task_errors():
+            p = QualityParams.from_params({**(params or {}), "model": model})
+            planned = plan_quality(
+                p.model,
+                p.versions,
+                p.sample_size,
+                p.rubrics,
+                run_key=run_id,
+                dag_id=DAG_ID,
+                run_id=run_id,
+                data_interval=(start, end),
+            )
+        return planned.model_dump(mode="json")
 
     @task(pool="gpu", queue="gpu")
     def replay(plan: dict) -> str | None:
         from lockgate.jobs.quality import QualityPlan, replay_challenger
+        from lockgate.task_edge import task_errors
 
-        return replay_challenger(QualityPlan.model_validate(plan))
+        with task_errors():
+            return replay_challenger(QualityPlan.model_validate(plan))
 
     @task(outlets=[QUALITY])
     def judge(plan: dict, replay_path: str | None, outlet_events=None) -> dict:
         from lockgate.jobs.quality import QualityPlan, headline, judge_quality
+        from lockgate.task_edge import task_errors
 
-        summary = judge_quality(QualityPlan.model_validate(plan), replay_path)
+        with task_errors():
+            summary = judge_quality(QualityPlan.model_validate(plan), replay_path)
         extra = headline(summary)
         outlet_events[QUALITY].extra = extra
         return extra

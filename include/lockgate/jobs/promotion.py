@@ -319,18 +319,12 @@ def promotion_task(model_name: str, *, dry_run: bool, run_id: str | None, dag_id
 
     Returns the decision as JSON (the task's XCom).
     """
-    from airflow.sdk.exceptions import AirflowFailException
+    from lockgate.task_edge import task_errors
 
-    from lockgate.errors import LockgateError, ServiceUnavailableError
-
-    try:
+    with task_errors():
         decision = run_promotion(
             model_name, dry_run=dry_run, run_key=run_id, dag_id=dag_id, run_id=run_id, actor=f"airflow:{dag_id}"
         )
-    except ServiceUnavailableError:
-        raise  # a server that is down: Airflow retries
-    except LockgateError as exc:
-        raise AirflowFailException(f"[{exc.code}] {exc}") from exc
     return decision.model_dump(mode="json")
 
 
@@ -339,14 +333,10 @@ def watched_model_names(requested: str | None) -> list[str]:
 
     For an Airflow task: an invalid policy or an unwatched model fails without retry.
     """
-    from airflow.sdk.exceptions import AirflowFailException
+    from lockgate.task_edge import task_errors
 
-    from lockgate.errors import LockgateError
-
-    try:
+    with task_errors():
         policy = load_policy()
         if requested and requested.strip():
             return [policy.model(requested.strip()).name]
-    except LockgateError as exc:
-        raise AirflowFailException(f"[{exc.code}] {exc}") from exc
     return [m.name for m in policy.models]
