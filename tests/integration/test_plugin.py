@@ -1,10 +1,17 @@
-"""The Lockgate plugin's routes: index, report files, DAG-run links, history pages, traversal, and auth."""
+"""The Lockgate plugin's routes: index, report files, DAG-run links, history pages, traversal, and auth.
+
+Authorization is decided by Airflow's SimpleAuthManager (the local stack's) or, where a permission on
+one DAG only is needed, which SimpleAuthManager cannot express, by a subclass of it. The user is put
+in place of `get_user`'s answer (resolving a real JWT needs Airflow's migrated metadata database).
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +20,13 @@ from lockgate.reports.html import report_dir
 from lockgate.reports.index import ReportEntry, record_report
 
 ROOT = Path(__file__).resolve().parents[2]
+DAG_OF_KIND = {
+    "benchmark": "lockgate_benchmark",
+    "drift": "lockgate_drift",
+    "quality": "lockgate_quality",
+    "live": "lockgate_live",
+    "decision": "lockgate_promotion",
+}
 
 
 @pytest.fixture
@@ -26,15 +40,41 @@ def plugin(lockgate_env: Path):  # noqa: ANN201
 
 
 @pytest.fixture
-def authed(plugin):  # noqa: ANN001, ANN201
+def simple_auth_manager(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The local stack's auth manager, where the API server's start-up (`init_auth_manager`) puts it."""
+    from airflow.api_fastapi import app as api_app
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    manager = SimpleAuthManager()
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    return manager
+
+
+ClientAs = Callable[..., TestClient]
+
+
+@pytest.fixture
+def client_as(plugin, simple_auth_manager: Any) -> Iterator[ClientAs]:  # noqa: ANN001
+    """`client_as(role)`: a client logged in as a SimpleAuthManager user with that role (None: no role)."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user
 
-    plugin.app.dependency_overrides[get_user] = lambda: object()
-    yield TestClient(plugin.app)
+    def make(role: str | None, username: str = "someone") -> TestClient:
+        user = SimpleAuthManagerUser(username=username, role=role)
+        plugin.app.dependency_overrides[get_user] = lambda: user
+        return TestClient(plugin.app)
+
+    yield make
     plugin.app.dependency_overrides.clear()
 
 
-def _write_report(kind: str, run_id: str, title: str) -> Path:
+@pytest.fixture
+def authed(client_as: ClientAs) -> TestClient:
+    return client_as("admin", "admin")
+
+
+def _write_report(kind: str, run_id: str, title: str, dag_id: str | None = "") -> Path:
+    """A report in the index; `dag_id` "" means the DAG of its kind, None a CLI run (no DAG)."""
     d = report_dir(kind, "lockgate-demo", run_id)
     (d / "report.html").write_text(f"<html><title>{title}</title><body>{title}</body></html>")
     record_report(
@@ -46,7 +86,7 @@ def _write_report(kind: str, run_id: str, title: str) -> Path:
             title=f"{title} <script>alert(1)</script>",
             path=str(d / "report.html"),
             model_version="2",
-            dag_id=f"lockgate_{kind}",
+            dag_id=DAG_OF_KIND[kind] if dag_id == "" else dag_id,
             run_id=run_id,
         )
     )
