@@ -357,3 +357,19 @@ def test_a_report_needs_the_dag_that_wrote_it(client_reading: Callable[..., Any]
     client, _ = client_reading({"team_drift"})
     assert client.get("/api/reports").status_code == 403  # none of the lockgate DAGs
     assert client.get("/runs/team_drift/scheduled__2026-02-02", follow_redirects=False).status_code == 307
+
+
+def test_in_multi_team_mode_the_dag_team_is_checked(
+    monkeypatch: pytest.MonkeyPatch, simple_auth_manager: SimpleAuthManager
+) -> None:
+    from airflow.models.dag import DagModel
+
+    from lockgate.report_access import ReportAccess
+
+    # Which team owns a DAG comes from Airflow's metadata database (its bundles' teams).
+    monkeypatch.setenv("AIRFLOW__CORE__MULTI_TEAM", "True")
+    monkeypatch.setattr(DagModel, "get_team_name", staticmethod(lambda dag_id: f"team-of-{dag_id}"))
+    own = SimpleAuthManagerUser(username="ann", role="viewer", teams=["team-of-lockgate_drift"])
+    access = ReportAccess(own, simple_auth_manager)
+    assert access.readable_kinds() == ["drift"]
+    assert access.may_read_report("drift", None) and not access.may_read_report("drift", "lockgate_live")
