@@ -1,9 +1,10 @@
 """Who may read which lockgate report, as Airflow's auth manager decides (the plugin's authorization).
 
 A report is evidence about a DAG run, so reading it needs what reading that run needs in
-Airflow's own API: `is_authorized_dag(GET, access_entity=RUN)` on the DAG that produced it. That is
-the DAG recorded in the reports index, or, for a report of a CLI run (no DAG) or a file served by
-path, the lockgate DAG of its kind (`KIND_DAGS`). Whatever the auth manager (Simple, FAB, Keycloak,
+Airflow's own API: `is_authorized_dag(GET, access_entity=RUN)` on the DAG that produced it. A file
+served by path (`<kind>/...`) goes with the lockgate DAG of its kind (`KIND_DAGS`); a row of the
+index needs that DAG and, where another DAG wrote it, that one too (a CLI run has no DAG of its own);
+a DAG run's report link, the DAG in its URL. Whatever the auth manager (Simple, FAB, Keycloak,
 a custom one) says about that DAG holds for its reports; lockgate keeps no permissions of its own.
 """
 
