@@ -2,8 +2,11 @@
 
 A plugin's FastAPI app is public unless its routes depend on Airflow's user
 dependency, so every route of the reports app requires `get_user` (a bearer token or the UI's
-`_token` cookie). The one exception is MLflow's registry webhook (`/lockgate-hooks/mlflow`, see
-lockgate.registry.webhook_receiver): MLflow cannot log in, so it is trusted only when signed.
+`_token` cookie). Being logged in is not enough to read a report: each one needs Airflow's
+permission to read the runs of the DAG that produced it (lockgate.report_access), so the pages list
+only those, and a user who may read no lockgate DAG's runs gets 403. The one exception is MLflow's
+registry webhook (`/lockgate-hooks/mlflow`, see lockgate.registry.webhook_receiver): MLflow cannot
+log in, so it is trusted only when signed.
 Files are served only from LOCKGATE_REPORTS_DIR, resolved and checked to stay inside it.
 """
 
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote, urlencode
 
 from airflow.api_fastapi.core_api.security import get_user
@@ -20,12 +23,24 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from lockgate.registry.webhook_receiver import app as webhook_app
+from lockgate.report_access import (
+    KIND_DAGS,
+    ReportAccess,
+    readable_history,
+    readable_reports,
+    report_access,
+    some_report_access,
+)
 
 if TYPE_CHECKING:
     from lockgate.reports.html import Markup
 
 PREFIX = "/lockgate"
 SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml"}
+
+# Any readable DAG: the listing pages filter what they show. One DAG: a single report or run.
+SomeAccess = Annotated[ReportAccess, Depends(some_report_access)]
+Access = Annotated[ReportAccess, Depends(report_access)]
 
 app = FastAPI(title="Lockgate reports", dependencies=[Depends(get_user)], docs_url=None, redoc_url=None)
 
@@ -48,11 +63,10 @@ def _href(path: str) -> str:
 
 
 @app.get("/", response_class=HTMLResponse)
-def index(kind: str | None = None, model: str | None = None) -> str:
+def index(access: SomeAccess, kind: str | None = None, model: str | None = None) -> str:
     from lockgate.reports import html as h
-    from lockgate.reports.index import list_reports
 
-    entries = list_reports(kind=kind, model_name=model, limit=500)
+    entries = readable_reports(access, kind=kind, model_name=model, limit=500)
     rows = []
     for e in entries:
         href = _href(e.path)
@@ -127,7 +141,7 @@ HISTORY_DEFAULT_DAYS = 30
 
 
 @app.get("/history", response_class=HTMLResponse)
-def history(model: str | None = None, days: str | None = None) -> HTMLResponse:
+def history(access: SomeAccess, model: str | None = None, days: str | None = None) -> HTMLResponse:
     """`?model=<name>&days=7|30|90`: the model's history page; without a model, the list of models."""
     from lockgate.reports import html as h
     from lockgate.reports.history import PERIOD_DAYS, history_series, period_start, state_engine
@@ -146,7 +160,7 @@ def history(model: str | None = None, days: str | None = None) -> HTMLResponse:
         return HTMLResponse(h.page("Lockgate history", "choose a model", body))
     engine = state_engine()
     try:
-        data = history_series(engine, model, period_start(period))
+        data = readable_history(access, history_series(engine, model, period_start(period)))
     finally:
         engine.dispose()
     if not data.known_model and model in _watched_models()[0]:
@@ -160,11 +174,12 @@ def history(model: str | None = None, days: str | None = None) -> HTMLResponse:
 
 
 @app.get("/runs/{dag_id}/{run_id:path}", response_model=None)
-def run_report(dag_id: str, run_id: str) -> RedirectResponse | HTMLResponse:
+def run_report(access: Access, dag_id: str, run_id: str) -> RedirectResponse | HTMLResponse:
     """Where the DAG-run view's "Lockgate report" link lands."""
     from lockgate.reports import html as h
     from lockgate.reports.index import find_report
 
+    access.require_dag(dag_id)
     entry = find_report(dag_id, run_id)
     if entry is not None:
         href = _href(entry.path)
@@ -175,10 +190,18 @@ def run_report(dag_id: str, run_id: str) -> RedirectResponse | HTMLResponse:
 
 
 @app.get("/reports/{path:path}", response_model=None)
-def report_file(path: str) -> FileResponse:
+def report_file(access: Access, path: str) -> FileResponse:
     root = _reports_dir()
     target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    if not target.is_relative_to(root):
+        raise HTTPException(status_code=404, detail="no such report")
+    # `<kind>/<model>/<run>/...`: the kind's DAG guards the file. Checked before whether the file
+    # exists, so that 403 and 404 do not tell someone who may not read it which runs have reports.
+    parts = target.relative_to(root).parts
+    if len(parts) < 2 or parts[0] not in KIND_DAGS:
+        raise HTTPException(status_code=404, detail="no such report")
+    access.require_kind(parts[0])
+    if not target.is_file():
         raise HTTPException(status_code=404, detail="no such report")
     media = SERVED_SUFFIXES.get(target.suffix.lower())
     if media is None:
@@ -187,12 +210,10 @@ def report_file(path: str) -> FileResponse:
 
 
 @app.get("/api/reports")
-def reports_json(kind: str | None = None, model: str | None = None) -> list[dict[str, object]]:
-    from lockgate.reports.index import list_reports
-
+def reports_json(access: SomeAccess, kind: str | None = None, model: str | None = None) -> list[dict[str, object]]:
     return [
         {**e.__dict__, "created_at": e.created_at.isoformat() if e.created_at else None, "href": _href(e.path)}
-        for e in list_reports(kind=kind, model_name=model, limit=500)
+        for e in readable_reports(access, kind=kind, model_name=model, limit=500)
     ]
 
 
