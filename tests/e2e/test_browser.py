@@ -182,6 +182,8 @@ def test_reports_in_the_airflow_ui(
     assert _heading(browser, wait, "Drift · lockgate-demo") == "Drift · lockgate-demo"
     body = browser.find_element(By.TAG_NAME, "body").text
     assert drift_run in body and "Verdict" in body and "drift share" in body
+    # The charts where people decide: each column's effect against its minimum.
+    assert browser.find_elements(By.CSS_SELECTOR, "svg.effect-chart"), "no effect chart on the drift page"
     _shot(browser, screenshots, "drift-report.png")
     assert not _severe(_console(browser, "drift report")), "errors in the console on the drift report"
 
@@ -204,5 +206,25 @@ def test_reports_in_the_airflow_ui(
     assert first_promotion in page
     for gate in GATES:
         assert gate in page, f"gate {gate} missing from the decision page"
+    # Each gate's interval against its limit, coloured by verdict: one row per gate.
+    (forest,) = browser.find_elements(By.CSS_SELECTOR, "svg.forest-plot")
+    assert forest.is_displayed() and forest.size["height"] > 100, forest.size
     _shot(browser, screenshots, "decision-page.png")
     assert not _severe(_console(browser, "decision page")), "errors in the console on the decision page"
+
+    # 6. The model's history, from the Lockgate menu: time series of the evidence with the decisions on them.
+    browser.get(f"{stack.airflow_url}/plugin/lockgate")
+    _enter_iframe(browser, wait, "/lockgate/")
+    history_link = wait.until(
+        EC.element_to_be_clickable(
+            (By.XPATH, f"//a[contains(@href, '/lockgate/history') and normalize-space()='{stack.model}']")
+        )
+    )
+    _click(browser, history_link)
+    assert _heading(browser, wait, f"History of {stack.model}") == f"History of {stack.model}"
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg")
+    assert len(charts) >= 4, f"{len(charts)} charts on the history page"
+    history_text = browser.find_element(By.TAG_NAME, "body").text
+    assert "drift share" in history_text.lower() and first_promotion in browser.page_source
+    _shot(browser, screenshots, "history-page.png")
+    assert not _severe(_console(browser, "history page")), "errors in the console on the history page"
