@@ -242,6 +242,22 @@ def test_a_champion_moved_by_hand_is_recorded_as_outside_lockgate_and_said_first
     assert len([a for a in story.audit("alias_move") if a.actor == "outside lockgate"]) == 1
 
 
+def test_a_model_deleted_and_registered_again_starts_anew_not_outside_lockgate(story):
+    from mlflow import MlflowClient
+
+    story.evidence()
+    story.run("r1")
+    story.approve("alice")
+    assert story.run("r2").outcome == "moved"  # the trail leaves champion at v2
+    # As the demo starts each story: the registered model deleted, then registered again.
+    MlflowClient(tracking_uri=story.registry.uri, registry_uri=story.registry.uri).delete_registered_model(story.name)
+    again = register_stub_version(story.name, story.registry.uri, alias="champion")
+    register_stub_version(story.name, story.registry.uri, alias="challenger")
+    story.evidence(challenger="2", champion=again)
+    story.run("r3")
+    assert [a for a in story.audit() if a.actor == "outside lockgate"] == []
+
+
 def test_the_champion_found_before_lockgates_first_move_is_its_starting_point(story):
     # No audit row for the model yet: v1 was made champion by a person before lockgate watched it.
     story.evidence()
