@@ -27,6 +27,7 @@ __all__ = [
     "Code",
     "CodeList",
     "Link",
+    "Links",
     "Markup",
     "Strong",
     "Table",
@@ -100,6 +101,14 @@ class Link(Cell):
     href: str | None
     text: str
     kind: ClassVar[str] = "link"
+
+
+@dataclass(frozen=True)
+class Links(Cell):
+    """Links side by side, separated by a dot."""
+
+    links: Sequence[Link]
+    kind: ClassVar[str] = "links"
 
 
 @dataclass(frozen=True)
