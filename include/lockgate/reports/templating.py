@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from lockgate.reports.html import badge_class, cell_kind, fmt, safe_href
 
@@ -46,3 +47,9 @@ def environment() -> Environment:
 def render(template_name: str, **context: Any) -> str:
     """The page `template_name` (a file under lockgate/reports/templates/) filled with `context`."""
     return environment().get_template(template_name).render(**context)
+
+
+def render_fragment(template_name: str, **context: Any) -> Markup:
+    """A part of a page (no `base.html`) as Markup, for a caller that places it in another page."""
+    # The template escaped every value it was given, so its output is safe HTML as a whole.
+    return Markup(render(template_name, **context))  # noqa: S704
