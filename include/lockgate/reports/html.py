@@ -11,7 +11,7 @@ rather than text, it says so with the small dataclasses below and the `cell` mac
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -40,14 +40,21 @@ __all__ = [
     "report_dir",
     "safe_href",
     "safe_segment",
+    "svg_markup",
 ]
 
 
-def esc(value: Any) -> Markup:
-    """For the chart functions, which build SVG as text: every label they take goes through it."""
-    if value is None:
-        return Markup('<span class="muted">–</span>')
-    return escape(value)
+esc = escape
+"""For the chart functions, which build SVG as text: every label they put in it goes through `esc`."""
+
+
+def svg_markup(parts: Iterable[str]) -> Markup:
+    """A chart that lockgate's chart functions built, as Markup a template places unescaped.
+
+    Only for `lockgate.reports.charts` and `lockgate.reports.timeseries_svg`: their fixed markup and
+    formatted numbers, and every label through `esc`, is what makes the joined text safe.
+    """
+    return Markup("".join(parts))  # noqa: S704
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -195,54 +202,3 @@ def report_dir(kind: str, model_name: str, run_key: str, reports_dir: Path | Non
     path = root / safe_segment(kind) / safe_segment(model_name) / safe_segment(run_key)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-# --------------------------------------------------------------------------- string builders
-# Kept while the pages move to templates one by one; removed once none uses them. Each escapes what it
-# interpolates (esc), which is why their Markup(...) calls are allowed (S704).
-
-
-def badge(status: str) -> Markup:
-    return Markup(f'<span class="badge {badge_class(status)}">{esc(status)}</span>')  # noqa: S704
-
-
-def link(href: str, text: Any) -> Markup:
-    target = safe_href(href)
-    return Markup(f'<a href="{esc(target)}">{esc(text)}</a>') if target else esc(text)  # noqa: S704
-
-
-def table(headers: Sequence[str], rows: Any, numeric: Collection[int] = ()) -> Markup:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = []
-        for i, c in enumerate(row):
-            cls = ' class="num"' if i in numeric else ""
-            content = c if isinstance(c, Markup) else esc(fmt(c) if isinstance(c, float) else c)
-            cells.append(f"<td{cls}>{content}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")  # noqa: S704
-
-
-def key_values(pairs: Any) -> Markup:
-    rows = "".join(
-        f"<tr><td>{esc(k)}</td><td>{v if isinstance(v, Markup) else esc(fmt(v))}</td></tr>" for k, v in pairs
-    )
-    return Markup(f'<table class="kv"><tbody>{rows}</tbody></table>')  # noqa: S704
-
-
-def section(title: str, *parts: Any) -> Markup:
-    inner = "".join(p if isinstance(p, Markup) else f"<p>{esc(p)}</p>" for p in parts)
-    return Markup(f"<section><h2>{esc(title)}</h2>{inner}</section>")  # noqa: S704
-
-
-def page(title: str, subtitle: str, *sections: Markup, generated_at: Any = None) -> str:
-    from lockgate.reports.templating import render
-
-    return render(
-        "legacy.html",
-        title=title,
-        subtitle=subtitle,
-        body=Markup("".join(sections)),  # noqa: S704
-        generated_at=generated_at,
-    )
