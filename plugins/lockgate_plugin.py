@@ -33,7 +33,7 @@ from lockgate.report_access import (
 )
 
 if TYPE_CHECKING:
-    from lockgate.reports.html import Markup
+    from markupsafe import Markup
 
 PREFIX = "/lockgate"
 SERVED_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml"}
@@ -64,7 +64,8 @@ def _href(path: str) -> str:
 
 @app.get("/", response_class=HTMLResponse)
 def index(access: SomeAccess, kind: str | None = None, model: str | None = None) -> str:
-    from lockgate.reports import html as h
+    from lockgate.reports.html import Badge, Link, Links, Table
+    from lockgate.reports.templating import render
 
     entries = readable_reports(access, kind=kind, model_name=model, limit=500)
     rows = []
@@ -77,28 +78,24 @@ def index(access: SomeAccess, kind: str | None = None, model: str | None = None)
                 e.model_version,
                 e.champion_version,
                 e.kind,
-                h.badge(e.status),
-                h.link(href, e.title) if href else h.esc(e.title),
+                Badge(e.status),
+                Link(href, e.title) if href else e.title,
                 e.dag_id,
                 e.run_id,
             ]
         )
     kinds = ["benchmark", "drift", "quality", "live", "decision"]
-    filters = h.Markup(
-        " · ".join([str(h.link(f"{PREFIX}/", "all"))] + [str(h.link(f"{PREFIX}/?kind={k}", k)) for k in kinds])
+    filters = Links([Link(f"{PREFIX}/", "all")] + [Link(f"{PREFIX}/?kind={k}", k) for k in kinds])
+    reports = Table(["date", "model", "version", "champion", "kind", "status", "report", "DAG", "run"], rows)
+    return render(
+        "plugin_index.html",
+        title="Lockgate reports",
+        subtitle=f"{len(entries)} reports",
+        generated_at=None,
+        history_links=_history_links(),
+        filters=filters,
+        reports=reports if rows else None,
     )
-    history = h.section("History per model", _history_links())
-    body = h.section(
-        "Reports",
-        h.Markup(f"<p>{filters}</p>"),
-        h.table(
-            ["date", "model", "version", "champion", "kind", "status", "report", "DAG", "run"],
-            rows,
-        )
-        if rows
-        else h.Markup("<p>No reports yet: trigger a lockgate DAG.</p>"),
-    )
-    return h.page("Lockgate reports", f"{len(entries)} reports", history, body)
 
 
 def _history_href(model: str, days: int | None = None) -> str:
@@ -118,8 +115,8 @@ def _watched_models() -> tuple[list[str], str | None]:
 
 
 def _history_links() -> Markup:
-    from lockgate.reports import html as h
     from lockgate.reports.history import history_models, state_engine
+    from lockgate.reports.templating import render_fragment
 
     watched, problem = _watched_models()
     engine = state_engine()
@@ -127,23 +124,30 @@ def _history_links() -> Markup:
         models = sorted(set(watched) | set(history_models(engine)))
     finally:
         engine.dispose()
-    note = h.Markup(f"<p class='muted'>{h.esc(problem)}</p>") if problem else h.Markup("")
-    if not models:
-        return h.Markup(f"{note}<p>No model yet: the policy watches none and lockgate has recorded none.</p>")
-    items = "".join(f"<li>{h.link(_history_href(m), m)}</li>" for m in models)
-    return h.Markup(
-        f"{note}<p>Benchmark and production latency, drift, quality and error rates over time, with the decisions "
-        f"and alias moves marked:</p><ul>{items}</ul>"
-    )
+    return render_fragment("plugin_history_links.html", models=[(m, _history_href(m)) for m in models], problem=problem)
 
 
 HISTORY_DEFAULT_DAYS = 30
 
 
+def _message_page(title: str, subtitle: str, heading: str, text: str = "", fragment: Markup | None = None) -> str:
+    """A page of one section: a sentence (an error, an empty result), or a fragment such as the list of models."""
+    from lockgate.reports.templating import render
+
+    return render(
+        "plugin_message.html",
+        title=title,
+        subtitle=subtitle,
+        generated_at=None,
+        heading=heading,
+        text=text,
+        fragment=fragment,
+    )
+
+
 @app.get("/history", response_class=HTMLResponse)
 def history(access: SomeAccess, model: str | None = None, days: str | None = None) -> HTMLResponse:
     """`?model=<name>&days=7|30|90`: the model's history page; without a model, the list of models."""
-    from lockgate.reports import html as h
     from lockgate.reports.history import PERIOD_DAYS, history_series, period_start, state_engine
     from lockgate.reports.history_page import render_history_page
 
@@ -153,11 +157,11 @@ def history(access: SomeAccess, model: str | None = None, days: str | None = Non
     elif days in {str(d) for d in PERIOD_DAYS}:
         period = int(days)
     else:
-        body = h.section("Bad period", f"days must be one of {allowed}, not {days!r}.")
-        return HTMLResponse(h.page("Lockgate history", "bad request", body), status_code=400)
+        text = f"days must be one of {allowed}, not {days!r}."
+        return HTMLResponse(_message_page("Lockgate history", "bad request", "Bad period", text), status_code=400)
     if model is None or not model.strip():
-        body = h.section("History per model", _history_links())
-        return HTMLResponse(h.page("Lockgate history", "choose a model", body))
+        page = _message_page("Lockgate history", "choose a model", "History per model", fragment=_history_links())
+        return HTMLResponse(page)
     engine = state_engine()
     try:
         data = readable_history(access, history_series(engine, model, period_start(period)))
@@ -176,7 +180,6 @@ def history(access: SomeAccess, model: str | None = None, days: str | None = Non
 @app.get("/runs/{dag_id}/{run_id:path}", response_model=None)
 def run_report(access: Access, dag_id: str, run_id: str) -> RedirectResponse | HTMLResponse:
     """Where the DAG-run view's "Lockgate report" link lands."""
-    from lockgate.reports import html as h
     from lockgate.reports.index import find_report
 
     access.require_dag(dag_id)
@@ -185,8 +188,8 @@ def run_report(access: Access, dag_id: str, run_id: str) -> RedirectResponse | H
         href = _href(entry.path)
         if href:
             return RedirectResponse(href, status_code=307)
-    body = h.section("No report", f"{dag_id} run {run_id} has not written a report (yet).")
-    return HTMLResponse(h.page("Lockgate report", f"{dag_id} / {run_id}", body), status_code=404)
+    text = f"{dag_id} run {run_id} has not written a report (yet)."
+    return HTMLResponse(_message_page("Lockgate report", f"{dag_id} / {run_id}", "No report", text), status_code=404)
 
 
 @app.get("/reports/{path:path}", response_model=None)

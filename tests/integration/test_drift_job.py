@@ -262,7 +262,7 @@ def test_empty_or_tiny_window_is_missing_evidence_not_no_drift(env, model) -> No
     assert drift.drift_share is None and drift.drift_detected is None
     assert "too few usable rows" in (summary.message or "")
     page = Path(summary.report_path).read_text()
-    assert "insufficient data" in page and "no drift" not in page.replace("not a &#x27;no drift&#x27; result", "")
+    assert "insufficient data" in page and "no drift" not in page.replace("not a &#39;no drift&#39; result", "")
     assert not (Path(summary.report_path).parent / "evidently.html").exists()
     assert _gate(summary, model).status == "missing"
 

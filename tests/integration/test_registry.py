@@ -774,7 +774,7 @@ def test_waiting_page_says_who_vouches_for_the_approver(story):
     d = story.run("r2")
     assert d.action == "hold"
     page = Path(d.report_path).read_text()
-    assert "approver identity" in page and "unauthenticated: &#x27;alice&#x27; is a name set in a tag" in page
+    assert "approver identity" in page and "unauthenticated: &#39;alice&#39; is a name set in a tag" in page
 
 
 @pytest.mark.parametrize("approved_at", ["2099-01-01T00:00:00+00:00", "soon"])

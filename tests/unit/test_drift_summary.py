@@ -106,7 +106,7 @@ def test_insufficient_data_is_missing_evidence() -> None:
     ev = to_evidence(drift, created_at=T2, challenger_version=None, champion_version=None)
     assert ev.status == "insufficient_data" and ev.valid is False and ev.metrics == {}
     html = render_drift_page(drift, run_key="r")
-    assert "insufficient data" in html and "not a &#x27;no drift&#x27; result" in html
+    assert "insufficient data" in html and "not a &#39;no drift&#39; result" in html
     assert "drift detected" not in html
 
 

@@ -150,7 +150,7 @@ def test_an_unknown_model_is_named_as_unknown() -> None:
     html = render_history_page(
         HistoryData(model_name="nope", since=NOW - timedelta(days=7), until=NOW, known_model=False)
     )
-    assert "Unknown model" in html and "model named &#x27;nope&#x27;" in html and "<svg" not in html
+    assert "Unknown model" in html and "model named &#39;nope&#39;" in html and "<svg" not in html
 
 
 def test_axis_ticks_cover_the_values_and_the_period() -> None:

@@ -2,7 +2,8 @@
 
 Built from the evidence summary (what the gates read) and, when the run measured
 anything, the analysis (for the raw samples behind the charts). An error summary
-still gets a page: the message says what went wrong and what to do.
+still gets a page: the message says what went wrong and what to do. The functions here
+prepare tables, facts and charts; `templates/benchmark.html` (autoescaped) lays them out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from lockgate.benchmark.analysis import Analysis, CellResult
 from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
 from lockgate.reports import charts
-from lockgate.reports.html import Markup, badge, esc, fmt, key_values, page, section, table
+from lockgate.reports.html import Badge, Markup, Table, Tone, fmt
+from lockgate.reports.templating import render
 
 HEADLINE_ORDER = (
     "ttft_ms_p50",
@@ -42,19 +44,19 @@ def _est(e: Estimate | None) -> str:
     return f"{fmt(e.value)} [{fmt(e.ci_low)}, {fmt(e.ci_high)}]"
 
 
-def _ratio_cell(m: MetricEvidence) -> Markup:
+def _ratio_cell(m: MetricEvidence) -> str | Tone:
     r = m.ratio
     if r is None:
-        return esc("–")
+        return "–"
     text = _est(r)
     worse_high = not (m.description or "").endswith("higher is better)")
     # Colour only what the interval shows: a whole interval beyond 1 either way.
     if r.ci_low is not None and r.ci_high is not None:
         if (worse_high and r.ci_low > 1) or (not worse_high and r.ci_high < 1):
-            return Markup(f'<span style="color:#b42318;font-weight:600">{esc(text)}</span>')
+            return Tone(text, "worse")
         if (worse_high and r.ci_high < 1) or (not worse_high and r.ci_low > 1):
-            return Markup(f'<span style="color:#1e7b45;font-weight:600">{esc(text)}</span>')
-    return esc(text)
+            return Tone(text, "better")
+    return text
 
 
 def _metric_rows(metrics: dict[str, MetricEvidence], names: Sequence[str]) -> list[list[Any]]:
@@ -67,7 +69,7 @@ def _metric_rows(metrics: dict[str, MetricEvidence], names: Sequence[str]) -> li
     return rows
 
 
-def _cell_charts(cell: CellResult, roles: Sequence[str]) -> Markup:
+def _cell_charts(cell: CellResult, roles: Sequence[str]) -> list[Markup]:
     parts = []
     for key, label in (
         ("ttft_ms", "Time to first token"),
@@ -80,10 +82,10 @@ def _cell_charts(cell: CellResult, roles: Sequence[str]) -> Markup:
             if role in cell.per_role
         ]
         parts.append(charts.box_plot(f"{label} — {cell.config}, batch size {cell.batch_size}", groups, "ms"))
-    return Markup("".join(parts))
+    return parts
 
 
-def _throughput_charts(cells: Sequence[CellResult], roles: Sequence[str]) -> Markup:
+def _throughput_charts(cells: Sequence[CellResult], roles: Sequence[str]) -> list[Markup]:
     out = []
     for metric, title in (
         ("decode_tokens_per_s", "Decode throughput against batch size"),
@@ -107,10 +109,10 @@ def _throughput_charts(cells: Sequence[CellResult], roles: Sequence[str]) -> Mar
                     )
                 )
         out.append(charts.line_chart(title, series, "batch size", "tokens/s"))
-    return Markup("".join(out))
+    return out
 
 
-def _cells_table(cells: Sequence[CellResult], roles: Sequence[str]) -> Markup:
+def _cells_table(cells: Sequence[CellResult], roles: Sequence[str]) -> Table:
     rows = []
     for c in cells:
         for role in roles:
@@ -122,12 +124,12 @@ def _cells_table(cells: Sequence[CellResult], roles: Sequence[str]) -> Markup:
                 rows.append(
                     [c.config, c.batch_size, role, key, d["n"], d["mean"], d["std"], d["p50"], d["p90"], d["p99"]]
                 )
-    return table(
+    return Table(
         ["config", "batch", "version", "metric", "n", "mean", "std", "p50", "p90", "p99"], rows, numeric=range(4, 10)
     )
 
 
-def _quality_table(cells: Sequence[CellResult], roles: Sequence[str], max_cv: float | None) -> Markup:
+def _quality_table(cells: Sequence[CellResult], roles: Sequence[str], max_cv: float | None) -> Table:
     rows = []
     for c in cells:
         for role in roles:
@@ -138,7 +140,7 @@ def _quality_table(cells: Sequence[CellResult], roles: Sequence[str], max_cv: fl
             # Validity reads the comparison's CV (on the challenger's row) when there are two versions.
             judged = [info.get(f"paired_cv_{k}") for k in ("ttft_ms", "tpot_ms", "e2e_ms")] if len(roles) > 1 else cvs
             worst = max((v for v in judged if v is not None), default=None)
-            verdict = badge("ok") if worst is None or max_cv is None or worst <= max_cv else badge("invalid")
+            verdict = Badge("ok") if worst is None or max_cv is None or worst <= max_cv else Badge("invalid")
             rows.append(
                 [
                     c.config,
@@ -157,7 +159,7 @@ def _quality_table(cells: Sequence[CellResult], roles: Sequence[str], max_cv: fl
                     verdict,
                 ]
             )
-    return table(
+    return Table(
         [
             "config",
             "batch",
@@ -183,8 +185,49 @@ def _quality_table(cells: Sequence[CellResult], roles: Sequence[str], max_cv: fl
     )
 
 
+def _workload(d: dict[str, Any]) -> dict[str, Any] | None:
+    wl = d.get("workload")
+    if not wl:
+        return None
+    config = d.get("config", {})
+    facts = [
+        ("prompt lengths from", wl.get("source")),
+        ("detail", wl.get("detail")),
+        ("window", f"{wl.get('window_start')} – {wl.get('window_end')}" if wl.get("window_start") else None),
+        ("prompts", wl.get("n")),
+        ("truncated to the context", wl.get("truncated")),
+        ("batch sizes", ", ".join(str(b) for b in config.get("batch_sizes", []))),
+        ("new tokens per request", config.get("max_new_tokens")),
+        ("repetitions / warm-ups", f"{config.get('repetitions')} / {config.get('warmups')}"),
+        ("serving configurations", ", ".join(config.get("serving_configs", []))),
+        ("order", "versions interleaved request by request (A B, then B A)"),
+        ("generation", "greedy, full length (end-of-sequence ignored), random token ids of the sampled lengths"),
+    ]
+    return {"facts": facts, "chart": charts.histogram("Prompt lengths", wl.get("lengths", []), "tokens")}
+
+
+def _versions_table(models: dict[str, Any]) -> Table | None:
+    if not models:
+        return None
+    return Table(
+        ["role", "version", "parameters", "weights MiB", "load s", "architecture"],
+        [
+            [
+                role,
+                m.get("version"),
+                m.get("n_params"),
+                (m.get("weight_bytes") or 0) / 2**20,
+                m.get("load_s"),
+                m.get("architecture"),
+            ]
+            for role, m in models.items()
+        ],
+        numeric=(2, 3, 4),
+    )
+
+
 def render_report(summary: EvidenceSummary, analysis: Analysis | None, run_key: str) -> str:
-    """The full page; everything from data is escaped."""
+    """The full page; everything from data is escaped by the template."""
     d = summary.details
     roles = [r for r, v in (("challenger", summary.challenger_version), ("champion", summary.champion_version)) if v]
     versions = " vs ".join(
@@ -192,9 +235,8 @@ def render_report(summary: EvidenceSummary, analysis: Analysis | None, run_key: 
         for r, v in (("challenger", summary.challenger_version), ("champion", summary.champion_version))
         if v
     )
-    sections: list[Markup] = []
-    verdict_pairs: list[tuple[str, Any]] = [
-        ("status", badge(summary.status)),
+    result: list[tuple[str, Any]] = [
+        ("status", Badge(summary.status)),
         ("usable by gates", "yes" if summary.valid and summary.status == "ok" else "no"),
         ("message", summary.message),
         ("challenger version", summary.challenger_version),
@@ -207,121 +249,38 @@ def render_report(summary: EvidenceSummary, analysis: Analysis | None, run_key: 
         ("clock", d.get("clock")),
         ("MLflow runs", ", ".join(f"{k}: {v}" for k, v in summary.mlflow_run_ids.items()) or None),
     ]
-    sections.append(section("Result", key_values(verdict_pairs)))
-    if summary.status == "error":
-        sections.append(
-            section(
-                "What went wrong",
-                Markup(f"<pre>{esc(summary.message or 'unknown error')}</pre>"),
-                "No gate uses this summary: the promotion holds until a benchmark succeeds.",
-            )
-        )
+    metric_headers = ["metric", "unit", "challenger [CI]", "champion [CI]"]
     head = [n for n in HEADLINE_ORDER if n in summary.metrics]
-    if head:
-        sections.append(
-            section(
-                "Headline: challenger against champion",
-                table(
-                    ["metric", "unit", "challenger [CI]", "champion [CI]", "ratio challenger/champion [CI]"],
-                    _metric_rows(summary.metrics, head),
-                ),  # fmt: skip
-                Markup(
-                    "<p class='muted'>Intervals: "
-                    f"{esc(fmt(d.get('confidence')))} paired bootstrap over repetitions and requests "
-                    f"({esc(d.get('bootstrap_resamples'))} resamples). A ratio in red is worse for the challenger over "
-                    "its whole interval, in green better.</p>"
-                ),
-            )
-        )
+    others = sorted(n for n in summary.metrics if n not in head)
     cells = analysis.cells if analysis else []
-    if cells:
-        sections.append(section("Latency distributions", *[_cell_charts(c, roles) for c in cells]))
-        sections.append(section("Throughput", _throughput_charts(cells, roles)))
-        sections.append(section("Every cell", _cells_table(cells, roles)))
-    if summary.metrics:
-        others = sorted(n for n in summary.metrics if n not in head)
-        if others:
-            sections.append(section("Other metrics", table(
-                ["metric", "unit", "challenger [CI]", "champion [CI]", "ratio [CI]"],
-                _metric_rows(summary.metrics, others),
-            )))  # fmt: skip
-    quality: list[Any] = []
-    if cells:
-        quality.append(_quality_table(cells, roles, d.get("config", {}).get("max_cv")))
-        quality.append(
-            Markup(
-                "<p class='muted'>CV: coefficient of variation across repetitions of the per-repetition median "
-                "(each version's own includes the drift of the machine); ratio CV: the same for the "
-                "challenger/champion ratio of requests measured back to back, which decides validity "
-                f"(max_cv {esc(fmt(d.get('config', {}).get('max_cv')))}).</p>"
-            )
-        )
-    for p in d.get("problems", []):
-        quality.append(Markup(f"<p>{badge('invalid')} {esc(p)}</p>"))
     failures = d.get("failures") or []
-    if failures:
-        quality.append(
-            table(
-                ["config", "batch size", "version", "kind", "message"],
-                [
-                    [f["config"], f["batch_size"] or "all", f["role"] or "all", f["kind"], f["message"]]
-                    for f in failures
-                ],
-            )
+    return render(
+        "benchmark.html",
+        title=f"Benchmark — {summary.model_name}",
+        subtitle=f"{summary.model_name} · {versions or 'no versions'} · run {run_key}",
+        generated_at=summary.created_at,
+        result=result,
+        error=(summary.message or "unknown error") if summary.status == "error" else None,
+        headline=Table([*metric_headers, "ratio challenger/champion [CI]"], _metric_rows(summary.metrics, head))
+        if head
+        else None,
+        confidence=fmt(d.get("confidence")),
+        resamples=d.get("bootstrap_resamples"),
+        latency_charts=[chart for c in cells for chart in _cell_charts(c, roles)],
+        throughput_charts=_throughput_charts(cells, roles) if cells else [],
+        cells=_cells_table(cells, roles) if cells else None,
+        others=Table([*metric_headers, "ratio [CI]"], _metric_rows(summary.metrics, others)) if others else None,
+        noise=_quality_table(cells, roles, d.get("config", {}).get("max_cv")) if cells else None,
+        max_cv=fmt(d.get("config", {}).get("max_cv")),
+        problems=d.get("problems", []),
+        failures=Table(
+            ["config", "batch size", "version", "kind", "message"],
+            [[f["config"], f["batch_size"] or "all", f["role"] or "all", f["kind"], f["message"]] for f in failures],
         )
-    for note in d.get("notes", []):
-        quality.append(note)
-    if quality:
-        sections.append(section("Measurement quality", *quality))
-    wl = d.get("workload")
-    if wl:
-        pairs = [
-            ("prompt lengths from", wl.get("source")),
-            ("detail", wl.get("detail")),
-            ("window", f"{wl.get('window_start')} – {wl.get('window_end')}" if wl.get("window_start") else None),
-            ("prompts", wl.get("n")),
-            ("truncated to the context", wl.get("truncated")),
-            ("batch sizes", ", ".join(str(b) for b in d.get("config", {}).get("batch_sizes", []))),
-            ("new tokens per request", d.get("config", {}).get("max_new_tokens")),
-            (
-                "repetitions / warm-ups",
-                f"{d.get('config', {}).get('repetitions')} / {d.get('config', {}).get('warmups')}",
-            ),
-            ("serving configurations", ", ".join(d.get("config", {}).get("serving_configs", []))),
-            ("order", "versions interleaved request by request (A B, then B A)"),
-            ("generation", "greedy, full length (end-of-sequence ignored), random token ids of the sampled lengths"),
-        ]
-        sections.append(
-            section(
-                "Workload",
-                key_values(pairs),
-                charts.histogram("Prompt lengths", wl.get("lengths", []), "tokens"),
-            )
-        )
-    models = d.get("models") or {}
-    if models:
-        sections.append(
-            section(
-                "Versions",
-                table(
-                    ["role", "version", "parameters", "weights MiB", "load s", "architecture"],
-                    [
-                        [
-                            role,
-                            m.get("version"),
-                            m.get("n_params"),
-                            (m.get("weight_bytes") or 0) / 2**20,
-                            m.get("load_s"),
-                            m.get("architecture"),
-                        ]
-                        for role, m in models.items()
-                    ],
-                    numeric=(2, 3, 4),
-                ),
-            )
-        )
-    fp = d.get("fingerprint")
-    if fp:
-        sections.append(section("Environment", key_values(sorted(fp.items()))))
-    subtitle = f"{summary.model_name} · {versions or 'no versions'} · run {run_key}"
-    return page(f"Benchmark — {summary.model_name}", subtitle, *sections, generated_at=summary.created_at)
+        if failures
+        else None,
+        notes=d.get("notes", []),
+        workload=_workload(d),
+        versions=_versions_table(d.get("models") or {}),
+        environment=sorted((d.get("fingerprint") or {}).items()),
+    )

@@ -1,8 +1,8 @@
 """Lockgate's drift page: the verdict, how it was reached, and everything that limits it.
 
-Built only from `lockgate.reports.html` blocks, which escape every value: model
-names, version labels, quarantine reasons and statuses come from the logs and may
-hold hostile text.
+Model names, version labels, column names, quarantine reasons and statuses come from the logs and
+may hold hostile text: the functions here turn a `DriftSummary` into plain rows and facts, and the
+autoescaped template (`lockgate/reports/templates/drift.html`) lays them out.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from lockgate.reports.charts import (
     effect_chart,
     overlaid_histogram,
 )
-from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
+from lockgate.reports.html import Badge, ChartCell, Link, Links, Markup, Strong, Table, fmt
+from lockgate.reports.templating import render
 
 METHOD_NOTES = (
     "Each column has one fixed method, whatever the sample size. Numeric: two-sample "
@@ -35,15 +36,10 @@ METHOD_NOTES = (
 )
 
 
-def _pill(css: str, text: str) -> Markup:
-    """A badge whose colour class is one of ours and whose text is escaped."""
-    return Markup(f'<span class="badge {css}">{esc(text)}</span>')
-
-
-def _verdict(summary: DriftSummary) -> Markup:
+def _verdict(summary: DriftSummary) -> Badge:
     if summary.status != "ok" or summary.drift_share is None:
-        return _pill("insufficient_data", "insufficient data: no evidence")
-    return _pill("fail", "drift detected") if summary.drift_detected else _pill("pass", "no drift")
+        return Badge("insufficient data: no evidence", tone="insufficient_data")
+    return Badge("drift detected", tone="fail") if summary.drift_detected else Badge("no drift", tone="pass")
 
 
 def _rate(r: Rate | None) -> str:
@@ -73,33 +69,31 @@ def _window_rows(windows: Iterable[WindowSample]) -> list[list[Any]]:
     return rows
 
 
-def _quarantine_section(summary: DriftSummary) -> Markup:
+def quarantine_table(summary: DriftSummary) -> Table | None:
+    """Sampled rows left out per reason and window; None when none broke the log contract."""
     reasons = sorted(set(summary.reference.quarantined) | set(summary.current.quarantined))
-    total = sum(summary.quarantined_total.values())
     if not reasons:
-        return section("Quarantined rows", "No sampled row broke the log contract.")
-    rows = [[r, summary.reference.quarantined.get(r, 0), summary.current.quarantined.get(r, 0)] for r in reasons]
+        return None
+    rows: list[list[Any]] = [
+        [r, summary.reference.quarantined.get(r, 0), summary.current.quarantined.get(r, 0)] for r in reasons
+    ]
     rows.append(
-        [Markup("<b>total</b>"), sum(summary.reference.quarantined.values()), sum(summary.current.quarantined.values())]
+        [Strong("total"), sum(summary.reference.quarantined.values()), sum(summary.current.quarantined.values())]
     )
-    return section(
-        "Quarantined rows",
-        f"{total} sampled rows broke the log contract and were left out (never silently dropped).",
-        table(["reason", "reference", "current"], rows, numeric=(1, 2)),
-    )
+    return Table(["reason", "reference", "current"], rows, numeric=(1, 2))
 
 
-def _column_verdict(c: ColumnDrift) -> Markup:
+def _column_verdict(c: ColumnDrift) -> Badge:
     if not c.tested:
-        return _pill("missing", f"not tested: {c.reason}")
+        return Badge(f"not tested: {c.reason}", tone="missing")
     if c.drifted:
-        return _pill("fail", "drift")
+        return Badge("drift", tone="fail")
     why = []
     if not c.significant:
         why.append("not significant")
     if c.effect_size is not None and c.effect_size < c.min_effect:
         why.append("effect below minimum")
-    return _pill("pass", "no drift: " + (", ".join(why) or "below thresholds"))
+    return Badge("no drift: " + (", ".join(why) or "below thresholds"), tone="pass")
 
 
 def _column_rows(columns: Iterable[ColumnDrift]) -> list[list[Any]]:
@@ -144,54 +138,19 @@ def _effect_row(c: ColumnDrift) -> EffectRow:
     )
 
 
-def effect_section(summary: DriftSummary) -> Markup:
-    """Every column's effect against its minimum: what decides a drift beside significance."""
-    return section(
-        "Effect against minimum",
-        effect_chart([_effect_row(c) for c in summary.columns]),
-        Markup(
-            '<p class="muted">A column drifts when its effect reaches its minimum (the dark tick) AND its '
-            "p-value is significant after Benjamini-Hochberg; hover a row for the test, p-value and adjusted "
-            "p-value. The columns table below has the same numbers.</p>"
-        ),
-    )
-
-
-def distribution_chart(d: ColumnDistribution) -> Markup:
+def distribution_chart(d: ColumnDistribution) -> ChartCell:
     """One drifted column: reference against current, as shares over shared bins or per category."""
     series = [
         CountSeries("reference", d.reference, CHAMPION_COLOR, d.reference_mean),
         CountSeries("current", d.current, CHALLENGER_COLOR, d.current_mean),
     ]
     title = f"{d.column}: {d.label}"
+    chart: Markup
     if d.kind == "categorical":
         chart = category_bars(title, d.categories, series)
     else:
         chart = overlaid_histogram(title, d.edges, series, note="dashed: the means")
-    note = Markup(f'<div class="muted">{esc(d.note)}</div>') if d.note else Markup("")
-    return Markup(f'<div class="chart-cell">{chart}{note}</div>')
-
-
-def distributions_section(summary: DriftSummary) -> Markup:
-    """Reference-vs-current distributions of the drifted columns (binned by the job: no rows in the page)."""
-    if not summary.drifted_columns:
-        return section("Drifted columns: reference vs current", "No column drifts.")
-    if not summary.distributions:
-        return section(
-            "Drifted columns: reference vs current",
-            "The distributions of the drifted columns were not recorded for this run.",
-        )
-    cells = "".join(distribution_chart(d) for d in summary.distributions)
-    return section(
-        "Drifted columns: reference vs current",
-        Markup(f'<div class="charts">{cells}</div>'),
-        Markup(
-            '<p class="muted">Shares of each window\'s values per bin (hover a bin for both shares and counts). '
-            "Text is compared through its descriptors (lengths, word counts, shares, flags); an embedding column "
-            "through the held-out scores of the classifier that tested it, which separate the windows as far as "
-            "the embeddings do.</p>"
-        ),
-    )
+    return ChartCell(chart, d.note or "")
 
 
 def render_drift_page(
@@ -205,7 +164,7 @@ def render_drift_page(
     """The whole HTML page for one drift run."""
     verdict_pairs: list[tuple[str, Any]] = [
         ("verdict", _verdict(summary)),
-        ("status", badge(summary.status)),
+        ("status", Badge(summary.status)),
     ]
     if summary.message:
         verdict_pairs.append(("message", summary.message))
@@ -226,81 +185,72 @@ def render_drift_page(
     ]
     links = []
     if evidently_href:
-        links.append(link(evidently_href, "Evidently report (offline, self-contained)"))
-    links += [link("summary.json", "evidence summary (summary.json)"), link("drift_summary.json", "drift_summary.json")]
-    verdict_pairs.append(("files", Markup(" · ".join(links))))
+        links.append(Link(evidently_href, "Evidently report (offline, self-contained)"))
+    links += [Link("summary.json", "evidence summary (summary.json)"), Link("drift_summary.json", "drift_summary.json")]
+    verdict_pairs.append(("files", Links(links)))
 
-    sections = [section("Verdict", key_values(verdict_pairs))]
-    if summary.status == "ok":
-        sections += [effect_section(summary), distributions_section(summary)]
-    sections += [
-        section(
-            "Windows and samples",
-            table(
-                [
-                    "window",
-                    "mode",
-                    "start",
-                    "end",
-                    "rows in window",
-                    "sampled",
-                    "usable",
-                    "quarantined",
-                    "embedded",
-                    "versions (usable rows)",
-                ],
-                _window_rows((summary.reference, summary.current)),
-                numeric=(4, 5, 6, 7, 8),
-            ),
-        ),
-        _quarantine_section(summary),
+    ok = summary.status == "ok"
+    rate_pairs: list[tuple[str, Any]] = [
+        ("error rate (current)", _rate(summary.error_rate)),
+        ("timeout rate (current)", _rate(summary.timeout_rate)),
     ]
-    if summary.status == "ok":
-        rate_pairs: list[tuple[str, Any]] = [
-            ("error rate (current)", _rate(summary.error_rate)),
-            ("timeout rate (current)", _rate(summary.timeout_rate)),
-        ]
-        for version, rates in sorted(summary.version_rates.items()):
-            rate_pairs.append(
-                (
-                    f"version {version}: error / timeout",
-                    f"{_rate(rates.get('error_rate'))} / {_rate(rates.get('timeout_rate'))}",
-                )
-            )
-        sections.append(section("Operational rates", key_values(rate_pairs)))
-        sections.append(
-            section(
-                "Columns",
-                table(
-                    [
-                        "column",
-                        "group",
-                        "test",
-                        "statistic",
-                        "p",
-                        "p (BH)",
-                        "effect measure",
-                        "effect",
-                        "min effect",
-                        "Evidently (same measure; AUC for embeddings)",
-                        "n ref / cur",
-                        "verdict",
-                    ],
-                    _column_rows(summary.columns),
-                    numeric=(3, 4, 5, 7, 8, 9),
-                ),
-                Markup(f'<p class="muted">{esc(METHOD_NOTES)}</p>'),
+    for version, rates in sorted(summary.version_rates.items()):
+        rate_pairs.append(
+            (
+                f"version {version}: error / timeout",
+                f"{_rate(rates.get('error_rate'))} / {_rate(rates.get('timeout_rate'))}",
             )
         )
-    else:
-        sections.append(
-            section(
-                "Insufficient data",
-                "At least one window holds fewer usable rows than the policy's drift.min_rows: no column was tested, "
-                "the evidence summary is invalid and carries no metrics, so every drift gate reads it as missing.",
-            )
-        )
-    if summary.timings_s:
-        sections.append(section("Timings (s)", key_values([(k, round(v, 3)) for k, v in summary.timings_s.items()])))
-    sections.append(section("Settings", key_values([(k, str(v)) for k, v in summary.config.items()])))
-    return page(f"Drift · {summary.model_name}", f"reference vs current window · run {run_key}", *sections)
+    windows = Table(
+        [
+            "window",
+            "mode",
+            "start",
+            "end",
+            "rows in window",
+            "sampled",
+            "usable",
+            "quarantined",
+            "embedded",
+            "versions (usable rows)",
+        ],
+        _window_rows((summary.reference, summary.current)),
+        numeric=(4, 5, 6, 7, 8),
+    )
+    columns = Table(
+        [
+            "column",
+            "group",
+            "test",
+            "statistic",
+            "p",
+            "p (BH)",
+            "effect measure",
+            "effect",
+            "min effect",
+            "Evidently (same measure; AUC for embeddings)",
+            "n ref / cur",
+            "verdict",
+        ],
+        _column_rows(summary.columns),
+        numeric=(3, 4, 5, 7, 8, 9),
+    )
+    return render(
+        "drift.html",
+        title=f"Drift · {summary.model_name}",
+        subtitle=f"reference vs current window · run {run_key}",
+        generated_at=None,
+        ok=ok,
+        verdict=verdict_pairs,
+        effect_chart=effect_chart([_effect_row(c) for c in summary.columns]) if ok else None,
+        any_drifted=bool(summary.drifted_columns),
+        distributions=[distribution_chart(d) for d in summary.distributions],
+        windows=windows,
+        quarantined_total=sum(summary.quarantined_total.values()),
+        quarantine=quarantine_table(summary),
+        rates=rate_pairs,
+        columns=columns,
+        method_notes=METHOD_NOTES,
+        timings=[(k, round(v, 3)) for k, v in summary.timings_s.items()],
+        settings=[(k, str(v)) for k, v in summary.config.items()],
+    )

@@ -1,4 +1,7 @@
-"""The HTML quality report. Every value from data goes through `esc()` (logged text is hostile)."""
+"""The HTML quality report: the functions here prepare rows and facts, `templates/quality.html` lays them out.
+
+Logged prompts and responses are hostile text; the template is autoescaped, so they are shown as text.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from lockgate.reports.charts import (
     overlaid_histogram,
     shared_edges,
 )
-from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
+from lockgate.reports.html import Badge, ChartCell, Code, Markup, Table, TextBlock, fmt
+from lockgate.reports.templating import render
 
 ROLE_COLOURS = {"challenger": CHALLENGER_COLOR, "champion": CHAMPION_COLOR}
 # The scale each kind of score lives on: the bins cover it even when a sample's values do not.
@@ -38,14 +42,14 @@ def _n(e: Estimate | None) -> str:
     return "–" if e is None or e.n is None else str(e.n)
 
 
-def metrics_table(metrics: Mapping[str, MetricEvidence]) -> Markup:
+def metrics_table(metrics: Mapping[str, MetricEvidence]) -> Table:
     rows = []
     for name in sorted(metrics, key=lambda n: list(METRIC_INFO).index(n) if n in METRIC_INFO else 99):
         m = metrics[name]
         main = m.model or m.challenger
         rows.append(
             [
-                Markup(f"<code>quality.{esc(name)}</code>"),
+                Code(f"quality.{name}"),
                 m.unit or "",
                 _est(m.champion),
                 _n(m.champion),
@@ -55,58 +59,65 @@ def metrics_table(metrics: Mapping[str, MetricEvidence]) -> Markup:
                 m.description or "",
             ]
         )
-    return table(
+    return Table(
         ["metric", "unit", "champion [CI]", "n", "challenger (or model) [CI]", "n", "difference [CI]", "meaning"],
         rows,
     )
 
 
-def provenance_block(cal: CalibrationResult) -> Markup:
+def provenance(cal: CalibrationResult) -> dict[str, object]:
     """Which set the judge was checked against, who labelled it, and how much its labellers agree."""
     labellers = "; ".join(f"{lab.id}: {lab.description}" if lab.description else lab.id for lab in cal.labellers)
     origin = {
         "people": "people outside the project (the set's labellers)",
         "lockgate_project": "the lockgate project itself (an example set, not independent people)",
     }[cal.labels_from]
-    parts: list[Markup] = [
-        key_values(
-            [
-                ("calibration set", cal.set_name),
-                ("what it is", cal.set_description),
-                ("how it was made", cal.method),
-                ("labels come from", origin),
-                (f"labellers ({len(cal.labellers)})", labellers or "none declared"),
-                (
-                    "size",
-                    f"{cal.set_size} labelled items, {cal.n_items} of them for the rubrics judged here"
-                    + (f"; {cal.n_unlabelled} not labelled yet" if cal.n_unlabelled else ""),
-                ),
-                ("file", f"{cal.set_path} (sha256 {cal.set_hash})"),
-            ]
-        )
+    facts = [
+        ("calibration set", cal.set_name),
+        ("what it is", cal.set_description),
+        ("how it was made", cal.method),
+        ("labels come from", origin),
+        (f"labellers ({len(cal.labellers)})", labellers or "none declared"),
+        (
+            "size",
+            f"{cal.set_size} labelled items, {cal.n_items} of them for the rubrics judged here"
+            + (f"; {cal.n_unlabelled} not labelled yet" if cal.n_unlabelled else ""),
+        ),
+        ("file", f"{cal.set_path} (sha256 {cal.set_hash})"),
     ]
-    if len(cal.labellers) < 2:
-        parts.append(
-            Markup(
-                '<p class="muted">One labeller: how much two people agree on these items, the most agreement '
-                "the judge can be expected to reach, is unknown.</p>"
-            )
+    agreement = (
+        Table(
+            ["labeller", "labeller", "items both labelled", "Spearman [CI]", "Cohen's kappa, quadratic [CI]"],
+            [[a.a, a.b, a.n, _est(a.spearman), _est(a.kappa)] for a in cal.labeller_agreement],
+            numeric=(2,),
         )
-    elif cal.labeller_agreement:
-        parts.append(
-            Markup(
-                '<p class="muted">The labellers\' agreement with each other, on the items both labelled: '
-                "the ceiling the judge's agreement is read against.</p>"
-            )
-        )
-        parts.append(
-            table(
-                ["labeller", "labeller", "items both labelled", "Spearman [CI]", "Cohen's kappa, quadratic [CI]"],
-                [[a.a, a.b, a.n, _est(a.spearman), _est(a.kappa)] for a in cal.labeller_agreement],
-                numeric=(2,),
-            )
-        )
-    return Markup("".join(str(p) for p in parts))
+        if len(cal.labellers) >= 2 and cal.labeller_agreement
+        else None
+    )
+    return {"facts": facts, "single_labeller": len(cal.labellers) < 2, "agreement": agreement}
+
+
+def calibration_context(cal: CalibrationResult) -> dict[str, object]:
+    """The judge's calibration: where its set comes from, how it agreed with the labels, the verdict."""
+    return {
+        "provenance": provenance(cal),
+        "facts": [
+            ("rubrics calibrated", ", ".join(cal.rubrics)),
+            ("rubrics without labelled items", ", ".join(cal.uncalibrated_rubrics) or "none"),
+            ("scored", f"{cal.n_scored}/{cal.n_items}"),
+            ("Spearman [CI]", _est(cal.spearman)),
+            ("Cohen's kappa, quadratic [CI]", _est(cal.kappa)),
+            ("thresholds", ", ".join(f"{k} {v}" for k, v in cal.thresholds.items())),
+            ("result", Badge("pass" if cal.passed else "fail")),
+            ("from cache", "yes" if cal.cached else "no"),
+        ],
+        "reasons": cal.reasons,
+        "per_rubric": Table(
+            ["rubric", "items", "scored", "Spearman", "kappa"],
+            [[r.rubric, r.n, r.scored, r.spearman, r.kappa] for r in cal.per_rubric],
+            numeric=(1, 2, 3, 4),
+        ),
+    }
 
 
 def histogram_svg(
@@ -125,7 +136,7 @@ def histogram_svg(
     """
     edges = shared_edges([list(v) for v in series.values()], bins, span=(low, high))
     if not edges:
-        return Markup(f'<p class="muted">{esc(title) + ": " if title else ""}no values</p>')
+        return Markup('<p class="muted">{}no values</p>').format(f"{title}: " if title else "")
     counts = []
     for role, values in series.items():
         version = (versions or {}).get(role)
@@ -173,11 +184,16 @@ def _span(title: str) -> tuple[float, float]:
     return UNIT_SPANS.get(unit or "", (math.inf, -math.inf))
 
 
-def _text(value: str | None, limit: int = 600) -> Markup:
-    if value is None:
-        return esc(None)
-    cut = value if len(value) <= limit else value[:limit] + " […]"
-    return Markup(f'<div class="text">{esc(cut)}</div>')
+def _text(value: str | None, limit: int = 600) -> TextBlock | None:
+    return None if value is None else TextBlock(value, limit)
+
+
+MODE_TEXT = {
+    "traffic": "its own canary traffic in the logs",
+    "replay": "replayed: sampled production prompts generated through the challenger",
+    "champion_only": "no challenger: champion only",
+    "no_versions": "no version to evaluate",
+}
 
 
 def render_quality_report(
@@ -188,196 +204,97 @@ def render_quality_report(
 ) -> str:
     """The report page for one quality run."""
     status = summary.status if summary.valid else "invalid"
-    overview = section(
-        "Overview",
-        key_values(
-            [
-                ("status", badge(status)),
-                ("model", quality.model_name),
-                ("challenger version", quality.challenger_version),
-                ("champion version", quality.champion_version),
-                (
-                    "how the challenger was evaluated",
-                    {
-                        "traffic": "its own canary traffic in the logs",
-                        "replay": "replayed: sampled production prompts generated through the challenger",
-                        "champion_only": "no challenger: champion only",
-                        "no_versions": "no version to evaluate",
-                    }[quality.mode],
-                ),
-                ("window", f"{quality.window_start} → {quality.window_end}"),
-                ("judge", quality.judge),
-                ("judge trusted for gating", badge("pass" if quality.judge_trusted else "fail")),
-                ("message", summary.message or ""),
-            ]
-        ),
-        *(Markup(f"<p>{esc(n)}</p>") for n in quality.notes),
-    )
-    metrics = section(
-        "Evidence the gates read",
-        Markup(
-            '<p class="muted">Bootstrap intervals at the policy confidence; difference = challenger − champion. '
-            "A gate on a metric that is missing here is <em>missing</em>, which never passes.</p>"
-        ),
-        metrics_table(summary.metrics),
-    )
-    cal = quality.calibration
-    trust_parts: list[Markup] = [Markup(f"<p>{esc(quality.judge_note)}</p>")]
-    if cal is not None:
-        trust_parts.append(provenance_block(cal))
-        trust_parts.append(
-            key_values(
-                [
-                    ("rubrics calibrated", ", ".join(cal.rubrics)),
-                    ("rubrics without labelled items", ", ".join(cal.uncalibrated_rubrics) or "none"),
-                    ("scored", f"{cal.n_scored}/{cal.n_items}"),
-                    ("Spearman [CI]", _est(cal.spearman)),
-                    ("Cohen's kappa, quadratic [CI]", _est(cal.kappa)),
-                    (
-                        "thresholds",
-                        ", ".join(f"{k} {v}" for k, v in cal.thresholds.items()),
-                    ),
-                    ("result", badge("pass" if cal.passed else "fail")),
-                    ("from cache", "yes" if cal.cached else "no"),
-                ]
-            )
-        )
-        if cal.reasons:
-            trust_parts.append(Markup("<ul>" + "".join(f"<li>{esc(r)}</li>" for r in cal.reasons) + "</ul>"))
-        trust_parts.append(
-            table(
-                ["rubric", "items", "scored", "Spearman", "kappa"],
-                [[r.rubric, r.n, r.scored, r.spearman, r.kappa] for r in cal.per_rubric],
-                numeric=(1, 2, 3, 4),
-            )
-        )
-    trust_parts.append(
-        table(
-            ["version", "role", "unscored judgments by reason"],
-            [
-                [v.version, v.role, ", ".join(f"{k}: {n}" for k, n in sorted(v.unscored.items())) or "none"]
-                for v in quality.versions
-            ],
-        )
-    )
-    trust = section("Trust in the judge", *trust_parts)
-
-    pw = quality.pairwise
-    pairwise = section(
-        "Pairwise: challenger against champion on the same prompts",
-        key_values(
-            [
-                ("pairs", pw.pairs),
-                ("scored pairs (both orders)", pw.scored),
-                ("unscored pairs", pw.unscored),
-                ("win rate [CI]", _est(pw.win_rate)),
-                ("position consistency", pw.position_consistency),
-                ("how", pw.how),
-                ("used as evidence", "yes" if "win_rate" in summary.metrics else "no"),
-            ]
-        ),
-    )
-    untrusted = (
-        section(
-            "Judge scores kept out of the evidence",
-            Markup(
-                "<p><strong>Not a quality signal:</strong> the judge failed its calibration, or the "
-                "calibration set has no labelled item for these rubrics, so these scores are shown for "
-                "transparency only.</p>"
-            ),
-            metrics_table(quality.untrusted_judge_metrics),
-        )
-        if quality.untrusted_judge_metrics
-        else Markup("")
-    )
-    versions = {"challenger": quality.challenger_version, "champion": quality.champion_version}
-    cells = "".join(
-        f'<div class="chart-cell">{histogram_svg(series, *_span(metric), title=metric, versions=versions)}</div>'
-        for metric, series in distributions.items()
-    )
-    dist_parts: list[Markup] = []
-    if cells:
-        dist_parts += [
-            Markup(f'<div class="charts">{cells}</div>'),
-            Markup(
-                '<p class="muted">Each version\'s answered samples: the share of them per bin (hover a bin for '
-                "shares and counts), dashed lines at the means. MiniLM scores are cosines; judge scores are expected "
-                "scores on the rubric's scale (1-5), or probabilities for two-label rubrics.</p>"
-            ),
-        ]
-    if evidently_href:
-        dist_parts.append(Markup(f"<p>{link(evidently_href, 'Evidently descriptor report')}</p>"))
-    distributions_html = section("Score distributions per version", *dist_parts) if dist_parts else Markup("")
-
-    example_rows = [
-        [
-            e.role,
-            e.version,
-            e.request_id,
-            e.metric,
-            e.value,
-            _text(e.prompt),
-            _text(e.response),
-            _text(e.context, 300),
-        ]
-        for e in quality.examples
+    overview = [
+        ("status", Badge(status)),
+        ("model", quality.model_name),
+        ("challenger version", quality.challenger_version),
+        ("champion version", quality.champion_version),
+        ("how the challenger was evaluated", MODE_TEXT[quality.mode]),
+        ("window", f"{quality.window_start} → {quality.window_end}"),
+        ("judge", quality.judge),
+        ("judge trusted for gating", Badge("pass" if quality.judge_trusted else "fail")),
+        ("message", summary.message or ""),
     ]
-    examples = section(
-        "Lowest-scoring examples (redacted)",
-        table(
-            ["role", "version", "request", "metric", "value", "prompt", "response", "context"],
-            example_rows,
-            numeric=(4,),
-        )
-        if example_rows
-        else Markup('<p class="muted">none</p>'),
+    unscored = Table(
+        ["version", "role", "unscored judgments by reason"],
+        [
+            [v.version, v.role, ", ".join(f"{k}: {n}" for k, n in sorted(v.unscored.items())) or "none"]
+            for v in quality.versions
+        ],
     )
-    sampling = section(
-        "Sampling",
-        table(
-            ["role", "version", "source", "rows in window", "sampled", "usable", "answered", "quarantined"],
+    pw = quality.pairwise
+    pairwise = [
+        ("pairs", pw.pairs),
+        ("scored pairs (both orders)", pw.scored),
+        ("unscored pairs", pw.unscored),
+        ("win rate [CI]", _est(pw.win_rate)),
+        ("position consistency", pw.position_consistency),
+        ("how", pw.how),
+        ("used as evidence", "yes" if "win_rate" in summary.metrics else "no"),
+    ]
+    versions = {"challenger": quality.challenger_version, "champion": quality.champion_version}
+    charts = [
+        ChartCell(histogram_svg(series, *_span(metric), title=metric, versions=versions))
+        for metric, series in distributions.items()
+    ]
+    examples = Table(
+        ["role", "version", "request", "metric", "value", "prompt", "response", "context"],
+        [
             [
-                [
-                    v.role,
-                    v.version,
-                    v.source,
-                    v.window_rows,
-                    v.sampled,
-                    v.usable,
-                    v.answered,
-                    ", ".join(f"{k}: {n}" for k, n in sorted(v.quarantined.items())) or "0",
-                ]
-                for v in quality.versions
-            ],
-            numeric=(3, 4, 5, 6),
-        ),
-        key_values([("redactions before judging", ", ".join(f"{k}: {n}" for k, n in quality.redactions.items()))]),
-    )
-    method = section(
-        "Method",
-        key_values(
-            [
-                ("rubrics", ", ".join(quality.rubrics)),
-                ("judge identity", quality.judge_identity),
-                ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in quality.timings_s.items())),
-                ("run key", quality.run_key),
-                ("DAG run", f"{summary.dag_id or '–'} / {summary.run_id or '–'}"),
+                e.role,
+                e.version,
+                e.request_id,
+                e.metric,
+                e.value,
+                _text(e.prompt),
+                _text(e.response),
+                _text(e.context, 300),
             ]
-        ),
+            for e in quality.examples
+        ],
+        numeric=(4,),
     )
-    title = f"Quality: {quality.model_name}"
-    subtitle = f"challenger {quality.challenger_version or '–'} vs champion {quality.champion_version or '–'}"
-    return page(
-        title,
-        subtitle,
-        overview,
-        metrics,
-        trust,
-        pairwise,
-        untrusted,
-        distributions_html,
-        examples,
-        sampling,
-        method,
+    sampling = Table(
+        ["role", "version", "source", "rows in window", "sampled", "usable", "answered", "quarantined"],
+        [
+            [
+                v.role,
+                v.version,
+                v.source,
+                v.window_rows,
+                v.sampled,
+                v.usable,
+                v.answered,
+                ", ".join(f"{k}: {n}" for k, n in sorted(v.quarantined.items())) or "0",
+            ]
+            for v in quality.versions
+        ],
+        numeric=(3, 4, 5, 6),
+    )
+    method = [
+        ("rubrics", ", ".join(quality.rubrics)),
+        ("judge identity", quality.judge_identity),
+        ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in quality.timings_s.items())),
+        ("run key", quality.run_key),
+        ("DAG run", f"{summary.dag_id or '–'} / {summary.run_id or '–'}"),
+    ]
+    return render(
+        "quality.html",
+        title=f"Quality: {quality.model_name}",
+        subtitle=f"challenger {quality.challenger_version or '–'} vs champion {quality.champion_version or '–'}",
         generated_at=summary.created_at,
+        overview=overview,
+        notes=quality.notes,
+        metrics=metrics_table(summary.metrics),
+        judge_note=quality.judge_note,
+        calibration=calibration_context(quality.calibration) if quality.calibration is not None else None,
+        unscored=unscored,
+        pairwise=pairwise,
+        untrusted=metrics_table(quality.untrusted_judge_metrics) if quality.untrusted_judge_metrics else None,
+        charts=charts,
+        evidently_href=evidently_href,
+        examples=examples,
+        sampling=sampling,
+        redactions=[("redactions before judging", ", ".join(f"{k}: {n}" for k, n in quality.redactions.items()))],
+        method=method,
     )

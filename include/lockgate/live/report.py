@@ -1,4 +1,7 @@
-"""The production evidence page: canary against champion in the same hours, champion against its baseline."""
+"""The production evidence page: canary against champion in the same hours, champion against its baseline.
+
+The functions here prepare the comparisons as tables; `templates/live.html` (autoescaped) lays them out.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import math
 from typing import Any
 
 from lockgate.evidence import EvidenceSummary
-from lockgate.reports.html import Markup, badge, esc, key_values, page, section, table
+from lockgate.reports.html import Badge, Strong, Table
+from lockgate.reports.templating import render
 
 
 def _num(v: Any) -> float | None:
@@ -40,15 +44,16 @@ def _value(iv: dict[str, Any] | None) -> str:
     return "–" if v is None else f"{v:.4g}"
 
 
-def _comparison_section(
+def comparison(
     title: str,
     cmp: dict[str, Any] | None,
     exact: dict[str, dict[str, float]],
     versions: tuple[str | None, str | None],
     problem: str | None,
-) -> Markup:
+) -> dict[str, Any]:
+    """One comparison (two groups, per metric stratified and raw) as a table; or why there is none."""
     if cmp is None:
-        return section(title, Markup(f"<p>{badge('missing')} {esc(problem or 'not computed')}</p>"))
+        return {"title": title, "problem": problem or "not computed"}
     a_v, b_v = versions
     rows = []
     for name, m in cmp["metrics"].items():
@@ -62,101 +67,93 @@ def _comparison_section(
                 m["unit"],
                 _value(strat["a"]),
                 _value(strat["b"]),
-                Markup(f"<b>{esc(format_change(strat['compared'], m['comparison']))}</b>"),
+                Strong(format_change(strat["compared"], m["comparison"])),
                 format_change(raw["compared"], m["comparison"]),
                 exact_text,
             ]
         )
-    strata = ", ".join(f"<= {c:g}" for c in cmp["cutoffs"]) or "one stratum"
-    intro = Markup(
-        f"<p class='muted'>{esc(cmp['a'])}: {esc(cmp['a_requests'])} requests; {esc(cmp['b'])}: "
-        f"{esc(cmp['b_requests'])} requests. Stratified: each group weighted to the pooled mix of prompt-length "
-        f"strata ({esc(strata)} prompt tokens), with bootstrap intervals; the gates read it. Raw: as the requests "
-        f"came (point estimates; intervals for rates).</p>"
+    table = Table(
+        [
+            "metric",
+            "unit",
+            f"{cmp['a']} (stratified)",
+            f"{cmp['b']} (stratified)",
+            "change, stratified [interval]",
+            "change, raw [interval]",
+            "whole window (exact, PostgreSQL)",
+        ],
+        rows,
     )
-    return section(
-        title,
-        intro,
-        table(
-            [
-                "metric",
-                "unit",
-                f"{cmp['a']} (stratified)",
-                f"{cmp['b']} (stratified)",
-                "change, stratified [interval]",
-                "change, raw [interval]",
-                "whole window (exact, PostgreSQL)",
-            ],
-            rows,
-        ),
-    )
+    return {
+        "title": title,
+        "problem": None,
+        "a": cmp["a"],
+        "b": cmp["b"],
+        "a_requests": cmp["a_requests"],
+        "b_requests": cmp["b_requests"],
+        "strata": ", ".join(f"<= {c:g}" for c in cmp["cutoffs"]) or "one stratum",
+        "table": table,
+    }
 
 
 def render_live_page(evidence: EvidenceSummary, *, run_key: str) -> str:
     d = evidence.details
     problems: dict[str, str] = d.get("problems") or {}
     cur, base = d.get("current_window") or {}, d.get("baseline_window") or {}
-    overview = key_values(
-        [
-            ("status", badge(evidence.status)),
-            ("champion / challenger", f"{evidence.champion_version or '–'} / {evidence.challenger_version or '–'}"),
-            ("current window", f"{cur.get('start')} – {cur.get('end')} ({cur.get('mode')})"),
-            ("champion baseline window", f"{base.get('start')} – {base.get('end')} ({base.get('mode')})"),
-            ("requests (valid)", ", ".join(f"{k} {v}" for k, v in (d.get("requests") or {}).items()) or "–"),
-            (
-                "rows in the window by version",
-                ", ".join(f"{k}: {v}" for k, v in (d.get("window_rows_by_version") or {}).items()) or "–",
-            ),
-            ("quarantined rows", ", ".join(f"{k}: {v}" for k, v in evidence.quarantined.items()) or "none"),
-            ("sampled for intervals", ", ".join(f"{k} {v}" for k, v in evidence.sample_sizes.items()) or "–"),
-            ("MiniLM relevance rows", ", ".join(f"{k} {v}" for k, v in (d.get("relevance_rows") or {}).items()) or "–"),
-            (
-                "KV-cache hits from",
-                d.get("kv_cache_source") or "not available (no cached_tokens column or metadata key)",
-            ),
-            ("minimum requests per version", d.get("min_requests")),
-            ("missing", "; ".join(f"{k}: {v}" for k, v in problems.items()) or "nothing"),
-        ]
-    )
-    needed_rows = [
-        [
-            r["gate"],
-            r["metric"],
-            r["limit"],
-            r["canary_requests"],
-            r["needed"] if r["needed"] is not None else "–",
-            r["note"],
-        ]
-        for r in d.get("requests_needed") or []
+    overview = [
+        ("status", Badge(evidence.status)),
+        ("champion / challenger", f"{evidence.champion_version or '–'} / {evidence.challenger_version or '–'}"),
+        ("current window", f"{cur.get('start')} – {cur.get('end')} ({cur.get('mode')})"),
+        ("champion baseline window", f"{base.get('start')} – {base.get('end')} ({base.get('mode')})"),
+        ("requests (valid)", ", ".join(f"{k} {v}" for k, v in (d.get("requests") or {}).items()) or "–"),
+        (
+            "rows in the window by version",
+            ", ".join(f"{k}: {v}" for k, v in (d.get("window_rows_by_version") or {}).items()) or "–",
+        ),
+        ("quarantined rows", ", ".join(f"{k}: {v}" for k, v in evidence.quarantined.items()) or "none"),
+        ("sampled for intervals", ", ".join(f"{k} {v}" for k, v in evidence.sample_sizes.items()) or "–"),
+        ("MiniLM relevance rows", ", ".join(f"{k} {v}" for k, v in (d.get("relevance_rows") or {}).items()) or "–"),
+        (
+            "KV-cache hits from",
+            d.get("kv_cache_source") or "not available (no cached_tokens column or metadata key)",
+        ),
+        ("minimum requests per version", d.get("min_requests")),
+        ("missing", "; ".join(f"{k}: {v}" for k, v in problems.items()) or "nothing"),
     ]
-    sections = [
-        section("Overview", overview),
-        _comparison_section(
+    needed = Table(
+        ["gate", "metric", "limit", "canary requests now", "needed", "note"],
+        [
+            [
+                r["gate"],
+                r["metric"],
+                r["limit"],
+                r["canary_requests"],
+                r["needed"] if r["needed"] is not None else "–",
+                r["note"],
+            ]
+            for r in d.get("requests_needed") or []
+        ],
+    )
+    quantiles = d.get("window_quantiles") or {}
+    return render(
+        "live.html",
+        title=f"Production evidence: {evidence.model_name}",
+        subtitle=f"run {run_key} · live traffic per version",
+        generated_at=evidence.created_at,
+        overview=overview,
+        canary=comparison(
             "Production canary: challenger against champion, same hours",
             d.get("canary"),
-            d.get("window_quantiles") or {},
+            quantiles,
             (evidence.challenger_version, evidence.champion_version),
             problems.get("challenger") or problems.get("champion"),
         ),
-        section(
-            "Canary requests needed to resolve each gate",
-            Markup(
-                "<p class='muted'>The interval narrows as 1/sqrt(n): this many canary requests make it clear "
-                "the gate's limit on one side (estimated from the current interval).</p>"
-            ),
-            table(["gate", "metric", "limit", "canary requests now", "needed", "note"], needed_rows),
-        ),
-        _comparison_section(
+        needed=needed,
+        champion=comparison(
             "Champion health: the champion now against its own baseline",
             d.get("champion_vs_baseline"),
-            {**{f"{k}": v for k, v in (d.get("window_quantiles") or {}).items()}},
+            quantiles,
             (evidence.champion_version, None),
             problems.get("baseline") or problems.get("champion"),
         ),
-    ]
-    return page(
-        f"Production evidence: {evidence.model_name}",
-        f"run {run_key} · live traffic per version",
-        *sections,
-        generated_at=evidence.created_at,
     )

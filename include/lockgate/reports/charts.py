@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from lockgate.reports.html import Markup, esc
+from lockgate.reports.html import Markup, esc, svg_markup
 
 CHALLENGER_COLOR = "#d9480f"
 CHAMPION_COLOR = "#1c7ed6"
@@ -61,7 +61,7 @@ def box_plot(title: str, groups: Sequence[BoxGroup], unit: str, width: int = 760
     """Horizontal box plots: box p25-p75, whiskers p5-p95, median line, mean dot, p99 tick."""
     groups = [g for g in groups if len(g.values)]
     if not groups:
-        return Markup(f"<p class='muted'>{esc(title)}: no data</p>")
+        return Markup("<p class='muted'>{}: no data</p>").format(title)
     row_h, left, right, top = 26, 230, 70, 28
     height = top + row_h * len(groups) + 34
     stats: list[tuple[BoxGroup, float, float, float, float, float, float, float]] = []
@@ -108,7 +108,7 @@ def box_plot(title: str, groups: Sequence[BoxGroup], unit: str, width: int = 760
         )
         parts.append(f'<text x="{width - right + 6}" y="{y + 4:.1f}" {_FONT}>p50 {esc(_num(p50))}</text>')
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return svg_markup(parts)
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str,
     series = [s for s in series if s.points]
     xs = sorted({x for s in series for x, _ in s.points})
     if not xs:
-        return Markup(f"<p class='muted'>{esc(title)}: no data</p>")
+        return Markup("<p class='muted'>{}: no data</p>").format(title)
     left, right, top, bottom = 70, 200, 28, 40
     height = 260
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -172,7 +172,7 @@ def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str,
         )
         parts.append(f'<text x="{left + plot_w + 34}" y="{ly + 4}" {_FONT}>{esc(s.label)}</text>')
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return svg_markup(parts)
 
 
 def histogram(title: str, values: Sequence[float], unit: str, bins: int = 20, width: int = 760) -> Markup:
@@ -180,7 +180,7 @@ def histogram(title: str, values: Sequence[float], unit: str, bins: int = 20, wi
     x = np.asarray(values, dtype=float)
     x = x[np.isfinite(x)]
     if x.size == 0:
-        return Markup(f"<p class='muted'>{esc(title)}: no data</p>")
+        return Markup("<p class='muted'>{}: no data</p>").format(title)
     counts, edges = np.histogram(x, bins=min(bins, max(1, len(np.unique(x)))))
     left, right, top, bottom = 50, 20, 28, 36
     height = 200
@@ -208,7 +208,7 @@ def histogram(title: str, values: Sequence[float], unit: str, bins: int = 20, wi
     parts.append(f'<text x="{left - 6}" y="{top + 8}" {_FONT} text-anchor="end">{peak}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" {_FONT} text-anchor="middle">{esc(unit)}</text>')
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return svg_markup(parts)
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -318,7 +318,7 @@ def forest_plot(rows: Sequence[ForestRow], title: str = "Gates: interval against
     each limit is shaded; a row without an interval shows its point only, one without a value says so.
     """
     if not rows:
-        return Markup(f"<p class='muted'>{esc(title)}: no gates</p>")
+        return Markup("<p class='muted'>{}: no gates</p>").format(title)
     left, right, row_h, head_h, axis_h = 260, 250, 38, 22, 24
     plot_w = width - left - right
     panels = [(p, [r for r in rows if r.comparison == p[0]]) for p in _PANELS]
@@ -365,7 +365,7 @@ def forest_plot(rows: Sequence[ForestRow], title: str = "Gates: interval against
             y += 6
         out.append("</g>")
     out.append("</svg>")
-    return Markup("".join(out))
+    return svg_markup(out)
 
 
 def _forest_row(
@@ -484,7 +484,7 @@ def effect_chart(rows: Sequence[EffectRow], title: str = "Effect size per column
     of 5 or more, which on a linear axis squeezes every minimum (0.05-0.2) into a few pixels.
     """
     if not rows:
-        return Markup(f"<p class='muted'>{esc(title)}: no columns</p>")
+        return Markup("<p class='muted'>{}: no columns</p>").format(title)
     left, right, top, row_h = 230, 170, 40, 22
     plot_w = width - left - right
     height = top + row_h * len(rows) + 44
@@ -560,7 +560,7 @@ def effect_chart(rows: Sequence[EffectRow], title: str = "Effect size per column
         out.append(f'<text x="{left + plot_w + 8}" y="{cy + 4:.1f}" {_SMALL}>{esc(numbers)}</text>')
         out.append("</g>")
     out.append("</svg>")
-    return Markup("".join(out))
+    return svg_markup(out)
 
 
 # --------------------------------------------------------------------------- distributions (drift, quality)
@@ -645,7 +645,7 @@ def overlaid_histogram(
     """
     series = [s for s in series if sum(s.counts)]
     if len(edges) < 2 or not series or any(len(s.counts) != len(edges) - 1 for s in series):
-        return Markup(f"<p class='muted'>{esc(title)}: no values</p>")
+        return Markup("<p class='muted'>{}: no values</p>").format(title)
     left, right, top, bottom = 44, 12, 40, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     shares = [_shares(s.counts) for s in series]
@@ -702,7 +702,7 @@ def overlaid_histogram(
             f"{esc(_clip(caption, 90))}</text>"
         )
     out.append("</svg>")
-    return Markup("".join(out))
+    return svg_markup(out)
 
 
 def category_bars(
@@ -711,7 +711,7 @@ def category_bars(
     """Paired bars: each sample's share of every category, side by side."""
     series = [s for s in series if sum(s.counts)]
     if not categories or not series or any(len(s.counts) != len(categories) for s in series):
-        return Markup(f"<p class='muted'>{esc(title)}: no values</p>")
+        return Markup("<p class='muted'>{}: no values</p>").format(title)
     left, right, top, bottom = 44, 12, 40, 34
     plot_w, plot_h = width - left - right, height - top - bottom
     shares = [_shares(s.counts) for s in series]
@@ -738,4 +738,4 @@ def category_bars(
             f"{esc(_clip(category, max_chars))}</text>"
         )
     out.append("</svg>")
-    return Markup("".join(out))
+    return svg_markup(out)

@@ -1,7 +1,8 @@
 """The decision page: what was decided and why, each gate's numbers, how to approve, and the history.
 
-Every value shown comes from data (model names, versions, reasons, tag values a person
-typed in the MLflow UI) and is escaped by the `lockgate.reports.html` helpers.
+Every value shown comes from data (model names, versions, reasons, tag values a person typed in
+the MLflow UI): the functions here turn a decision into plain rows and facts, and the template
+(`templates/decision.html`, autoescaped) lays them out.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from lockgate.policy.model import Decision, GateVerdict
 from lockgate.registry import tags as T
 from lockgate.registry.audit import AuditEntry, DecisionRow
 from lockgate.reports.charts import ForestRow, ForestStatus, forest_plot
-from lockgate.reports.html import Markup, badge, esc, fmt, key_values, link, page, section, table
+from lockgate.reports.html import Badge, Link, Table, fmt
+from lockgate.reports.templating import render
 
 PAGE_NAME = "index.html"
 AUDIT_HEADERS = (
@@ -117,42 +119,25 @@ def disagreements(decision: Decision) -> list[str]:
     return out
 
 
-def canary_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Markup | None:
+def _verdict_row(v: GateVerdict) -> list[object]:
+    return [v.gate, _rule(v), _change(v), Badge(v.status), v.reason]
+
+
+VERDICT_HEADERS = ("gate", "passes when", "change [interval]", "verdict", "why")
+
+
+def canary_context(decision: Decision, page_dir: Path, reports_dir: Path) -> dict[str, object] | None:
     """The offline benchmark's gates beside the production evidence's, challenger against champion."""
     bench = [v for v in decision.verdicts if v.kind == "benchmark"]
     live = [v for v in decision.verdicts if v.kind == "live"]
     if not live:
         return None
-
-    def rows(verdicts: Sequence[GateVerdict]) -> list[list[object]]:
-        return [[v.gate, _rule(v), _change(v), badge(v.status), v.reason] for v in verdicts]
-
-    head = ["gate", "passes when", "change [interval]", "verdict", "why"]
     ref = decision.evidence.get("live")
-    href = _href(ref.report_path if ref else None, page_dir, reports_dir)
-    return section(
-        "Benchmark and production canary",
-        Markup(
-            '<p class="muted">The benchmark measures the two registered artifacts side by side on the benchmark '
-            "machine; the production canary measures each version's own requests on the serving stack, in the "
-            "same hours, stratified by prompt length. Both are evidence; neither replaces the other.</p>"
-        ),
-        Markup("<h3>Benchmark (offline)</h3>"),
-        table(head, rows(bench)) if bench else Markup('<p class="muted">no benchmark gate</p>'),
-        Markup("<h3>Production canary and champion health (live)</h3>"),
-        table(head, rows(live)),
-        Markup(f"<p>{link(href, 'production evidence page')}</p>") if href else Markup(""),
-    )
-
-
-def _bullets(items: Sequence[str]) -> Markup:
-    if not items:
-        return Markup('<p class="muted">none</p>')
-    return Markup("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")
-
-
-def _code(text: str) -> Markup:
-    return Markup(f"<pre>{esc(text)}</pre>")
+    return {
+        "benchmark": Table(VERDICT_HEADERS, [_verdict_row(v) for v in bench]) if bench else None,
+        "live": Table(VERDICT_HEADERS, [_verdict_row(v) for v in live]),
+        "live_href": _href(ref.report_path if ref else None, page_dir, reports_dir),
+    }
 
 
 def forest_row(v: GateVerdict) -> ForestRow:
@@ -179,7 +164,7 @@ def forest_row(v: GateVerdict) -> ForestRow:
     )
 
 
-def gates_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Markup:
+def gates_table(decision: Decision, page_dir: Path, reports_dir: Path) -> Table:
     rows = []
     for v in decision.verdicts:
         href = _href(v.report_path, page_dir, reports_dir)
@@ -187,15 +172,15 @@ def gates_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Mark
             [
                 v.gate,
                 v.metric,
-                badge(v.action),
+                Badge(v.action),
                 _rule(v),
                 v.value,
                 _interval(v),
                 f"{v.required_confidence:.0%}" if v.required_confidence else "–",
                 v.compared,
-                badge(v.status),
+                Badge(v.status),
                 v.reason,
-                link(href, v.kind + " report") if href else esc(None),
+                Link(href, v.kind + " report") if href else None,
             ]
         )
     head = [
@@ -211,43 +196,36 @@ def gates_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Mark
         "why",
         "evidence",
     ]
-    note = (
-        "Estimated metrics are compared by an end of their confidence interval, not their point value: "
-        "block and warn gates by the unfavourable end, rollback gates by the favourable end (a champion is "
-        "rolled back only on evidence of harm). Missing or stale evidence never passes a gate; warn gates "
-        "never block."
-    )
-    plot = forest_plot([forest_row(v) for v in decision.verdicts]) if decision.verdicts else Markup("")
-    return section("Gates", plot, table(head, rows, numeric=(4, 7)), Markup(f'<p class="muted">{esc(note)}</p>'))
+    return Table(head, rows, numeric=(4, 7))
 
 
-def evidence_section(decision: Decision, page_dir: Path, reports_dir: Path) -> Markup:
+def evidence_table(decision: Decision, page_dir: Path, reports_dir: Path) -> Table:
     rows = []
     for kind, ref in sorted(decision.evidence.items()):
         href = _href(ref.report_path, page_dir, reports_dir)
         rows.append(
             [
                 kind,
-                badge("ok" if ref.usable else "missing"),
+                Badge("ok" if ref.usable else "missing"),
                 ref.reason,
                 ref.created_at.isoformat() if ref.created_at else None,
                 ref.age_hours,
                 ref.challenger_version,
                 ref.champion_version,
                 ref.content_hash,
-                link(href, "report") if href else esc(None),
+                Link(href, "report") if href else None,
             ]
         )
     head = ["kind", "usable", "why", "created", "age (h)", "challenger", "champion", "content hash", "report"]
-    return section("Evidence", table(head, rows, numeric=(4,)))
+    return Table(head, rows, numeric=(4,))
 
 
-def approval_section(decision: Decision, approvers: Sequence[str]) -> Markup | None:
+def approval_context(decision: Decision, approvers: Sequence[str]) -> dict[str, object] | None:
+    """What an approver needs: the facts, the tags to set and the command to run; None without a challenger."""
     version = decision.challenger
     if version is None or version == decision.champion:
         return None
     model = decision.model_name
-    tag_lines = f"{T.APPROVAL}=approved\n{T.APPROVED_BY}=<your name>"
     cli = f"lockgate approve {shlex.quote(model)} {shlex.quote(version)} --by YOUR_NAME"
     check = decision.approval
     identity = None
@@ -264,45 +242,36 @@ def approval_section(decision: Decision, approvers: Sequence[str]) -> Markup | N
         ("counts for evidence", decision.evidence_hash),
         ("approvers", ", ".join(approvers) or "none"),
     ]
-    parts: list[Markup | str] = [
-        key_values([(k, v) for k, v in facts if v is not None]),
-        Markup(f"<p>In the MLflow UI, set these tags on {esc(model)} version {esc(version)}:</p>"),
-        _code(tag_lines),
-        Markup("<p>or run:</p>"),
-        _code(cli),
-        Markup(f"<p>To reject: <code>{esc(T.APPROVAL)}=rejected</code> or</p>"),
-        _code(cli + " --reject"),
-        Markup(
-            '<p class="muted">An approval counts only from a listed approver, and only for the evidence above: '
-            "new evidence asks again. Lockgate moves the champion alias on its next check.</p>"
-        ),
-        Markup(
-            f'<p class="warn"><strong>Do not move the <code>{esc(T.CHAMPION)}</code> alias by hand.</strong> '
-            "MLflow's own &ldquo;Promote model&rdquo; button, or setting the alias in its UI or API, bypasses "
-            "every gate and approval on this page; the next promotion run records such a move in the audit "
-            "trail as &ldquo;outside lockgate&rdquo;.</p>"
-        ),
-    ]
-    return section("Approve", *parts)
+    return {
+        "facts": [(k, v) for k, v in facts if v is not None],
+        "model": model,
+        "version": version,
+        "tag_lines": f"{T.APPROVAL}=approved\n{T.APPROVED_BY}=<your name>",
+        "approval_tag": T.APPROVAL,
+        "champion_alias": T.CHAMPION,
+        "cli": cli,
+    }
 
 
-def history_section(
-    history: Sequence[DecisionRow], audit: Sequence[AuditEntry], page_dir: Path, reports_dir: Path
-) -> Markup:
-    decisions = [
+def decisions_table(history: Sequence[DecisionRow], page_dir: Path, reports_dir: Path) -> Table:
+    rows = [
         [
             r.decided_at.strftime("%Y-%m-%d %H:%M:%S"),
             r.run_key,
-            badge(r.action),
+            Badge(r.action),
             r.outcome,
             r.champion,
             r.challenger,
             r.evidence_hash,
-            link(_href(r.report_path, page_dir, reports_dir) or "", "page") if r.report_path else esc(None),
+            Link(_href(r.report_path, page_dir, reports_dir), "page") if r.report_path else None,
         ]
         for r in history
     ]
-    trail = [
+    return Table(["time (UTC)", "run", "action", "outcome", "champion", "challenger", "evidence", "page"], rows)
+
+
+def audit_table(audit: Sequence[AuditEntry]) -> Table:
+    rows = [
         [
             a.at.strftime("%Y-%m-%d %H:%M:%S"),
             a.kind,
@@ -318,13 +287,7 @@ def history_section(
         ]
         for a in audit
     ]
-    return section(
-        "History",
-        Markup("<h3>Decisions</h3>"),
-        table(["time (UTC)", "run", "action", "outcome", "champion", "challenger", "evidence", "page"], decisions),
-        Markup("<h3>Audit trail</h3>"),
-        table(AUDIT_HEADERS, trail),
-    )
+    return Table(AUDIT_HEADERS, rows)
 
 
 def render_decision_page(
@@ -347,41 +310,37 @@ def render_decision_page(
         audit: recent audit rows of the model, newest first.
     """
     d = decision
-    summary = key_values(
-        [
-            ("decision", badge(d.action)),
-            ("outcome", d.outcome if not d.dry_run else "dry run: nothing was written to the registry"),
-            ("model", d.model_name),
-            ("champion", d.champion),
-            ("challenger", d.challenger),
-            ("previous_champion", d.previous_champion),
-            ("champion moves to", d.target),
-            ("status set on", f"version {d.subject_version}: {d.subject_status}" if d.subject_version else None),
-            ("evidence hash", d.evidence_hash),
-            ("policy hash", d.policy_hash),
-            ("decided at", d.decided_at.isoformat()),
-            ("run", d.run_key),
-        ]
-    )
-    disagree = disagreements(d)
-    top = [Markup(f"<p><b>{esc(s)}</b></p>") for s in disagree]
-    sections = [
-        section(ACTION_TEXT.get(d.action, d.action), *top, summary, Markup("<h3>Why</h3>"), _bullets(d.reasons)),
-        gates_section(d, page_dir, reports_dir),
+    summary: list[tuple[str, object]] = [
+        ("decision", Badge(d.action)),
+        ("outcome", d.outcome if not d.dry_run else "dry run: nothing was written to the registry"),
+        ("model", d.model_name),
+        ("champion", d.champion),
+        ("challenger", d.challenger),
+        ("previous_champion", d.previous_champion),
+        ("champion moves to", d.target),
+        ("status set on", f"version {d.subject_version}: {d.subject_status}" if d.subject_version else None),
+        ("evidence hash", d.evidence_hash),
+        ("policy hash", d.policy_hash),
+        ("decided at", d.decided_at.isoformat()),
+        ("run", d.run_key),
     ]
-    canary = canary_section(d, page_dir, reports_dir)
-    if canary is not None:
-        sections.append(canary)
-    sections.append(evidence_section(d, page_dir, reports_dir))
-    approve = approval_section(d, approvers)
-    if approve is not None and d.action in ("await_approval", "hold"):
-        sections.append(approve)
-    sections.append(history_section(history, audit, page_dir, reports_dir))
-    return page(
-        f"Lockgate decision: {d.model_name}",
-        f"{d.action} · run {d.run_key or '-'}",
-        *sections,
+    approval = approval_context(d, approvers) if d.action in ("await_approval", "hold") else None
+    return render(
+        "decision.html",
+        title=f"Lockgate decision: {d.model_name}",
+        subtitle=f"{d.action} · run {d.run_key or '-'}",
         generated_at=d.decided_at,
+        action_text=ACTION_TEXT.get(d.action, d.action),
+        disagreements=disagreements(d),
+        summary=summary,
+        reasons=d.reasons,
+        forest=forest_plot([forest_row(v) for v in d.verdicts]) if d.verdicts else None,
+        gates=gates_table(d, page_dir, reports_dir),
+        canary=canary_context(d, page_dir, reports_dir),
+        evidence=evidence_table(d, page_dir, reports_dir),
+        approval=approval,
+        decisions=decisions_table(history, page_dir, reports_dir),
+        audit=audit_table(audit),
     )
 
 

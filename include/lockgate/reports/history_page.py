@@ -2,16 +2,17 @@
 
 A pure function of `HistoryData` (`lockgate.reports.history.history_series`): the plugin reads the
 state database and hands the data here. Every chart is inline SVG with the numbers in a table
-under it, so the page needs neither JavaScript nor the network; every text from the database
-(model names, versions, run keys, column names, reasons) is escaped.
+under it, so the page needs neither JavaScript nor the network. The functions here prepare the
+charts and tables; `templates/history.html` lays them out and, being autoescaped, escapes every
+text from the database (model names, versions, run keys, column names, reasons).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from lockgate.reports import html as h
 from lockgate.reports.history import (
     PERIOD_DAYS,
     AliasMove,
@@ -22,6 +23,8 @@ from lockgate.reports.history import (
     Point,
     charts_for,
 )
+from lockgate.reports.html import Badge, CodeList, Link, Markup, Table
+from lockgate.reports.templating import render
 from lockgate.reports.timeseries_svg import TsMarker, TsPoint, TsSeries, fmt_value, time_series_chart
 
 ROLE_COLORS = {"champion": "#1c7ed6", "challenger": "#d9480f", "baseline": "#5c940d", "model": "#0b7285"}
@@ -134,7 +137,7 @@ def _time_domain(data: HistoryData) -> tuple[datetime, datetime]:
     return first - pad, last + pad
 
 
-def _numbers_table(spec: ChartSpec, points: Sequence[Point]) -> h.Markup:
+def _numbers_table(spec: ChartSpec, points: Sequence[Point]) -> Table:
     rows = [
         [
             _when(p.at),
@@ -153,111 +156,91 @@ def _numbers_table(spec: ChartSpec, points: Sequence[Point]) -> h.Markup:
     headers = ["time", "role", "version", f"value ({spec.unit})", "CI low", "CI high", "level", "n", "run"]
     if spec.kind == "quality":
         headers.append("evidence")
-    return h.table(headers, rows, numeric=(3, 4, 5, 7))
+    return Table(headers, rows, numeric=(3, 4, 5, 7))
 
 
-def _drift_table(runs: Sequence[EvidenceRun], points: Sequence[Point]) -> h.Markup:
+def _drift_table(runs: Sequence[EvidenceRun], points: Sequence[Point]) -> Table:
     share = {p.run_key: p.value for p in points if p.role == "model"}
     rows = []
     for r in runs:
         if r.kind != "drift":
             continue
-        if r.drifted_columns is None:
-            columns = h.esc(None)
-        else:
-            columns = h.Markup(", ".join(f"<code>{h.esc(c)}</code>" for c in r.drifted_columns) or "none")
+        columns = None if r.drifted_columns is None else CodeList(r.drifted_columns)
         window = f"{_when(r.window_start)} → {_when(r.window_end)}" if r.window_start and r.window_end else None
-        rows.append([_when(r.at), h.badge(r.status), share.get(r.run_key), columns, window, r.run_key, r.message])
-    return h.table(["time", "status", "drift share", "drifted columns", "current window", "run", "note"], rows, (2,))
+        rows.append([_when(r.at), Badge(r.status), share.get(r.run_key), columns, window, r.run_key, r.message])
+    return Table(["time", "status", "drift share", "drifted columns", "current window", "run", "note"], rows, (2,))
 
 
-def _details(summary: str, body: h.Markup) -> h.Markup:
-    # <details> opens without JavaScript; the table keeps the chart's numbers readable as text.
-    return h.Markup(f"<details><summary>{h.esc(summary)}</summary>{body}</details>")
+@dataclass(frozen=True)
+class ChartSection:
+    """One chart of the page: the chart (None: no evidence of its metric), and the numbers behind it."""
+
+    spec: ChartSpec
+    chart: Markup | None
+    untrusted: bool
+    table: Table | None
+    table_summary: str
 
 
-def _chart_section(
+def chart_section(
     spec: ChartSpec, data: HistoryData, marks: Sequence[TsMarker], domain: tuple[datetime, datetime]
-) -> h.Markup:
+) -> ChartSection:
     points = data.points.get((spec.kind, spec.metric), ())
-    parts: list[h.Markup] = []
-    if spec.note:
-        parts.append(h.Markup(f"<p class='muted'>{h.esc(spec.note)}</p>"))
-    if any(not p.trusted for p in points):
-        parts.append(
-            h.Markup(
-                "<p class='muted'>Open circles: scores of a judge that failed calibration (or a rubric the "
-                "calibration set has no labelled item for). They are not evidence and no gate reads them.</p>"
-            )
-        )
+    chart = None
     if points:
         notes = {
             r.run_key: "drifted: " + (", ".join(r.drifted_columns) or "none")
             for r in data.runs
             if r.kind == spec.kind and r.drifted_columns is not None
         }
-        parts.append(time_series_chart(spec.title, spec.unit, _series(spec, points, notes), marks, *domain))
-    else:
-        parts.append(h.Markup(f"<p>No {h.esc(spec.kind)} evidence of this metric in the last {data.days} days.</p>"))
+        chart = time_series_chart(spec.title, spec.unit, _series(spec, points, notes), marks, *domain)
+    table, summary = None, ""
     if spec.kind == "drift":
         drift_runs = [r for r in data.runs if r.kind == "drift"]
         if drift_runs:
             table = _drift_table(drift_runs, points)
-            parts.append(_details(f"runs and drifted columns ({len(drift_runs)} runs)", table))
+            summary = f"runs and drifted columns ({len(drift_runs)} runs)"
     elif points:
-        parts.append(_details(f"the numbers ({len(points)} points)", _numbers_table(spec, points)))
-    return h.Markup(f"<section id='{h.esc(spec.key)}'><h2>{h.esc(spec.title)}</h2>{''.join(parts)}</section>")
+        table, summary = _numbers_table(spec, points), f"the numbers ({len(points)} points)"
+    return ChartSection(spec, chart, any(not p.trusted for p in points), table, summary)
 
 
-def _events_section(data: HistoryData, report_href: Callable[[str], str] | None) -> h.Markup:
+def _events_table(data: HistoryData, report_href: Callable[[str], str] | None) -> Table | None:
     events: list[tuple[datetime, list[object]]] = []
     for d in data.decisions:
         href = report_href(d.report_path) if report_href and d.report_path else ""
-        page = h.link(href, "decision page") if href else None
+        page = Link(href, "decision page") if href else None
         repeats = f"{d.repeats} times until {_when(d.last_at)}" if d.repeats > 1 else "once"
         versions = f"champion {d.champion or '-'}, challenger {d.challenger or '-'}"
         events.append(
-            (d.at, [_when(d.at), "decision", h.badge(d.action), versions, repeats, "; ".join(d.reasons[:3]), page])
+            (d.at, [_when(d.at), "decision", Badge(d.action), versions, repeats, "; ".join(d.reasons[:3]), page])
         )
     for m in data.alias_moves:
         marked = " (marked on the charts)" if m.alias == MARKED_ALIAS else ""
         events.append((m.at, [_when(m.at), "alias move", _move_label(m) + marked, m.actor, None, m.message, None]))
+    if not events:
+        return None
     events.sort(key=lambda e: e[0])
-    body = (
-        h.table(["time", "event", "what", "versions / by", "repeated", "why", "report"], [e[1] for e in events])
-        if events
-        else h.Markup(f"<p>No decisions and no alias moves in the last {data.days} days.</p>")
-    )
-    return h.section("Decisions and alias moves", body)
+    return Table(["time", "event", "what", "versions / by", "repeated", "why", "report"], [e[1] for e in events])
 
 
-def _legend() -> h.Markup:
-    def swatch(color: str, text: str, dashed: bool) -> str:
-        style = "dashed" if dashed else "solid"
-        return (
-            f"<span style='display:inline-block;width:0;height:14px;border-left:2px {style} {color};"
-            f"margin:0 6px -2px 12px'></span>{h.esc(text)}"
-        )
-
-    items = [swatch(c, f"decision: {a}", True) for a, c in DECISION_COLORS.items()]
-    items.append(swatch(ALIAS_COLOR, f"{MARKED_ALIAS} alias moved", False))
-    roles = "".join(
-        f"<span style='color:{c};font-weight:600;margin-left:12px'>● {h.esc(r)}</span>"
-        for r, c in ROLE_COLORS.items()
-        if r != "baseline"
-    )
-    return h.Markup(f"<p class='muted'>Markers:{''.join(items)}</p><p class='muted'>Series:{roles}</p>")
+@dataclass(frozen=True)
+class PeriodLink:
+    text: str
+    href: str | None
+    current: bool
 
 
-def _period_links(data: HistoryData, period_href: Callable[[int], str] | None) -> h.Markup:
-    links = []
+def _period_links(data: HistoryData, period_href: Callable[[int], str] | None) -> list[PeriodLink]:
+    """The periods on offer: the current one marked, the others linked where the page knows their URL."""
+    out = []
     for days in PERIOD_DAYS:
         text = f"last {days} days"
         if days == data.days:
-            links.append(f"<strong>{h.esc(text)}</strong>")
+            out.append(PeriodLink(text, None, True))
         elif period_href is not None:
-            links.append(str(h.link(period_href(days), text)))
-    return h.Markup(f"<p>Period: {' · '.join(links)}</p>")
+            out.append(PeriodLink(text, period_href(days), False))
+    return out
 
 
 def render_history_page(
@@ -269,36 +252,27 @@ def render_history_page(
 ) -> str:
     """The whole page. `period_href(days)`: the URL of the same page for another period;
     `report_href(path)`: the URL of a decision page recorded at `path` (empty: no link)."""
-    title = f"History of {data.model_name}"
-    subtitle = f"last {data.days} days: {_when(data.since)} → {_when(data.until)}"
-    intro = h.section(
-        "Period",
-        _period_links(data, period_href),
-        h.Markup(
-            "<p class='muted'>Each point is one run's estimate, placed at the time the run created its evidence; "
-            "whiskers are its confidence interval; a line joins the points of one version in one role (a new "
-            "label where the version changes). Markers: the decisions (dry runs and no_op decisions left out; "
-            "an unbroken series of equal decisions, like a hold every 30 minutes, is marked once) and the moves "
-            "of the champion alias. Hover a point or a marker for its details; the numbers are in the table "
-            "under each chart.</p>"
-        ),
-        _legend(),
+    state = "unknown" if not data.known_model else "empty" if data.empty else "charts"
+    sections: list[ChartSection] = []
+    if state == "charts":
+        marks = markers(data)
+        domain = _time_domain(data)
+        sections = [chart_section(spec, data, marks, domain) for spec in charts_for(data)]
+    return render(
+        "history.html",
+        title=f"History of {data.model_name}",
+        subtitle="unknown model"
+        if state == "unknown"
+        else f"last {data.days} days: {_when(data.since)} → {_when(data.until)}",
+        generated_at=generated_at,
+        state=state,
+        model_name=data.model_name,
+        days=data.days,
+        periods=_period_links(data, period_href),
+        decision_colors=DECISION_COLORS,
+        alias_color=ALIAS_COLOR,
+        marked_alias=MARKED_ALIAS,
+        role_colors={r: c for r, c in ROLE_COLORS.items() if r != "baseline"},
+        sections=sections,
+        events=_events_table(data, report_href) if state == "charts" else None,
     )
-    if not data.known_model:
-        body = h.section(
-            "Unknown model",
-            f"lockgate has recorded no evidence, no decision and no alias move of a model named "
-            f"{data.model_name!r}. Check the name: the Lockgate index links every model it knows.",
-        )
-        return h.page(title, "unknown model", body, generated_at=generated_at)
-    if data.empty:
-        body = h.section(
-            "No evidence",
-            f"No evidence in the last {data.days} days for {data.model_name}: no evidence run, no decision and no "
-            "alias move. Choose a longer period, or run the lockgate DAGs.",
-        )
-        return h.page(title, subtitle, intro, body, generated_at=generated_at)
-    marks = markers(data)
-    domain = _time_domain(data)
-    sections = [_chart_section(spec, data, marks, domain) for spec in charts_for(data)]
-    return h.page(title, subtitle, intro, *sections, _events_section(data, report_href), generated_at=generated_at)

@@ -1,52 +1,60 @@
-"""Small, dependency-free HTML building blocks. Everything from data is escaped.
+"""What the page templates are given: table cells that are more than text, number formats, report folders.
 
-Logged prompts and responses hold hostile text (script tags, attribute breakers):
-`esc()` is applied to every value a page shows; only the fixed markup of this
-module and `Markup` values built from it are emitted unescaped.
+Pages are Jinja2 templates (`lockgate/reports/templates/`, rendered by `lockgate.reports.templating`)
+with autoescaping: logged prompts and responses, model names, versions and tag values hold hostile
+text (script tags, attribute breakers), and every value handed to a template is escaped unless it is a
+`markupsafe.Markup`, which only lockgate's own chart functions produce (they escape their labels
+themselves). So a page builder passes plain data; where a table cell is a badge, a link or code
+rather than text, it says so with the small dataclasses below and the `cell` macro lays them out.
 """
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
+
+from markupsafe import Markup, escape
 
 from lockgate.settings import get_settings
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1f2933;background:#f7f8fa}
-header{background:#102a43;color:#fff;padding:16px 28px}header h1{margin:0;font-size:22px}
-header .sub{opacity:.8;font-size:13px;margin-top:4px}
-main{padding:20px 28px;max-width:1280px}
-section{background:#fff;border:1px solid #d9e2ec;border-radius:8px;padding:16px 20px;margin:0 0 18px}
-h2{font-size:17px;margin:0 0 10px}table{border-collapse:collapse;width:100%;font-size:13px}
-th,td{border-bottom:1px solid #e4e7eb;padding:6px 8px;text-align:left;vertical-align:top}
-th{background:#f0f4f8;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:2px 8px;border-radius:10px;font-size:12px;font-weight:600}
-.pass,.ok,.promote,.promoted{background:#d5f5e3;color:#1e7b45}.fail,.rollback,.rolled_back,.rejected,.error{background:#fde2e1;color:#b42318}
-.missing,.hold,.gates_failed,.insufficient_data,.invalid{background:#fff4ce;color:#8a6100}
-.warn,.await_approval,.awaiting_approval{background:#e0ecff;color:#1d4ed8}.no_op,.evaluating{background:#eceff3;color:#52606d}
-code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
-pre{background:#f0f4f8;padding:10px;border-radius:6px;white-space:pre-wrap;word-break:break-word}
-.muted{color:#616e7c;font-size:12px}.kv td:first-child{width:260px;color:#52606d}
-.text{max-width:520px;white-space:pre-wrap;word-break:break-word}
-.charts{display:flex;flex-wrap:wrap;gap:12px 24px}svg.chart{max-width:100%;height:auto}
-"""
+__all__ = [
+    "Badge",
+    "Cell",
+    "ChartCell",
+    "Code",
+    "CodeList",
+    "Link",
+    "Links",
+    "Markup",
+    "Strong",
+    "Table",
+    "TextBlock",
+    "Tone",
+    "badge_class",
+    "cell_kind",
+    "esc",
+    "fmt",
+    "report_dir",
+    "safe_href",
+    "safe_segment",
+    "svg_markup",
+]
 
 
-class Markup(str):
-    """HTML that this module built (already escaped where needed)."""
+esc = escape
+"""For the chart functions, which build SVG as text: every label they put in it goes through `esc`."""
 
 
-def esc(value: Any) -> Markup:
-    if isinstance(value, Markup):
-        return value
-    if value is None:
-        return Markup('<span class="muted">–</span>')
-    return Markup(html.escape(str(value), quote=True))
+def svg_markup(parts: Iterable[str]) -> Markup:
+    """A chart that lockgate's chart functions built, as Markup a template places unescaped.
+
+    Only for `lockgate.reports.charts` and `lockgate.reports.timeseries_svg`: their fixed markup and
+    formatted numbers, and every label through `esc`, is what makes the joined text safe.
+    """
+    return Markup("".join(parts))  # noqa: S704
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -59,52 +67,127 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def badge(status: str) -> Markup:
-    css = re.sub(r"[^a-z_]", "", status.lower())
-    return Markup(f'<span class="badge {css}">{esc(status)}</span>')
+def badge_class(status: str) -> str:
+    """The CSS class of a status badge: the status itself, reduced to the letters the stylesheet uses."""
+    return re.sub(r"[^a-z_]", "", status.lower())
 
 
-def link(href: str, text: Any) -> Markup:
-    if not re.match(r"^(https?://|/|\.{0,2}/?[\w.-])", href) or href.lower().startswith("javascript:"):
-        return esc(text)
-    return Markup(f'<a href="{esc(href)}">{esc(text)}</a>')
+_HREF_OK = re.compile(r"^(https?://|/|\.{0,2}/?[\w.-])")
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = ()) -> Markup:
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = []
-    for row in rows:
-        cells = []
-        for i, cell in enumerate(row):
-            cls = ' class="num"' if i in numeric else ""
-            content = cell if isinstance(cell, Markup) else esc(fmt(cell) if isinstance(cell, float) else cell)
-            cells.append(f"<td{cls}>{content}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+def safe_href(href: str | None) -> str | None:
+    """`href` where a link may point there, else None (a `javascript:` or other scheme from the data)."""
+    if not href or not _HREF_OK.match(href) or href.lower().startswith("javascript:"):
+        return None
+    return href
 
 
-def key_values(pairs: Iterable[tuple[str, Any]]) -> Markup:
-    rows = "".join(
-        f"<tr><td>{esc(k)}</td><td>{v if isinstance(v, Markup) else esc(fmt(v))}</td></tr>" for k, v in pairs
-    )
-    return Markup(f'<table class="kv"><tbody>{rows}</tbody></table>')
+class Cell:
+    """A table or key-value cell that is more than text; `kind` names its branch of the `cell` macro."""
+
+    kind: ClassVar[str]
 
 
-def section(title: str, *parts: Any) -> Markup:
-    inner = "".join(p if isinstance(p, Markup) else f"<p>{esc(p)}</p>" for p in parts)
-    return Markup(f"<section><h2>{esc(title)}</h2>{inner}</section>")
+@dataclass(frozen=True)
+class Badge(Cell):
+    """A coloured status pill; `tone` picks the colour where it is not the text itself (the drift verdicts)."""
+
+    text: str
+    tone: str | None = None
+    kind: ClassVar[str] = "badge"
+
+    @property
+    def css_class(self) -> str:
+        return badge_class(self.tone or self.text)
 
 
-def page(title: str, subtitle: str, *sections: Markup, generated_at: datetime | None = None) -> str:
-    when = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
-    body = "".join(sections)
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{esc(title)}</h1><div class='sub'>{esc(subtitle)} · generated {esc(when)}</div></header>"
-        f"<main>{body}</main></body></html>"
-    )
+@dataclass(frozen=True)
+class Link(Cell):
+    """A link, shown as its text alone when `href` is missing or unsafe."""
+
+    href: str | None
+    text: str
+    kind: ClassVar[str] = "link"
+
+
+@dataclass(frozen=True)
+class Links(Cell):
+    """Links side by side, separated by a dot."""
+
+    links: Sequence[Link]
+    kind: ClassVar[str] = "links"
+
+
+@dataclass(frozen=True)
+class Code(Cell):
+    text: str
+    kind: ClassVar[str] = "code"
+
+
+@dataclass(frozen=True)
+class CodeList(Cell):
+    """Names as code, comma-separated; `none` when there are none."""
+
+    items: Sequence[str]
+    kind: ClassVar[str] = "codes"
+
+
+@dataclass(frozen=True)
+class Strong(Cell):
+    text: str
+    kind: ClassVar[str] = "strong"
+
+
+@dataclass(frozen=True)
+class Tone(Cell):
+    """Text coloured by what it says for the challenger: worse (red) or better (green)."""
+
+    text: str
+    tone: Literal["worse", "better"]
+    kind: ClassVar[str] = "tone"
+
+
+@dataclass(frozen=True)
+class TextBlock(Cell):
+    """Logged text (a prompt, a response), wrapped and cut to `limit` characters."""
+
+    text: str
+    limit: int = 600
+    kind: ClassVar[str] = "textblock"
+
+    @property
+    def shown(self) -> str:
+        return self.text if len(self.text) <= self.limit else self.text[: self.limit] + " […]"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table as data: `numeric` holds the indices of the right-aligned columns."""
+
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    numeric: Collection[int] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ChartCell:
+    """One chart of a grid of charts, with an optional note under it."""
+
+    chart: Markup
+    note: str = ""
+
+
+def cell_kind(value: Any) -> str:
+    """Which branch of the `cell` macro shows `value`."""
+    if value is None:
+        return "none"
+    if isinstance(value, Cell):
+        return value.kind
+    if isinstance(value, Markup):
+        return "markup"
+    if isinstance(value, float):
+        return "float"
+    return "text"
 
 
 def safe_segment(value: str) -> str:

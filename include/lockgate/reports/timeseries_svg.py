@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from lockgate.reports.html import Markup, esc
+from lockgate.reports.html import Markup, esc, svg_markup
 
 _FONT = 'font-family="system-ui,sans-serif" font-size="11"'
 _GRID = "#e4e7eb"
@@ -244,4 +244,4 @@ def time_series_chart(
             f'<text x="{legend_x + 24}" y="{ly + 4}" {_FONT}>{esc(s.label)}</text>'
         )
     parts.append("</svg>")
-    return Markup("".join(parts))
+    return svg_markup(parts)
