@@ -364,7 +364,9 @@ class Inbox:
         from lockgate.registry.approval_wait import AwaitApprovalOperator
 
         model.evidence()
-        self.dag_run = run(dag, model)
+        # Named: after test_dry_run_moves_nothing, a dag.test() run whose conf left dry_run out was
+        # seen deciding with dry_run=True (the earlier run's value), which never waits.
+        self.dag_run = run(dag, model, dry_run=False)
         self.model = model
         report = model.decisions()[0].report_path
         assert report is not None
