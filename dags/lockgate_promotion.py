@@ -9,15 +9,31 @@ runs its own mapped chain, independent of the other models' (one model's failure
    champion, `champion` := the challenger) once a listed approver approved *this* evidence, or rolls
    the champion back to `previous_champion` when it breaches a rollback gate. It writes a decision page
    (link in the version's `lockgate.decision_report` tag and in the Lockgate menu) and the audit trail;
-2. **wait_for_approval**: in a run a person triggers, when an approval is due, waits for it in
+2. **wait_for_approval**: in a run a person triggers, when an approval is due, asks for it in
+   Airflow's **Required actions** inbox (Approve / Reject, for the policy's approvers) and waits in
    Airflow's triggerer (no worker slot) until `approval_wait_minutes` pass. Scheduled and
-   asset-triggered runs (and the run queued by unpausing) never wait: they decide and end, so a
-   waiting approval never holds the run slots that a run a person triggers needs; the next run
-   (every 30 minutes, or when evidence lands) acts on an answer given meanwhile;
+   asset-triggered runs (and the run queued by unpausing) never wait and never ask in the inbox:
+   they decide and end, so a waiting approval never holds the run slots that a run a person
+   triggers needs; the next run (every 30 minutes, or when evidence lands) acts on an approval
+   tag set meanwhile;
 3. **act_on_approval**: decides again as soon as a person answered.
 
-To approve: set the tags `lockgate.approval=approved` and `lockgate.approved_by=<your name>` on the
-challenger version in the MLflow UI, or run `lockgate approve MODEL VERSION --by NAME`.
+To approve, either
+
+* answer the run's request in Airflow's Required actions (Browse → Required Actions, or the
+  task's Required Actions tab). Airflow records who answered from its login, so the approval is
+  **authenticated** (decision page, audit trail). Only the policy's approvers may answer (they are
+  the request's assigned users: Airflow user ids, the username with the local stack's simple auth
+  manager); an answer from anyone else that Airflow lets through is refused and recorded, and
+  nothing moves; or
+* set the tags `lockgate.approval=approved` and `lockgate.approved_by=<your name>` on the challenger
+  version in the MLflow UI, or run `lockgate approve MODEL VERSION --by NAME`: a name that is only
+  asserted, recorded as **unauthenticated**.
+
+The first answer ends the wait: an inbox answer resumes the task at once and the tag poll stops;
+an approval tag found first ends it and the inbox request is no longer pending ("no response
+received"). When nobody answers before `approval_wait_minutes`, the run ends and the next run checks
+the tags again (the inbox request of an ended run cannot be answered any more).
 
 Runs whenever new evidence lands (the four evidence Assets) and every 30 minutes. Alias moves run in
 the one-slot pool `lockgate_promotion` and under a lock in lockgate's database, so two runs (or a run
@@ -70,7 +86,8 @@ from lockgate.registry.approval_wait import AwaitApprovalOperator
             maximum=1440,
             title="Wait for an approval (minutes)",
             description="How long a run you trigger waits, without a worker slot, for an approval once "
-            "one is due (scheduled runs never wait). 0: do not wait; the next run checks again.",
+            "one is due, in Airflow's Required actions or as MLflow tags (scheduled runs never wait). "
+            "0: do not wait and do not ask in Required actions; the next run checks the tags again.",
         ),
         "approval_poll_seconds": Param(
             30,

@@ -343,3 +343,205 @@ def test_an_unwatched_model_fails_the_run_without_retry(dag, model):
     assert dr.state == "failed"
     ti = dr.get_task_instance("watched_models")
     assert ti.state == "failed" and ti.try_number == 1  # a policy error is not retried
+
+
+# --------------------------------------------------------------------------- the Required actions inbox
+#
+# dag.test() runs a deferred task's trigger in line, so no task of it is ever left deferred for
+# Airflow's API server to resume. These tests take the run's real wait task instance through the
+# steps a deployment takes: the operator writes its inbox request through Airflow's execution API
+# (the in-process one dag.test() uses), the task instance is deferred, a person answers through the
+# API server's own Required actions route as a user of the simple auth manager (which checks the
+# assigned users and resumes the deferred task), and the operator resumes with the event stored.
+
+
+class Inbox:
+    """A manual run of `model` awaiting approval, and its wait task instance offering it in the inbox."""
+
+    def __init__(self, dag, model: Model) -> None:
+        import json
+
+        from lockgate.registry.approval_wait import AwaitApprovalOperator
+
+        model.evidence()
+        # Named: after test_dry_run_moves_nothing, a dag.test() run whose conf left dry_run out was
+        # seen deciding with dry_run=True (the earlier run's value), which never waits.
+        self.dag_run = run(dag, model, dry_run=False)
+        self.model = model
+        report = model.decisions()[0].report_path
+        assert report is not None
+        self.decision = json.loads(Path(report).with_name("decision.json").read_text())
+        assert self.decision["action"] == "await_approval"
+        self.ti = self.dag_run.get_task_instance("wait_for_approval", map_index=0)
+        self.op = AwaitApprovalOperator(task_id="wait_for_approval", decision=self.decision)
+
+    def context(self) -> dict:
+        from types import SimpleNamespace
+
+        ti = self.ti
+        runtime_ti = SimpleNamespace(
+            id=ti.id,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+            try_number=ti.try_number,
+        )
+        params = {"approval_wait_minutes": 25, "approval_poll_seconds": 30}
+        return {"params": params, "dag_run": SimpleNamespace(run_type="manual"), "task_instance": runtime_ti}
+
+    def ask(self):
+        """The wait task's execute(): writes the inbox request, defers; returns the stored request."""
+        import psutil
+        import structlog
+        from airflow.models.hitl import HITLDetail
+        from airflow.sdk.exceptions import TaskDeferred
+        from airflow.sdk.execution_time.supervisor import (
+            InProcessSupervisorComms,
+            InProcessTestSupervisor,
+            set_supervisor_comms,
+        )
+        from airflow.sdk.execution_time.task_runner import _defer_task
+        from airflow.utils.session import create_session
+        from airflow.utils.state import TaskInstanceState
+
+        with create_session() as session:
+            # What the scheduler does before a worker runs the task: it is running, not finished.
+            self.ti.refresh_from_db(session=session)
+            self.ti.state = TaskInstanceState.RUNNING
+            session.merge(self.ti)
+        supervisor = InProcessTestSupervisor(
+            id=self.ti.id,
+            pid=os.getpid(),
+            process=psutil.Process(),
+            process_log=structlog.get_logger(logger_name="task").bind(),
+            client=InProcessTestSupervisor._api_client(),
+        )
+        supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
+        context = self.context()
+        with set_supervisor_comms(supervisor.comms):
+            with pytest.raises(TaskDeferred) as deferred:
+                self.op.execute(context)  # type: ignore[arg-type]
+            # The task runner reports the deferral as a worker does: the task waits in the triggerer.
+            runtime_ti = context["task_instance"]
+            runtime_ti.task = self.op
+            msg, _ = _defer_task(deferred.value, runtime_ti, structlog.get_logger())
+            supervisor.comms.send(msg)
+        with create_session() as session:
+            self.ti.refresh_from_db(session=session)
+            assert self.ti.state == TaskInstanceState.DEFERRED and self.ti.trigger_id is not None
+            detail = session.get(HITLDetail, self.ti.id)
+            assert detail is not None
+            session.expunge(detail)
+        return detail
+
+    def answer(self, user: str, option: str = "Approve") -> dict:
+        """A person answers in the Required actions inbox; returns what the wait task returns on resuming."""
+        from airflow.api_fastapi.app import create_auth_manager
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.sdk.serde import deserialize
+        from airflow.utils.session import create_session
+
+        create_auth_manager()
+        ti = self.ti
+        with create_session() as session:
+            update_hitl_detail(
+                dag_id=ti.dag_id,
+                dag_run_id=ti.run_id,
+                task_id=ti.task_id,
+                update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option], params_input={}),
+                user=SimpleAuthManagerUser(username=user, role="user"),
+                session=session,
+                map_index=ti.map_index,
+            )
+        with create_session() as session:
+            ti.refresh_from_db(session=session)
+            assert ti.state == "scheduled" and ti.next_method == "execute_complete"  # resumed by the answer
+            kwargs = deserialize(ti.next_kwargs)
+        return self.op.execute_complete(self.context(), **kwargs)  # type: ignore[arg-type]
+
+    def act(self) -> None:
+        """`act_on_approval`: the promotion job again, in the same run."""
+        from lockgate.jobs.promotion import promotion_task
+
+        promotion_task(self.model.name, dry_run=False, run_id=self.dag_run.run_id)
+
+
+def test_the_inbox_request_names_model_version_evidence_gates_and_the_page(dag, model):
+    from lockgate.reports.links import report_url
+
+    inbox = Inbox(dag, model)
+    detail = inbox.ask()
+    d = inbox.decision
+    assert detail.options == ["Approve", "Reject"] and not detail.multiple and not detail.response_received
+    assert model.name in detail.subject and model.v2 in detail.subject
+    body = detail.body
+    assert f"`{model.name}`" in body and f"`{model.v2}`" in body and f"`{d['evidence_hash']}`" in body
+    assert report_url(d["report_path"]) in body
+    for verdict in d["verdicts"]:
+        assert f"`{verdict['gate']}`" in body
+    assert [u["id"] for u in detail.assigned_users] == ["alice", "bob"]
+
+
+def test_an_inbox_approval_by_a_listed_approver_promotes_as_authenticated(dag, model):
+    inbox = Inbox(dag, model)
+    inbox.ask()
+    waited = inbox.answer("bob")
+    assert waited == {"model": model.name, "event": "answered", "by": "bob"}
+    tags = model.tags(model.v2)
+    assert (tags[T.APPROVAL], tags[T.APPROVED_BY]) == ("approved", "bob")
+    assert tags[T.APPROVAL_EVIDENCE] == inbox.decision["evidence_hash"]
+    inbox.act()
+    assert model.state() == RegistryState(champion=model.v2, challenger=None, previous_champion=model.v1)
+    move = next(a for a in model.audit("alias_move") if a.alias == "champion")
+    assert (move.approved_by, move.approval_auth) == ("bob", "authenticated")
+    [approval] = model.audit("approval")
+    assert (approval.actor, approval.approved_by, approval.approval_auth) == ("bob", "bob", "authenticated")
+    promote = model.decisions()[0]
+    assert promote.action == "promote"
+    page = Path(promote.report_path or "").read_text()
+    assert "bob (authenticated)" in page and "bob (unauthenticated)" not in page
+
+
+def test_an_inbox_rejection_rejects_the_challenger(dag, model):
+    inbox = Inbox(dag, model)
+    inbox.ask()
+    assert inbox.answer("alice", "Reject")["event"] == "answered"
+    inbox.act()
+    assert model.state().champion == model.v1
+    assert model.tags(model.v2)[T.STATUS] == "rejected"
+    [rejection] = model.audit("rejection")
+    assert (rejection.actor, rejection.approval_auth) == ("alice", "authenticated")
+
+
+def test_an_unlisted_user_cannot_answer_in_the_inbox_and_is_refused_when_airflow_lets_them(dag, model, monkeypatch):
+    from fastapi import HTTPException
+
+    inbox = Inbox(dag, model)
+    inbox.ask()
+    # Airflow itself refuses a user who is not among the request's assigned users (the approvers).
+    with pytest.raises(HTTPException) as refused:
+        inbox.answer("mallory")
+    assert refused.value.status_code == 403
+    # An auth manager that lets everyone answer (here: the simple one with all users admins): lockgate refuses.
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
+    waited = inbox.answer("mallory")
+    assert waited == {"model": model.name, "event": "refused", "by": "mallory"}
+    assert T.APPROVAL not in model.tags(model.v2)
+    [attempt] = model.audit("approval_refused")
+    assert attempt.actor == "mallory" and "not in the approver list" in (attempt.message or "")
+    inbox.act()  # act_on_approval skips a refused answer; a run deciding anyway moves nothing
+    assert model.state().champion == model.v1
+    assert model.tags(model.v2)[T.STATUS] == "awaiting_approval"
+
+
+def test_tags_edited_after_an_inbox_approval_count_as_asserted_only(dag, model):
+    inbox = Inbox(dag, model)
+    inbox.ask()
+    inbox.answer("bob")
+    model.registry.set_tags(model.name, model.v2, {T.APPROVED_BY: "alice"})  # someone retypes the name
+    inbox.act()
+    move = next(a for a in model.audit("alias_move") if a.alias == "champion")
+    assert (move.approved_by, move.approval_auth) == ("alice", "unauthenticated")

@@ -32,7 +32,7 @@ from lockgate.registry.adapter import ModelRegistry, RegistryState, approval_rec
 from lockgate.settings import Policy, get_settings, load_policy
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,17 @@ def read_latest_evidence(
 
 
 def gather_inputs(
-    model_name: str, policy: Policy, registry: ModelRegistry, reports_dir: Path
+    model_name: str,
+    policy: Policy,
+    registry: ModelRegistry,
+    reports_dir: Path,
+    state_conn: Connection | None = None,
 ) -> tuple[PromotionInputs, RegistryState, dict[str, str]]:
     """Everything the engine needs, read now: aliases, evidence, the challenger's approval tags.
+
+    With `state_conn` (lockgate's state database), an approval that lockgate received from an
+    authentication system (Airflow's Required actions inbox) and that the tags still show unchanged
+    is marked authenticated; without it every approval is taken as asserted.
 
     Returns:
         The engine's inputs, the alias state they were read from, and the challenger's tags.
@@ -71,8 +79,14 @@ def gather_inputs(
     state = registry.state(model_name)
     evidence, errors = read_latest_evidence(reports_dir, model_name, gate_kinds(wm.gates))
     challenger_tags: dict[str, str] = {}
+    approval = None
     if state.challenger is not None and state.challenger != state.champion:
         challenger_tags = registry.version_tags(model_name, state.challenger)
+        approval = approval_record(challenger_tags)
+        if state_conn is not None:
+            from lockgate.registry.audit import vouched
+
+            approval = vouched(approval, state_conn, model_name, state.challenger)
     inputs = PromotionInputs(
         model_name=model_name,
         champion=state.champion,
@@ -80,7 +94,7 @@ def gather_inputs(
         previous_champion=state.previous_champion,
         evidence=evidence,
         evidence_errors=errors,
-        approval=approval_record(challenger_tags),
+        approval=approval,
         policy_hash=policy.policy_hash,
         max_evidence_age_hours=policy.evidence.max_age_hours,
     )
@@ -160,7 +174,8 @@ def run_promotion(
     finished: list[Decision] = []
 
     if dry_run:
-        inputs, _, _ = gather_inputs(model_name, policy, registry, reports)
+        with engine.connect() as read_conn:
+            inputs, _, _ = gather_inputs(model_name, policy, registry, reports, read_conn)
         decision = decide_promotion(inputs, wm, when).model_copy(update={**extra, "outcome": "dry_run"})
         with engine.begin() as conn:
             fresh = record_decision(conn, decision, dag_id=dag_id, run_id=run_id)
@@ -168,7 +183,7 @@ def run_promotion(
         with model_lock(engine, model_name, timeout_s=lock_timeout_s) as conn:
             finished = reconcile(registry, conn, model_name, actor=actor, now=when)
             outside = record_outside_moves(registry, conn, model_name, run_key=key, now=when)
-            inputs, state, challenger_tags = gather_inputs(model_name, policy, registry, reports)
+            inputs, state, challenger_tags = gather_inputs(model_name, policy, registry, reports, conn)
             decision = decide_promotion(inputs, wm, when).model_copy(update=extra)
             if outside:
                 # Said first on the decision page and in the status tag: the gates were bypassed.

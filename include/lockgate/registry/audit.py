@@ -11,6 +11,10 @@ SQLite embedded):
   the planned alias moves in order, and how many of them are done. Committed before the first
   MLflow write and advanced after each one, so a run that dies anywhere leaves a record that the
   next run finishes (`lockgate.registry.moves.reconcile`).
+* `lockgate_verified_approvals`: approvals whose approver an authentication system vouched for
+  (Airflow's auth manager, for an answer in its Required actions inbox), written by the lockgate
+  task that received the answer. Approval tags in MLflow say only what someone typed; a tag
+  approval that matches a row here exactly is the verified one (`find_verified_approval`).
 
 `model_lock()` serialises promotions of one model across processes (DAG runs, the CLI): a
 session-level advisory lock on PostgreSQL, an exclusive `flock` on a file beside a SQLite
@@ -38,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lockgate.errors import ConfigError
 from lockgate.logs.db import make_engine
-from lockgate.policy.model import Decision
+from lockgate.policy.model import ApprovalRecord, Decision
 from lockgate.settings import resolve_state_db_url
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,24 @@ decisions_table = sa.Table(
     sa.Column("decision", sa.Text, nullable=False),
     sa.UniqueConstraint("model_name", "run_key", name="uq_lockgate_decisions_run"),
     sa.Index("ix_lockgate_decisions_model_at", "model_name", "decided_at"),
+)
+
+verified_approvals_table = sa.Table(
+    "lockgate_verified_approvals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("approved_by", sa.Text, nullable=False),
+    sa.Column("user_name", sa.Text),
+    sa.Column("evidence_hash", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_ref", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("source", "source_ref", name="uq_lockgate_verified_approvals_ref"),
+    sa.Index("ix_lockgate_verified_approvals_version", "model_name", "version"),
 )
 
 AUDIT_KINDS = (
@@ -264,6 +286,92 @@ def list_audit(engine: Engine, model_name: str, limit: int = 50, kind: str | Non
     with engine.connect() as conn:
         rows = conn.execute(stmt).mappings().all()
     return [AuditEntry(**{**dict(r), "at": _utc(r["at"])}) for r in rows]
+
+
+@dataclass(frozen=True)
+class VerifiedApproval:
+    """An approval or rejection whose approver an authentication system vouched for."""
+
+    model_name: str
+    version: str
+    value: str
+    """`approved` or `rejected`."""
+    approved_by: str
+    """The identity the authentication system gave (compared with the policy's approvers)."""
+    evidence_hash: str
+    at: datetime
+    source: str
+    """Which system vouched: `airflow_hitl` (Airflow's Required actions inbox)."""
+    source_ref: str
+    """Which answer of that source (for Airflow: the task instance that asked), unique per source."""
+    user_name: str | None = None
+    recorded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+# Timestamps come back from SQLite as text parsed again, from PostgreSQL at microsecond precision.
+VERIFIED_AT_TOLERANCE_S = 1.0
+
+
+def record_verified_approval(conn: Connection, approval: VerifiedApproval) -> bool:
+    """Store a verified approval once per (source, source_ref); True when inserted."""
+    exists = conn.execute(
+        sa.select(verified_approvals_table.c.id).where(
+            verified_approvals_table.c.source == approval.source,
+            verified_approvals_table.c.source_ref == approval.source_ref,
+        )
+    ).first()
+    if exists:
+        return False
+    conn.execute(verified_approvals_table.insert().values(**approval.__dict__))
+    return True
+
+
+def find_verified_approval(
+    conn: Connection,
+    model_name: str,
+    version: str,
+    *,
+    value: str,
+    approved_by: str,
+    evidence_hash: str | None,
+    at: datetime | None,
+) -> VerifiedApproval | None:
+    """The verified approval that an approval read from tags is, or None.
+
+    All of value, approver, evidence and time must match: tags someone edited afterwards (another
+    name, another value) or an approval retyped later under the same name are not vouched for.
+    """
+    if evidence_hash is None or at is None:
+        return None
+    rows = conn.execute(
+        sa.select(verified_approvals_table).where(
+            verified_approvals_table.c.model_name == model_name,
+            verified_approvals_table.c.version == version,
+            verified_approvals_table.c.value == value,
+            verified_approvals_table.c.approved_by == approved_by,
+            verified_approvals_table.c.evidence_hash == evidence_hash,
+        )
+    ).mappings()
+    wanted = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    for r in rows:
+        row_at = _utc(r["at"])
+        if row_at is not None and abs((row_at - wanted).total_seconds()) <= VERIFIED_AT_TOLERANCE_S:
+            return VerifiedApproval(**{k: v for k, v in r.items() if k != "id"} | {"at": row_at})
+    return None
+
+
+def vouched(record: ApprovalRecord | None, conn: Connection, model_name: str, version: str) -> ApprovalRecord | None:
+    """The approval read from tags, with `authenticated_as` set when it is a verified approval."""
+    if record is None:
+        return None
+    by = (record.by or "").strip()
+    value = (record.value or "").strip().lower()
+    if not by or not value:
+        return record
+    found = find_verified_approval(
+        conn, model_name, version, value=value, approved_by=by, evidence_hash=record.evidence_hash, at=record.at
+    )
+    return record.model_copy(update={"authenticated_as": found.approved_by}) if found else record
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,7 @@ def model_status(
             lines.append(f"    decision page: {tags[T.DECISION_REPORT]}")
         lines.append(f"    approve: lockgate approve {model_name} {version} --by <name>")
         lines.append(f"    or set tags {T.APPROVAL}=approved and {T.APPROVED_BY}=<name> in the MLflow UI")
+        lines.append("    or, authenticated: trigger lockgate_promotion and answer in Airflow's Required actions")
     unfinished = [i for i in list_intents(engine, model_name, limit=limit) if i.status == "open"]
     if unfinished:
         lines.append("unfinished moves (the next promotion run finishes them):")

@@ -187,9 +187,12 @@ def bind_approval(ctx: MoveContext, version: str, tags: dict[str, str]) -> Appro
 def record_judged_approval(ctx: MoveContext, version: str, check: ApprovalCheck) -> None:
     """The audit row of an approval or rejection that counts (one per version, approver and evidence)."""
     kind = "approval" if check.status == "approved" else "rejection"
+    # `lockgate approve` records an asserted approval under the same key: a verified answer the same
+    # person gives later on the same evidence (after an expiry) must still get its own row.
+    verified = ":authenticated" if check.authenticated else ""
     ctx.audit(
         kind,
-        f"{version}:{check.status}:{check.by}:{ctx.decision.evidence_hash}",
+        f"{version}:{check.status}:{check.by}:{ctx.decision.evidence_hash}{verified}",
         actor=check.by,
         version=version,
         approved_by=check.by,
