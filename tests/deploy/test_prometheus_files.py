@@ -103,11 +103,20 @@ def test_label_matchers_name_labels_the_metrics_carry() -> None:
                 assert label in METRICS[metric].labels, f"{expr}: {metric} has no label {label}"
 
 
-def test_stale_evidence_alert_follows_the_policy_default() -> None:
-    hours = load_policy(ROOT / "include" / "lockgate.yaml").evidence.max_age_hours
+def test_stale_evidence_alert_reads_the_policys_max_age_from_the_decisions() -> None:
+    from datetime import UTC, datetime
+
+    from lockgate.observability.prometheus import decision_points
+    from lockgate.policy.model import Decision
+
     rule = next(r for r in _alert_rules() if r["alert"] == "LockgateEvidenceStale")
-    assert f"> {hours:g} * 3600" in rule["expr"], "keep alerts.yml in line with evidence.max_age_hours"
-    assert f"{hours:g} h" in rule["annotations"]["summary"]
+    assert "lockgate_evidence_max_age_seconds" in rule["expr"] and "3600" not in rule["expr"]  # nothing hard-coded
+    hours = load_policy(ROOT / "include" / "lockgate.yaml").evidence.max_age_hours
+    decision = Decision(model_name="m", action="hold", evidence_hash="e", policy_hash="p", decided_at=datetime.now(UTC))
+    (point,) = [
+        p for p in decision_points(decision, max_age_hours=hours) if p.name == "lockgate_evidence_max_age_seconds"
+    ]
+    assert (point.labels, point.value) == ({"model": "m"}, hours * 3600)
 
 
 def test_compose_mounts_the_monitoring_files() -> None:

@@ -226,11 +226,11 @@ def run_promotion(
         return same_run[-1] if same_run else decision
     publish_decision(decision, engine=engine, reports_dir=reports, approvers=wm.approvers, dag_id=dag_id, run_id=run_id)
     if not dry_run:
-        export_decision_metrics(decision, engine)
+        export_decision_metrics(decision, engine, max_age_hours=policy.evidence.max_age_hours)
     return decision
 
 
-def export_decision_metrics(decision: Decision, engine: Engine) -> None:
+def export_decision_metrics(decision: Decision, engine: Engine, max_age_hours: float | None = None) -> None:
     """Push a recorded decision's gates and action to the Pushgateway (if configured). Never raises.
 
     A dry run pushes nothing: it changes nothing, metrics included.
@@ -243,7 +243,7 @@ def export_decision_metrics(decision: Decision, engine: Engine) -> None:
     except Exception as exc:  # noqa: BLE001 - metrics must never fail the decision
         log.warning("%s: decision history not read for the metrics: %s", decision.model_name, exc)
         history = []
-    export_decision(decision, history=history)
+    export_decision(decision, history=history, max_age_hours=max_age_hours)
 
 
 def publish_decision(

@@ -107,6 +107,11 @@ _SPECS: tuple[MetricSpec, ...] = (
         ("model", "kind"),
     ),
     MetricSpec(
+        "lockgate_evidence_max_age_seconds",
+        "The policy's evidence.max_age_hours, in seconds: older evidence counts as missing (from each decision).",
+        ("model",),
+    ),
+    MetricSpec(
         "lockgate_evidence_valid", "1 if the latest evidence summary of a kind is valid, else 0.", ("model", "kind")
     ),
     MetricSpec(
@@ -161,10 +166,17 @@ def _ts(t: datetime) -> float:
 # --------------------------------------------------------------------------- pure builders
 
 
-def decision_points(decision: Decision, *, approval_pending_since: datetime | None = None) -> list[Point]:
-    """The samples of one decision: its gates, its action, the aliases it saw, the evidence ages."""
+def decision_points(
+    decision: Decision, *, approval_pending_since: datetime | None = None, max_age_hours: float | None = None
+) -> list[Point]:
+    """The samples of one decision: its gates, its action, the aliases it saw, the evidence ages.
+
+    `max_age_hours`: the policy's `evidence.max_age_hours`, which the stale-evidence alert compares with.
+    """
     model = decision.model_name
     points: list[Point] = []
+    if max_age_hours is not None:
+        points.append(Point("lockgate_evidence_max_age_seconds", {"model": model}, float(max_age_hours) * 3600))
     for v in decision.verdicts:
         version = {"challenger": decision.challenger, "champion": decision.champion}.get(v.subject) or ""
         labels = {
@@ -305,11 +317,13 @@ def evidence_push(summary: EvidenceSummary) -> Push:
     return Push(job=f"lockgate_{summary.kind}", model=summary.model_name, points=evidence_points(summary))
 
 
-def decision_push(decision: Decision, *, approval_pending_since: datetime | None = None) -> Push:
+def decision_push(
+    decision: Decision, *, approval_pending_since: datetime | None = None, max_age_hours: float | None = None
+) -> Push:
     return Push(
         job=DECISION_JOB,
         model=decision.model_name,
-        points=decision_points(decision, approval_pending_since=approval_pending_since),
+        points=decision_points(decision, approval_pending_since=approval_pending_since, max_age_hours=max_age_hours),
     )
 
 
@@ -380,13 +394,21 @@ def export_evidence(summary: EvidenceSummary, url: str | None = None) -> bool:
     return push(batch, url)
 
 
-def export_decision(decision: Decision, url: str | None = None, *, history: Iterable[_DecisionLike] = ()) -> bool:
+def export_decision(
+    decision: Decision,
+    url: str | None = None,
+    *,
+    history: Iterable[_DecisionLike] = (),
+    max_age_hours: float | None = None,
+) -> bool:
     """After a decision was recorded: push its gates and action. Never raises.
 
     `history`: the model's recorded decisions, newest first, for how long an approval has been pending.
+    `max_age_hours`: the policy's `evidence.max_age_hours` (the stale-evidence alert reads it).
     """
     try:
-        batch = decision_push(decision, approval_pending_since=approval_pending_since(decision, history))
+        since = approval_pending_since(decision, history)
+        batch = decision_push(decision, approval_pending_since=since, max_age_hours=max_age_hours)
     except Exception as exc:  # noqa: BLE001
         log.warning("metrics of the decision on %s not built: %s", decision.model_name, exc)
         return False
