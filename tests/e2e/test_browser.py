@@ -183,8 +183,12 @@ def test_reports_in_the_airflow_ui(
     body = browser.find_element(By.TAG_NAME, "body").text
     assert drift_run in body and "Verdict" in body and "drift share" in body
     # The charts where people decide: each column's effect against its minimum.
-    assert browser.find_elements(By.CSS_SELECTOR, "svg.effect-chart"), "no effect chart on the drift page"
+    effects = browser.find_elements(By.CSS_SELECTOR, "svg.effect-chart")
+    assert effects, "no effect chart on the drift page"
     _shot(browser, screenshots, "drift-report.png")
+    browser.execute_script("arguments[0].scrollIntoView()", effects[0])
+    _shot(browser, screenshots, "drift-charts.png")
+    browser.execute_script("window.scrollTo(0, 0)")
     assert not _severe(_console(browser, "drift report")), "errors in the console on the drift report"
 
     # 4. Its Evidently report (self-contained HTML with Evidently's own scripts).
@@ -210,6 +214,8 @@ def test_reports_in_the_airflow_ui(
     (forest,) = browser.find_elements(By.CSS_SELECTOR, "svg.forest-plot")
     assert forest.is_displayed() and forest.size["height"] > 100, forest.size
     _shot(browser, screenshots, "decision-page.png")
+    browser.execute_script("arguments[0].scrollIntoView()", forest)
+    _shot(browser, screenshots, "decision-forest-plot.png")
     assert not _severe(_console(browser, "decision page")), "errors in the console on the decision page"
 
     # 6. The model's history, from the Lockgate menu: time series of the evidence with the decisions on them.
