@@ -215,10 +215,10 @@ def test_a_new_challenger_becomes_an_asset_event_for_its_model_at_once(stack) ->
         assert found, f"no lockgate_challenger_alias event for version {new} in 60 s:\n{logs}"
         (event,) = found
         payload = event["extra"]["payload"]
-        # The webhook is first (about a second); the poll runs every 30 s. `previous_version` is None
-        # when this test runs alone (nothing was reported for the model before).
+        # The webhook is first (about a second); the poll runs every 30 s.
         assert payload["source"] == "mlflow.webhook" and event["extra"]["from_webhook"] is True, event
-        assert payload["model"] == stack.model and payload["previous_version"] in (standing, None), payload
+        # The previous version is the last challenger reported for the model (None: none yet).
+        assert payload["model"] == stack.model and payload["previous_version"] != new, payload
         print(f"\nnew challenger {new} -> Asset event after {time.monotonic() - t0:.1f} s", flush=True)
         state = stack.api_json("GET", f"/api/v2/assets/{asset['id']}/state-store/challengers")
         assert state["value"][stack.model] == new, state  # what the poll reads: it will not report it again
