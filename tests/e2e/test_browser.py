@@ -186,9 +186,9 @@ def test_reports_in_the_airflow_ui(
     effects = browser.find_elements(By.CSS_SELECTOR, "svg.effect-chart")
     assert effects, "no effect chart on the drift page"
     _shot(browser, screenshots, "drift-report.png")
-    browser.execute_script("arguments[0].scrollIntoView()", effects[0])
+    _enter_iframe(browser, wait, "/lockgate/")  # a screenshot is taken of the whole window, outside the frame
+    browser.execute_script("document.querySelector('svg.effect-chart').scrollIntoView()")
     _shot(browser, screenshots, "drift-charts.png")
-    browser.execute_script("window.scrollTo(0, 0)")
     assert not _severe(_console(browser, "drift report")), "errors in the console on the drift report"
 
     # 4. Its Evidently report (self-contained HTML with Evidently's own scripts).
@@ -214,7 +214,8 @@ def test_reports_in_the_airflow_ui(
     (forest,) = browser.find_elements(By.CSS_SELECTOR, "svg.forest-plot")
     assert forest.is_displayed() and forest.size["height"] > 100, forest.size
     _shot(browser, screenshots, "decision-page.png")
-    browser.execute_script("arguments[0].scrollIntoView()", forest)
+    _enter_iframe(browser, wait, "/lockgate/runs/lockgate_promotion/")
+    browser.execute_script("document.querySelector('svg.forest-plot').scrollIntoView()")
     _shot(browser, screenshots, "decision-forest-plot.png")
     assert not _severe(_console(browser, "decision page")), "errors in the console on the decision page"
 
