@@ -7,11 +7,20 @@ at collection time, before any test module imports it.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import socket
+import subprocess
 import tempfile
+import time
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +174,116 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- monitoring
+# Debian's `prometheus` and `prometheus-pushgateway` on free ports with a temporary config (scrape
+# every second, `honor_labels` as in docker/prometheus/prometheus.yml): tests/integration/
+# test_prometheus.py pushes decisions to them, and the e2e stack's jobs push there too.
+
+MONITORING_BINARIES = ("prometheus", "prometheus-pushgateway")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 5) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own local servers
+        return bytes(resp.read())
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"{proc.args[0]} exited with {proc.returncode}: {log.read_text()[-2000:]}", pytrace=False)
+        try:
+            _get(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"{url} not ready after {timeout_s} s: {log.read_text()[-2000:]}", pytrace=False)
+
+
+def _ensure_binaries() -> None:
+    if all(shutil.which(b) for b in MONITORING_BINARIES):
+        return
+    if os.geteuid() != 0 and shutil.which("sudo") is None:
+        names = " and ".join(MONITORING_BINARIES)
+        pytest.skip(f"{names} are absent and cannot be installed without root (make monitoring-tools)")
+    out = subprocess.run(["make", "-C", str(ROOT), "monitoring-tools"], capture_output=True, text=True, check=False)
+    if out.returncode != 0 or not all(shutil.which(b) for b in MONITORING_BINARIES):
+        pytest.fail(f"make monitoring-tools failed: {out.stderr[-2000:]}", pytrace=False)
+
+
+@dataclass
+class Monitoring:
+    pushgateway: str
+    prometheus: str
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        body = json.loads(_get(url))
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def wait_for(self, promql: str, count: int, timeout_s: float = 30) -> list[dict[str, Any]]:
+        """The query's series once there are `count` of them (Prometheus scrapes every second)."""
+        deadline = time.monotonic() + timeout_s
+        result: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            result = self.query(promql)
+            if len(result) == count:
+                return result
+            time.sleep(0.5)
+        raise AssertionError(f"{promql}: {len(result)} series after {timeout_s} s, expected {count}: {result}")
+
+
+@pytest.fixture(scope="session")
+def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitoring]:
+    _ensure_binaries()
+    tmp = tmp_path_factory.mktemp("monitoring")
+    gw_port, prom_port = _free_port(), _free_port()
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: pushgateway\n"
+        "    honor_labels: true\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{gw_port}']}}]\n"
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        gw_log = tmp / "pushgateway.log"
+        with gw_log.open("wb") as out:
+            gw = subprocess.Popen(
+                ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gw_port}"], stdout=out, stderr=out
+            )
+        procs.append(gw)
+        prom_log = tmp / "prometheus.log"
+        with prom_log.open("wb") as out:
+            prom = subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                stdout=out,
+                stderr=out,
+            )
+        procs.append(prom)
+        _wait_ready(f"http://127.0.0.1:{gw_port}/-/ready", gw, gw_log)
+        _wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", prom, prom_log)
+        yield Monitoring(f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{prom_port}")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()

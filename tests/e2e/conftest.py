@@ -107,6 +107,7 @@ class LiveStack:
     model: str = DEMO_MODEL
     champion: str = ""
     challenger: str = ""
+    monitoring: Any = None  # the real Pushgateway and Prometheus the stack's jobs push to (tests/conftest.py)
     _token: str | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ HTTP
@@ -317,8 +318,11 @@ def _leftovers(records: list[Any], ports: list[int]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    """The real stack on free ports, the demo model prepared; `lockgate down` always runs after."""
+def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory, monitoring: Any) -> Iterator[LiveStack]:
+    """The real stack on free ports, the demo model prepared; `lockgate down` always runs after.
+
+    Its jobs and decisions push their metrics to a real Pushgateway that a real Prometheus scrapes.
+    """
     from lockgate.settings import get_settings
     from lockgate.stack import commands
     from lockgate.stack.env import StackPaths
@@ -337,6 +341,7 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
         mp.setenv("LOCKGATE_MLFLOW_PORT", str(mlflow_port))
         # The inference logs, the reports index and the audit trail in a real PostgreSQL server.
         mp.setenv("LOCKGATE_LOGS_DB_URL", pg_url)
+        mp.setenv("LOCKGATE_PUSHGATEWAY_URL", monitoring.pushgateway)
         # The tests trigger every run themselves. A cron or Asset-triggered run (the drift DAG's
         # data-interval schedule runs yesterday's interval as soon as it is unpaused; a scheduled
         # promotion would decide on evidence half-written by our runs) would make the outcome
@@ -374,6 +379,7 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
                 password=running.password,
                 home=home,
                 logs_url=pg_url,
+                monitoring=monitoring,
             )
 
             t1 = time.monotonic()

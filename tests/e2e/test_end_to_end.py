@@ -61,6 +61,16 @@ def test_evidence_promotion_and_approval(stack, evidence_runs, first_promotion) 
     assert tags.get("lockgate.decision_report"), tags
     assert stack.alias("champion") == champion
     assert stack.alias("challenger") == challenger
+    # The same decision in Prometheus, pushed by the Airflow task to the Pushgateway and read with
+    # PromQL: every gate's verdict, the action, the evidence of each kind and the policy's max age.
+    m = f'model="{stack.model}"'
+    gates = stack.monitoring.wait_for(f"lockgate_gate_passed{{{m}}}", len(GATES))
+    assert {g["metric"]["gate"] for g in gates} == set(GATES), gates
+    assert stack.monitoring.query(f'lockgate_decision{{{m},action="await_approval"}} == 1')
+    kinds = stack.monitoring.wait_for(f'lockgate_evidence_timestamp_seconds{{{m},job="lockgate_promotion"}}', 4)
+    assert {k["metric"]["kind"] for k in kinds} == {"benchmark", "drift", "quality", "live"}
+    (max_age,) = stack.monitoring.query(f"lockgate_evidence_max_age_seconds{{{m}}}")
+    assert float(max_age["value"][1]) == 48 * 3600
 
     # 3. Someone who is not in the policy's approver list approves: it must not count.
     stack.set_version_tag(challenger, "lockgate.approval", "approved")

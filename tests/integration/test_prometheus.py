@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import socket
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -40,7 +37,6 @@ from lockgate.registry.testing import (
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC).replace(microsecond=0)
-BINARIES = ("prometheus", "prometheus-pushgateway")
 
 pytestmark = pytest.mark.slow
 
@@ -54,99 +50,6 @@ def _free_port() -> int:
 def _get(url: str, timeout: float = 5) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own local servers
         return bytes(resp.read())
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args[0]} exited with {proc.returncode}: {log.read_text()[-2000:]}", pytrace=False)
-        try:
-            _get(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"{url} not ready after {timeout_s} s: {log.read_text()[-2000:]}", pytrace=False)
-
-
-def _ensure_binaries() -> None:
-    if all(shutil.which(b) for b in BINARIES):
-        return
-    if os.geteuid() != 0 and shutil.which("sudo") is None:
-        pytest.skip(f"{' and '.join(BINARIES)} are absent and cannot be installed without root (make monitoring-tools)")
-    out = subprocess.run(["make", "-C", str(ROOT), "monitoring-tools"], capture_output=True, text=True, check=False)
-    if out.returncode != 0 or not all(shutil.which(b) for b in BINARIES):
-        pytest.fail(f"make monitoring-tools failed: {out.stderr[-2000:]}", pytrace=False)
-
-
-@dataclass
-class Monitoring:
-    pushgateway: str
-    prometheus: str
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        body = json.loads(_get(url))
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
-
-    def wait_for(self, promql: str, count: int, timeout_s: float = 30) -> list[dict[str, Any]]:
-        """The query's series once there are `count` of them (Prometheus scrapes every second)."""
-        deadline = time.monotonic() + timeout_s
-        result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            result = self.query(promql)
-            if len(result) == count:
-                return result
-            time.sleep(0.5)
-        raise AssertionError(f"{promql}: {len(result)} series after {timeout_s} s, expected {count}: {result}")
-
-
-@pytest.fixture(scope="module")
-def monitoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitoring]:
-    _ensure_binaries()
-    tmp = tmp_path_factory.mktemp("monitoring")
-    gw_port, prom_port = _free_port(), _free_port()
-    config = tmp / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: pushgateway\n"
-        "    honor_labels: true\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{gw_port}']}}]\n"
-    )
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        gw_log = tmp / "pushgateway.log"
-        with gw_log.open("wb") as out:
-            gw = subprocess.Popen(
-                ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{gw_port}"], stdout=out, stderr=out
-            )
-        procs.append(gw)
-        prom_log = tmp / "prometheus.log"
-        with prom_log.open("wb") as out:
-            prom = subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                ],
-                stdout=out,
-                stderr=out,
-            )
-        procs.append(prom)
-        _wait_ready(f"http://127.0.0.1:{gw_port}/-/ready", gw, gw_log)
-        _wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", prom, prom_log)
-        yield Monitoring(f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{prom_port}")
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +97,7 @@ def story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_uri: str) -> A
     return make
 
 
-def test_decision_gates_read_back_with_promql(
-    monitoring: Monitoring, story: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_decision_gates_read_back_with_promql(monitoring: Any, story: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCKGATE_PUSHGATEWAY_URL", monitoring.pushgateway)
     held, waiting = story(), story()
     decision = held.decide("run-1", ttft_ratio=1.5)  # the benchmark TTFT gate fails: hold
@@ -243,7 +144,7 @@ def test_decision_gates_read_back_with_promql(
     assert [r["metric"]["action"] for r in monitoring.query(f"lockgate_decision{{{m}}} == 1")] == ["await_approval"]
 
 
-def test_evidence_and_dashboard_queries(monitoring: Monitoring) -> None:
+def test_evidence_and_dashboard_queries(monitoring: Any) -> None:
     """What the evidence jobs push after writing their latest summary; every dashboard query on a real Prometheus."""
     model = f"m-{uuid.uuid4().hex[:8]}"
     summaries = passing_evidence(model, "2", "1", NOW - timedelta(hours=1), drift_share=0.2)
