@@ -523,14 +523,17 @@ def judge_quality(plan: QualityPlan, replay_path: str | None = None, policy: Pol
         total = len(requests) + len(pair_reqs)
         last_logged = [0.0]
 
+        from lockgate.progress import count_progress
+
         def progress(done: int, n: int) -> None:
             now = time.perf_counter()
             if done == n or now - last_logged[0] > 5:
                 last_logged[0] = now
-                log.info("samples judged %d/%d", done, n)
+                count_progress("judge: samples judged", done, n)
 
         t3 = time.perf_counter()
-        log.info("samples judged 0/%d (%s)", total, backend.description)
+        log.info("judging %d requests with %s", total, backend.description)
+        count_progress("judge: samples judged", 0, total)
         judged = backend.judge(requests + pair_reqs, progress=progress)
         timings["judging"] = time.perf_counter() - t3
     finally:
