@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lockgate import metrics as metric_catalogue
 from lockgate.errors import ConfigError
@@ -701,33 +702,78 @@ def load_policy(path: str | Path | None = None) -> Policy:
 # --------------------------------------------------------------------------- settings
 
 
-class Settings(_Strict):
-    """Where things are. Built by `get_settings()` from the environment."""
+class Settings(BaseSettings):
+    """Where things are: each environment variable of the runtime, declared once, typed and validated.
 
-    config_path: Path
-    home: Path
-    reports_dir: Path
-    logs_db_url: str | None = Field(None, description="Explicit URL; None means: resolve at use.")
-    state_db_url: str | None = None
-    mlflow_tracking_uri: str | None = None
-    airflow_api_url: str = "http://127.0.0.1:8080"
-    mlflow_port: int = 5000
-    airflow_port: int = 8080
+    Read by pydantic-settings when `get_settings()` builds it (never at import time: tests change the
+    environment). An empty variable counts as unset; an invalid one is an error naming it.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
+
+    config_path: Path = Field(DEFAULT_POLICY_PATH, validation_alias="LOCKGATE_CONFIG", description="The policy file.")
+    home: Path = Field(
+        PROJECT_ROOT / ".lockgate",
+        validation_alias="LOCKGATE_HOME",
+        description="Local state: embedded databases, the local stack, reports.",
+    )
+    reports_dir: Path = Field(
+        PROJECT_ROOT / ".lockgate" / "reports",
+        validation_alias="LOCKGATE_REPORTS_DIR",
+        description="HTML reports and JSON summaries (the plugin serves them). Default: <home>/reports.",
+    )
+    logs_db_url: str | None = Field(
+        None, validation_alias="LOCKGATE_LOGS_DB_URL", description="Explicit URL; None means: resolve at use."
+    )
+    state_db_url: str | None = Field(
+        None, validation_alias="LOCKGATE_STATE_DB_URL", description="lockgate's own tables. Default: the logs database."
+    )
+    mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
+    airflow_port: int = Field(8080, validation_alias="LOCKGATE_AIRFLOW_PORT", description="The local stack's.")
+    mlflow_port: int = Field(5000, validation_alias="LOCKGATE_MLFLOW_PORT", description="The local stack's.")
+    airflow_api_url: str = Field(
+        "http://127.0.0.1:8080",
+        validation_alias="LOCKGATE_AIRFLOW_URL",
+        description="Airflow's API server. Default: the local stack's, on LOCKGATE_AIRFLOW_PORT.",
+    )
     pushgateway_url: str | None = Field(
         None,
+        validation_alias="LOCKGATE_PUSHGATEWAY_URL",
         description="Prometheus Pushgateway the jobs push their metrics to (lockgate.observability.prometheus); "
         "None: no export.",
     )
     public_url: str = Field(
         "http://127.0.0.1:8080",
+        validation_alias="LOCKGATE_PUBLIC_URL",
         description="How people reach Airflow's API server (the Lockgate pages): the base of report URLs in "
-        "registry tags and pages. Default: the local stack's LOCKGATE_AIRFLOW_URL.",
+        "registry tags and pages. Default: LOCKGATE_AIRFLOW_URL.",
     )
     mlflow_webhook_secret: str | None = Field(
         None,
+        validation_alias="LOCKGATE_MLFLOW_WEBHOOK_SECRET",
         description="Shared secret of MLflow's registry webhook (lockgate.registry.webhook); None: the plugin's "
         "webhook receiver is off and new challengers are found by the triggerer's poll alone.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_defaults(cls, data: Any) -> Any:
+        """Defaults that follow other variables: the reports under the home, the URLs on the port."""
+        if not isinstance(data, dict):
+            return data
+        values = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        values = {k: v for k, v in values.items() if v != ""}
+        home = Path(values.get("LOCKGATE_HOME") or PROJECT_ROOT / ".lockgate").expanduser().resolve()
+        values["LOCKGATE_HOME"] = home
+        values["LOCKGATE_REPORTS_DIR"] = (
+            Path(values.get("LOCKGATE_REPORTS_DIR") or home / "reports").expanduser().resolve()
+        )
+        if "LOCKGATE_CONFIG" in values:
+            values["LOCKGATE_CONFIG"] = Path(values["LOCKGATE_CONFIG"]).expanduser()
+        port = values.get("LOCKGATE_AIRFLOW_PORT") or 8080
+        values.setdefault("LOCKGATE_AIRFLOW_URL", f"http://127.0.0.1:{port}")
+        values.setdefault("LOCKGATE_PUBLIC_URL", values["LOCKGATE_AIRFLOW_URL"])
+        return values
 
     @property
     def embedded_logs_url(self) -> str:
@@ -738,45 +784,14 @@ class Settings(_Strict):
         return f"sqlite:///{self.home / 'mlflow.db'}"
 
 
-ENV_VARS = {
-    "config_path": "LOCKGATE_CONFIG",
-    "home": "LOCKGATE_HOME",
-    "reports_dir": "LOCKGATE_REPORTS_DIR",
-    "logs_db_url": "LOCKGATE_LOGS_DB_URL",
-    "state_db_url": "LOCKGATE_STATE_DB_URL",
-    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
-    "airflow_api_url": "LOCKGATE_AIRFLOW_URL",
-    "mlflow_port": "LOCKGATE_MLFLOW_PORT",
-    "airflow_port": "LOCKGATE_AIRFLOW_PORT",
-    "pushgateway_url": "LOCKGATE_PUSHGATEWAY_URL",
-    "mlflow_webhook_secret": "LOCKGATE_MLFLOW_WEBHOOK_SECRET",
-    "public_url": "LOCKGATE_PUBLIC_URL",
-}
+# Field -> its environment variable (the one place each is named: the field's alias above).
+ENV_VARS: dict[str, str] = {name: str(field.validation_alias) for name, field in Settings.model_fields.items()}
 
 
 def get_settings() -> Settings:
     """Read the environment now (not at import time: tests change it)."""
-    env = os.environ
-    home = Path(env.get("LOCKGATE_HOME") or PROJECT_ROOT / ".lockgate").expanduser().resolve()
-    airflow_port = env.get("LOCKGATE_AIRFLOW_PORT") or "8080"
-    values: dict[str, Any] = {
-        "config_path": Path(env.get("LOCKGATE_CONFIG") or DEFAULT_POLICY_PATH).expanduser(),
-        "home": home,
-        "reports_dir": Path(env.get("LOCKGATE_REPORTS_DIR") or home / "reports").expanduser().resolve(),
-        "logs_db_url": env.get("LOCKGATE_LOGS_DB_URL") or None,
-        "state_db_url": env.get("LOCKGATE_STATE_DB_URL") or None,
-        "mlflow_tracking_uri": env.get("MLFLOW_TRACKING_URI") or None,
-        "airflow_api_url": env.get("LOCKGATE_AIRFLOW_URL") or f"http://127.0.0.1:{airflow_port}",
-        "mlflow_port": env.get("LOCKGATE_MLFLOW_PORT") or 5000,
-        "airflow_port": airflow_port,
-        "pushgateway_url": (env.get("LOCKGATE_PUSHGATEWAY_URL") or "").strip() or None,
-        "mlflow_webhook_secret": (env.get("LOCKGATE_MLFLOW_WEBHOOK_SECRET") or "").strip() or None,
-        "public_url": (env.get("LOCKGATE_PUBLIC_URL") or "").strip()
-        or env.get("LOCKGATE_AIRFLOW_URL")
-        or f"http://127.0.0.1:{airflow_port}",
-    }
     try:
-        return Settings.model_validate(values)
+        return Settings()
     except ValidationError as exc:
         key, msg = format_validation_error(exc)
         raise ConfigError(msg, key=ENV_VARS.get(key, key), source="environment") from None
