@@ -38,7 +38,9 @@ _model: Any = None
 
 def _device() -> str:
     """`LOCKGATE_EMBEDDINGS_DEVICE` if set, else CPU (small model, GPU rarely worth it here)."""
-    return os.environ.get("LOCKGATE_EMBEDDINGS_DEVICE") or "cpu"
+    from lockgate.settings import get_settings
+
+    return get_settings().embeddings_device
 
 
 def _threads() -> int:
@@ -48,14 +50,11 @@ def _threads() -> int:
     average of 4, one thread does 120/s and two 45-67/s (the spinning threads fight the
     other processes). So: every core other processes leave free, at least one.
     """
-    raw = os.environ.get("LOCKGATE_EMBEDDINGS_THREADS")
-    if raw:
-        try:
-            return max(1, int(raw))
-        except ValueError:
-            from lockgate.errors import ConfigError
+    from lockgate.settings import get_settings
 
-            raise ConfigError(f"must be a positive integer, got {raw!r}", key="LOCKGATE_EMBEDDINGS_THREADS") from None
+    configured = get_settings().embeddings_threads
+    if configured is not None:
+        return configured
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, round(cores - _busy_elsewhere())))
 
@@ -181,9 +180,11 @@ def bf16_autocast_helps(device: str) -> bool:
     a cosine of 0.9999 of float32's; a CPU without them would emulate bf16, slower than float32.
     `LOCKGATE_EMBEDDINGS_BF16=0` turns it off, `=1` forces it.
     """
-    forced = os.environ.get("LOCKGATE_EMBEDDINGS_BF16", "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
+    from lockgate.settings import get_settings
+
+    forced = get_settings().embeddings_bf16
+    if forced is not None:
+        return forced
     from lockgate.models import native_bfloat16
 
     return native_bfloat16(device)
@@ -216,14 +217,15 @@ class EmbeddingCache:
 
     @classmethod
     def default(cls) -> EmbeddingCache | None:
-        raw = os.environ.get("LOCKGATE_EMBEDDINGS_CACHE", "").strip()
+        from lockgate.settings import get_settings
+
+        settings = get_settings()
+        raw = settings.embeddings_cache or ""
         if raw.lower() in ("off", "false", "0", "no"):
             return None
         if raw:
             return cls(Path(raw).expanduser())
-        from lockgate.settings import get_settings
-
-        return cls(get_settings().home / "cache" / f"{MODEL_NAME}.sqlite")
+        return cls(settings.home / "cache" / f"{MODEL_NAME}.sqlite")
 
     @staticmethod
     def _key(text: str) -> bytes:

@@ -755,6 +755,27 @@ class Settings(BaseSettings):
         "webhook receiver is off and new challengers are found by the triggerer's poll alone.",
     )
 
+    embeddings_device: str = Field(
+        "cpu", validation_alias="LOCKGATE_EMBEDDINGS_DEVICE", description="Where MiniLM encodes (cpu, cuda, cuda:1)."
+    )
+    embeddings_threads: int | None = Field(
+        None,
+        ge=1,
+        validation_alias="LOCKGATE_EMBEDDINGS_THREADS",
+        description="Torch threads while MiniLM encodes; None: the cores other processes leave free.",
+    )
+    embeddings_bf16: bool | None = Field(
+        None,
+        validation_alias="LOCKGATE_EMBEDDINGS_BF16",
+        description="Encode under bfloat16 autocast (1) or not (0); None: where the device has bf16 instructions.",
+    )
+    embeddings_cache: str | None = Field(
+        None,
+        validation_alias="LOCKGATE_EMBEDDINGS_CACHE",
+        description="SQLite file of MiniLM vectors of texts seen before, or `off`. "
+        "Default: <home>/cache/<model>.sqlite.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _derived_defaults(cls, data: Any) -> Any:

@@ -68,6 +68,10 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
         "LOCKGATE_PUSHGATEWAY_URL": "http://pushgateway:9091",
         "LOCKGATE_MLFLOW_WEBHOOK_SECRET": " s3cret ",
         "LOCKGATE_PUBLIC_URL": "https://airflow.example.com",
+        "LOCKGATE_EMBEDDINGS_DEVICE": "cuda:1",
+        "LOCKGATE_EMBEDDINGS_THREADS": "3",
+        "LOCKGATE_EMBEDDINGS_BF16": "0",
+        "LOCKGATE_EMBEDDINGS_CACHE": "off",
     }
     assert set(values) == set(ENV_VARS.values()), "a setting without a test of its override"
     for k, v in values.items():
@@ -84,6 +88,12 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
     assert s.pushgateway_url == "http://pushgateway:9091"
     assert s.mlflow_webhook_secret == "s3cret"
     assert s.public_url == "https://airflow.example.com"
+    assert (s.embeddings_device, s.embeddings_threads, s.embeddings_bf16, s.embeddings_cache) == (
+        "cuda:1",
+        3,
+        False,
+        "off",
+    )
 
 
 def test_reports_follow_home_and_api_url_follows_port(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -429,3 +439,9 @@ def test_the_embedded_stores_create_a_private_home(clean_env: pytest.MonkeyPatch
     clean_env.setenv("LOCKGATE_HOME", str(home))
     assert resolve_logs_db_url() == f"sqlite:///{home / 'logs.db'}"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [var for var in ENV_VARS.values() if f"`{var}`" not in readme]
+    assert missing == [], f"environment variables the README does not document: {missing}"
