@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -55,6 +56,7 @@ UNAUTHENTICATED_CONFIG_PROBE = re.compile(
     r"the server responded with a status of 401 \(Unauthorized\)$"
 )
 GATES = ("ttft_regression", "input_drift", "relevance_regression", "champion_error_rate")
+DAG_IDS = ("lockgate_benchmark", "lockgate_drift", "lockgate_quality", "lockgate_live", "lockgate_promotion")
 
 
 @pytest.fixture(scope="session")
@@ -238,3 +240,31 @@ def test_reports_in_the_airflow_ui(
     assert "drift share" in browser.page_source.lower()
     _shot(browser, screenshots, "history-page.png")
     assert not _severe(_console(browser, "history page")), "errors in the console on the history page"
+
+    # 7. Every DAG triggers from Airflow's form with its defaults. Each DAG is paused first and the
+    # form's "Unpause on trigger" unticked, so the run is created (queued, with the form's default
+    # conf) but never starts; it is deleted afterwards.
+    for dag_id in DAG_IDS:
+        stack.api_json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": True})
+        before = {r["dag_run_id"] for r in stack.api_json("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]}
+        browser.switch_to.default_content()
+        browser.get(f"{stack.airflow_url}/dags/{dag_id}")
+        header_trigger = wait.until(EC.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Trigger']")))
+        _click(browser, header_trigger)
+        unpause = wait.until(EC.element_to_be_clickable((By.XPATH, "//label[contains(., 'Unpause')]")))
+        if unpause.find_element(By.XPATH, ".//input[@type='checkbox']").is_selected():
+            _click(browser, unpause)
+        triggers = browser.find_elements(By.XPATH, "//button[normalize-space()='Trigger']")
+        assert len(triggers) == 2 and triggers[-1].is_enabled(), f"{dag_id}: the form's Trigger is not enabled"
+        _click(browser, triggers[-1])
+        created: list[dict] = []
+        for _ in range(30):
+            runs = stack.api_json("GET", f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"]
+            created = [r for r in runs if r["dag_run_id"] not in before]
+            if created:
+                break
+            time.sleep(1)
+        assert len(created) == 1, f"{dag_id}: the form with its defaults created {created}"
+        (run,) = created
+        assert run["run_type"] == "manual" and run["conf"].get("model") is None, run
+        stack.api("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run['dag_run_id'], safe='')}")
