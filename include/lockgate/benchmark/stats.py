@@ -12,10 +12,9 @@ champion. Their measurements of one (repetition, request) were taken back to bac
 both sides of a ratio alike and cancel in it.
 
 For medians the ratio is estimated from the pairs themselves: the median over
-(repetition, request) of challenger / champion. On this project's shared 2-core CI
-machine its 95% interval was 3-5x narrower than that of the ratio of the two pooled
-medians (e.g. [0.99, 1.02] against [0.93, 1.06] for two identical models), because
-each pair shares the machine's state and the prompt. Tail percentiles and throughputs
+(repetition, request) of challenger / champion. Its interval is narrower than that of
+the ratio of the two pooled medians (several times narrower on a shared CPU: see
+docs/benchmarks.md), because each pair shares the machine's state and the prompt. Tail percentiles and throughputs
 keep the ratio of the two statistics: a tail is a property of each distribution.
 
 Only numpy here: no torch, no I/O.

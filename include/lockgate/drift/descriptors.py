@@ -11,10 +11,10 @@ descriptors lockgate compares need nothing but the text:
 * `valid_json`: the whole text parses as a JSON object or array;
 * `refusal`: contains one of the configured refusal phrases (case-insensitive).
 
-Per-text Python loops with regular expressions take ~15 s for 200,000 texts on two
-cores; here all texts are concatenated once and counted with numpy (code points
-classified by a 64K lookup table) and substring searches run over one lower-cased
-buffer, ~1 s for the same texts.
+Per-text Python loops with regular expressions are slow on a large window; here all
+texts are concatenated once and counted with numpy (code points classified by a 64K
+lookup table) and substring searches run over one lower-cased buffer, about 15 times
+faster (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ What Evidently gets, and why:
   rendered here with every `<`, `>` and `&` inside the data escaped as `\\u003c`...
   (still the same JSON), so no value can leave the data block.
 
-Evidently's embeddings widget projects the points with t-SNE (~20 s per embedding
-set on two cores, whatever the drift method); for the picture only, lockgate swaps
+Evidently's embeddings widget projects the points with t-SNE (slow on a CPU, whatever
+the drift method: see docs/benchmarks.md); for the picture only, lockgate swaps
 it for a PCA projection while its report runs. The drift score is Evidently's own.
 """
 

@@ -5,8 +5,8 @@
 1. take the model's promotion lock in lockgate's state database, and finish any move an earlier
    run recorded as intended and did not finish (it died, or MLflow stopped answering): with that
    run's decision and approver (`lockgate.registry.moves.reconcile`);
-2. read the aliases, the challenger's approval tags and the latest benchmark, drift and
-   quality summaries; apply the policy (`lockgate.policy.decide_promotion`);
+2. read the aliases, the challenger's approval tags and the latest benchmark, drift, quality
+   and live summaries; apply the policy (`lockgate.policy.decide_promotion`);
 3. carry the decision out (`lockgate.registry.moves`): re-read the aliases right before a move,
    move `champion` / `previous_champion` / `challenger`, set the `lockgate.*` tags, write the
    audit rows and the decision row, all idempotently;

@@ -136,7 +136,7 @@ def component_argv(name: str, paths: StackPaths, ports: StackPorts) -> list[str]
             "--serve-artifacts",
             "--artifacts-destination",
             str(paths.mlflow_artifacts),
-            # One worker: the machine has 2 cores and the traffic is a handful of tasks.
+            # One worker: the local stack's only clients are its own tasks and the CLI.
             "--workers",
             "1",
         ]

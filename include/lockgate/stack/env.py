@@ -38,8 +38,8 @@ ADMIN_USER = "admin"
 AIRFLOW_DB_URL_ENV = "LOCKGATE_AIRFLOW_DB_URL"
 ADMIN_PASSWORD_ENV = "LOCKGATE_ADMIN_PASSWORD"  # noqa: S105 - a variable name, not a password
 
-# The machine has 2 cores: a modest executor, and new DAG files noticed within 30 s
-# instead of Airflow's default 5 minutes.
+# A modest executor (the local stack shares its machine with everything else on it), and new
+# DAG files noticed within 30 s instead of Airflow's default 5 minutes.
 PARALLELISM = 4
 DAG_REFRESH_INTERVAL_S = 30
 DEFAULT_WORKER_LOG_PORT = 8793
@@ -376,7 +376,7 @@ def stack_overrides(
         "LOCKGATE_MLFLOW_WEBHOOK_SECRET": stack_secrets.mlflow_webhook_secret,
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-        # No downloads, no telemetry, no tokenizer thread pools fighting over 2 cores.
+        # No downloads, no telemetry, no tokenizer thread pools fighting over the cores.
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
