@@ -48,13 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     # stack
-    up = _add(sub, "up", "lockgate.stack.commands:cmd_up", "Start Airflow 3 and MLflow locally and wait until healthy.")
+    up = _add(
+        sub,
+        "up",
+        "lockgate.devtools.stack.commands:cmd_up",
+        "Start Airflow 3 and MLflow locally and wait until healthy.",
+    )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for health checks")
-    _add(sub, "down", "lockgate.stack.commands:cmd_down", "Stop exactly the processes `lockgate up` started.")
+    _add(sub, "down", "lockgate.devtools.stack.commands:cmd_down", "Stop exactly the processes `lockgate up` started.")
     status = _add(
         sub,
         "status",
-        "lockgate.stack.commands:cmd_status",
+        "lockgate.devtools.stack.commands:cmd_status",
         "Without MODEL: the local stack. With MODEL: aliases, pending approvals and recent decisions.",
     )
     status.add_argument("model", nargs="?", help="registered model name")
@@ -65,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply = _add(
         settings_sub,
         "apply",
-        "lockgate.stack.settings_apply:cmd_settings_apply",
+        "lockgate.devtools.stack.settings_apply:cmd_settings_apply",
         "Load airflow_settings.yaml (Astro CLI format) into Airflow; idempotent.",
     )
     apply.add_argument("--file", default=None, help="path to airflow_settings.yaml (default: the project's)")
@@ -73,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     # logs
     logs = sub.add_parser("logs", help="The inference-log store.")
     logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
-    seed = _add(logs_sub, "seed", "lockgate.logs.commands:cmd_seed", "Write synthetic traffic into the log store.")
+    seed = _add(logs_sub, "seed", "lockgate.devtools.seed:cmd_seed", "Write synthetic traffic into the log store.")
     seed.add_argument("--model", default=None, help=_MODEL_HELP.format(what="model_name of the rows"))
     seed.set_defaults(model_from_policy=True)
     seed.add_argument("--scenario", default=None, help="a demo scenario's traffic (healthy, input-drift, ...)")
@@ -119,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = _add(
         models_sub,
         "build-tiny",
-        "lockgate.models:cmd_build_tiny",
+        "lockgate.devtools.tiny_model:cmd_build_tiny",
         "Build a small Llama-architecture causal LM (random weights) with a locally trained tokenizer.",
     )
     tiny.add_argument("dir", help="output directory (Hugging Face layout)")
@@ -206,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--rubrics", nargs="+", default=None, help="default: the policy's")
 
     # demo (its scenario names are plain data; the demo itself is imported only when it runs)
-    from lockgate.scenarios import SCENARIOS
+    from lockgate.devtools.scenarios import SCENARIOS
 
-    demo = _add(sub, "demo", "lockgate.demo:cmd_demo", "Run the whole story on embedded defaults.")
+    demo = _add(sub, "demo", "lockgate.devtools.demo:cmd_demo", "Run the whole story on embedded defaults.")
     demo.add_argument(
         "--scenario",
         default="healthy",

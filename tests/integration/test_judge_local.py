@@ -18,7 +18,7 @@ from lockgate.settings import JudgeConfig, QualityConfig, StatisticsConfig
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lockgate.models import build_tiny_model
+    from lockgate.devtools.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("judge") / "tiny", seed=3)
 
@@ -145,7 +145,7 @@ def _tiny_architecture(out: Path, model_type: str) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from lockgate.models import build_tokenizer
+    from lockgate.devtools.tiny_model import build_tokenizer
 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out)

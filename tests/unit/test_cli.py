@@ -44,7 +44,7 @@ def test_seed_into_an_embedded_store(lockgate_env: Path, capsys: pytest.CaptureF
 def _watching(home: Path, monkeypatch: pytest.MonkeyPatch, *models: str) -> None:
     import yaml
 
-    from lockgate.registry.testing import policy_for
+    from lockgate.devtools.testing.registry import policy_for
 
     (home / "policy.yaml").write_text(yaml.safe_dump(policy_for(*models).model_dump(mode="json")))
     monkeypatch.setenv("LOCKGATE_CONFIG", str(home / "policy.yaml"))
@@ -115,7 +115,7 @@ def _stderr_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
 @pytest.fixture
 def migrated_mlflow(lockgate_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The embedded MLflow store from the migrated template (a fresh one costs ~10 s of migrations)."""
-    from lockgate.registry.testing import sqlite_mlflow_store
+    from lockgate.devtools.testing.registry import sqlite_mlflow_store
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(lockgate_env / "mlflow.db"))
     return lockgate_env

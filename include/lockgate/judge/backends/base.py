@@ -55,7 +55,7 @@ def ensure_placeholder_judge(home: Path) -> Path:
     import os
     import tempfile
 
-    from lockgate.models import build_tiny_model
+    from lockgate.devtools.tiny_model import build_tiny_model
 
     target = placeholder_judge_dir(home)
     if (target / "config.json").exists():
