@@ -26,6 +26,10 @@ from lockgate.errors import LockgateError
 
 Handler = Callable[[argparse.Namespace], int | None]
 
+# The demo's scenarios, looked up when `lockgate demo --scenario` is parsed (dev tooling, never
+# imported for the other commands).
+_SCENARIOS = "lockgate.devtools.scenarios:SCENARIOS"
+
 _MODEL_HELP = "{what} (default: the policy's watched model, when it watches only one)"
 
 
@@ -47,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    # stack
+    # the local stack (dev tooling; `status MODEL` is the registry's)
     up = _add(
         sub,
         "up",
@@ -62,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lockgate.devtools.stack.commands:cmd_status",
         "Without MODEL: the local stack. With MODEL: aliases, pending approvals and recent decisions.",
     )
+    status.set_defaults(model_handler="lockgate.registry.commands:cmd_model_status")
     status.add_argument("model", nargs="?", help="registered model name")
     status.add_argument("--limit", type=int, default=10, help="recent decisions to show")
 
@@ -210,24 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sample-size", type=int, default=None, help="default: the policy's")
             p.add_argument("--rubrics", nargs="+", default=None, help="default: the policy's")
 
-    # demo (its scenario names are plain data; the demo itself is imported only when it runs)
-    from lockgate.devtools.scenarios import SCENARIOS
-
+    # demo (imported only when it runs)
     demo = _add(sub, "demo", "lockgate.devtools.demo:cmd_demo", "Run the whole story on embedded defaults.")
     demo.add_argument(
         "--scenario",
         default="healthy",
-        choices=sorted(SCENARIOS),
+        type=_scenario_name,
+        help="the story to tell (default: healthy; an unknown name lists the others)",
     )
     demo.add_argument("--approve", action=argparse.BooleanOptionalAction, default=True)
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
     return parser
 
 
+def _lookup(path: str) -> Any:
+    module_name, attr = path.split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def _resolve(handler: str) -> Handler:
-    module_name, func_name = handler.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, func_name)  # type: ignore[no-any-return]
+    handler_function: Handler = _lookup(handler)
+    return handler_function
+
+
+def _scenario_name(name: str) -> str:
+    """A demo scenario's name; argparse turns the error into a usage message."""
+    known = sorted(_lookup(_SCENARIOS))
+    if name not in known:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(known)})")
+    return name
 
 
 _CONNECTION_TROUBLE = re.compile(
@@ -324,7 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "model_from_policy", False) and not args.model:
             args.model = only_watched_model()
-        result = _resolve(args.handler)(args)
+        handler = args.handler
+        if getattr(args, "model_handler", None) and getattr(args, "model", None):
+            handler = args.model_handler  # `lockgate status MODEL`: the registry, not the local stack
+        result = _resolve(handler)(args)
     except KeyboardInterrupt:
         print("lockgate: interrupted", file=sys.stderr)
         return 130

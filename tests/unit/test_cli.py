@@ -214,3 +214,15 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(
 )
 def test_verbose_before_or_after_the_command(argv: list[str], verbose: bool) -> None:
     assert build_parser().parse_args(argv).verbose is verbose
+
+
+def test_status_of_a_model_goes_to_the_registry_without_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lockgate.registry.commands as registry_commands
+
+    calls: list[str] = []
+    monkeypatch.setattr(registry_commands, "cmd_model_status", lambda args: calls.append(args.model) or 0)
+    for name in [m for m in sys.modules if m.startswith("lockgate.devtools.stack")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert main(["status", "support-bot"]) == 0
+    assert calls == ["support-bot"]
+    assert not [m for m in sys.modules if m.startswith("lockgate.devtools.stack")]
