@@ -38,7 +38,7 @@ from lockgate.benchmark.environment import DeviceChoice, choose_device, cpu_mode
 from lockgate.benchmark.harness import Plan, Session, load_model
 from lockgate.benchmark.stats import coefficient_of_variation
 from lockgate.benchmark.workload import PromptSet, synthetic_lengths
-from lockgate.models import build_tiny_model
+from lockgate.devtools.tiny_model import build_tiny_model
 
 
 def minimal_request(model, ids, new_tokens, cuda, clock):

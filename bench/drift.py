@@ -1,7 +1,7 @@
 """Drift on 2 x 50,000 logged requests with their text: lockgate's drift job against Evidently's default preset.
 
 Both sides get the same windows, generated in memory by lockgate's traffic generator
-(`lockgate.logs.synthetic`), and compare the same source columns: latency_ms, ttft_ms,
+(`lockgate.devtools.synthetic`), and compare the same source columns: latency_ms, ttft_ms,
 tokens_per_s, prompt_tokens, completion_tokens, status, prompt, response.
 
 * lockgate: what the drift job does with the policy's settings, minus reading the log store
@@ -124,7 +124,7 @@ def _frame(rows: list[dict]) -> object:
 
 def generate(rows: int) -> tuple[object, dict[str, object]]:
     """The shared reference window and each scenario's current window (usable rows only)."""
-    from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, generate_traffic
+    from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, generate_traffic
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     reference = list(generate_traffic(TrafficSpec(reference_start=start, reference_rows=rows, current_rows=0, seed=1)))

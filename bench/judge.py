@@ -43,9 +43,9 @@ TARGET = 10.0
 
 def samples(n: int, seed: int) -> list:
     """Production-shaped judge requests: prompts, answers and contexts from the synthetic traffic."""
+    from lockgate.devtools.synthetic import TrafficSpec, generate_traffic
     from lockgate.judge.rubrics import load_rubric
     from lockgate.judge.scoring import JudgeRequest
-    from lockgate.logs.synthetic import TrafficSpec, generate_traffic
 
     rubric = load_rubric("relevance")
     spec = TrafficSpec(reference_rows=n * 3, current_rows=0, seed=seed)
@@ -94,8 +94,8 @@ def main() -> int:
 
     import torch
 
+    from lockgate.devtools.tiny_model import build_tiny_model
     from lockgate.judge.backends.local import LocalJudge
-    from lockgate.models import build_tiny_model
 
     with tempfile.TemporaryDirectory(prefix="lockgate-bench-judge-") as tmp:
         model_dir = (

@@ -49,7 +49,7 @@ def _rss_kb(field: str) -> int:
 def _policy_file() -> str:
     import yaml
 
-    from lockgate.registry.testing import policy_for
+    from lockgate.devtools.testing.registry import policy_for
 
     data = policy_for(MODEL).model_dump(mode="json")
     data["live"] = {**data["live"], "relevance_sample_size": 0}

@@ -138,7 +138,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     import httpx
 
-    from lockgate.registry.testing import sqlite_mlflow_store
+    from lockgate.devtools.testing.registry import sqlite_mlflow_store
 
     root = tmp_path_factory.mktemp("mlflow_server")
     backend = sqlite_mlflow_store(root / "mlflow.db")  # a migrated store: the server starts faster

@@ -39,7 +39,7 @@ lockgate logs seed --model "$MODEL" --champion-version 1 --challenger-version 2 
 echo "== unpause the five DAGs (what a user does in the Airflow UI), then register the challenger"
 python - <<'PY'
 from lockgate.airflow_api import AirflowClient
-from lockgate.stack.commands import running_stack
+from lockgate.devtools.stack.commands import running_stack
 
 stack = running_stack()
 client = AirflowClient(stack.airflow_url, stack.username, stack.password or "")
@@ -54,7 +54,7 @@ import time
 
 from lockgate.airflow_api import AirflowClient
 from lockgate.registry.audit import list_decisions, state_engine
-from lockgate.stack.commands import running_stack
+from lockgate.devtools.stack.commands import running_stack
 
 model, timeout = sys.argv[1], float(sys.argv[2])
 DAGS = ("lockgate_benchmark", "lockgate_drift", "lockgate_quality", "lockgate_live", "lockgate_promotion")

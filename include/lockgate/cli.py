@@ -26,6 +26,10 @@ from lockgate.errors import LockgateError
 
 Handler = Callable[[argparse.Namespace], int | None]
 
+# The demo's scenarios, looked up when `lockgate demo --scenario` is parsed (dev tooling, never
+# imported for the other commands).
+_SCENARIOS = "lockgate.devtools.scenarios:SCENARIOS"
+
 _MODEL_HELP = "{what} (default: the policy's watched model, when it watches only one)"
 
 
@@ -47,16 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    # stack
-    up = _add(sub, "up", "lockgate.stack.commands:cmd_up", "Start Airflow 3 and MLflow locally and wait until healthy.")
+    # the local stack (dev tooling; `status MODEL` is the registry's)
+    up = _add(
+        sub,
+        "up",
+        "lockgate.devtools.stack.commands:cmd_up",
+        "Start Airflow 3 and MLflow locally and wait until healthy.",
+    )
     up.add_argument("--timeout", type=float, default=300, help="seconds to wait for health checks")
-    _add(sub, "down", "lockgate.stack.commands:cmd_down", "Stop exactly the processes `lockgate up` started.")
+    _add(sub, "down", "lockgate.devtools.stack.commands:cmd_down", "Stop exactly the processes `lockgate up` started.")
     status = _add(
         sub,
         "status",
-        "lockgate.stack.commands:cmd_status",
+        "lockgate.devtools.stack.commands:cmd_status",
         "Without MODEL: the local stack. With MODEL: aliases, pending approvals and recent decisions.",
     )
+    status.set_defaults(model_handler="lockgate.registry.commands:cmd_model_status")
     status.add_argument("model", nargs="?", help="registered model name")
     status.add_argument("--limit", type=int, default=10, help="recent decisions to show")
 
@@ -65,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply = _add(
         settings_sub,
         "apply",
-        "lockgate.stack.settings_apply:cmd_settings_apply",
+        "lockgate.devtools.stack.settings_apply:cmd_settings_apply",
         "Load airflow_settings.yaml (Astro CLI format) into Airflow; idempotent.",
     )
     apply.add_argument("--file", default=None, help="path to airflow_settings.yaml (default: the project's)")
@@ -73,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     # logs
     logs = sub.add_parser("logs", help="The inference-log store.")
     logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
-    seed = _add(logs_sub, "seed", "lockgate.logs.commands:cmd_seed", "Write synthetic traffic into the log store.")
+    seed = _add(logs_sub, "seed", "lockgate.devtools.seed:cmd_seed", "Write synthetic traffic into the log store.")
     seed.add_argument("--model", default=None, help=_MODEL_HELP.format(what="model_name of the rows"))
     seed.set_defaults(model_from_policy=True)
     seed.add_argument("--scenario", default=None, help="a demo scenario's traffic (healthy, input-drift, ...)")
@@ -119,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = _add(
         models_sub,
         "build-tiny",
-        "lockgate.models:cmd_build_tiny",
+        "lockgate.devtools.tiny_model:cmd_build_tiny",
         "Build a small Llama-architecture causal LM (random weights) with a locally trained tokenizer.",
     )
     tiny.add_argument("dir", help="output directory (Hugging Face layout)")
@@ -205,24 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--sample-size", type=int, default=None, help="default: the policy's")
             p.add_argument("--rubrics", nargs="+", default=None, help="default: the policy's")
 
-    # demo (its scenario names are plain data; the demo itself is imported only when it runs)
-    from lockgate.scenarios import SCENARIOS
-
-    demo = _add(sub, "demo", "lockgate.demo:cmd_demo", "Run the whole story on embedded defaults.")
+    # demo (imported only when it runs)
+    demo = _add(sub, "demo", "lockgate.devtools.demo:cmd_demo", "Run the whole story on embedded defaults.")
     demo.add_argument(
         "--scenario",
         default="healthy",
-        choices=sorted(SCENARIOS),
+        type=_scenario_name,
+        help="the story to tell (default: healthy; an unknown name lists the others)",
     )
     demo.add_argument("--approve", action=argparse.BooleanOptionalAction, default=True)
     demo.add_argument("--keep-running", action="store_true", help="leave the stack up afterwards")
     return parser
 
 
+def _lookup(path: str) -> Any:
+    module_name, attr = path.split(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def _resolve(handler: str) -> Handler:
-    module_name, func_name = handler.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, func_name)  # type: ignore[no-any-return]
+    handler_function: Handler = _lookup(handler)
+    return handler_function
+
+
+def _scenario_name(name: str) -> str:
+    """A demo scenario's name; argparse turns the error into a usage message."""
+    known = sorted(_lookup(_SCENARIOS))
+    if name not in known:
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from {', '.join(known)})")
+    return name
 
 
 _CONNECTION_TROUBLE = re.compile(
@@ -319,7 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "model_from_policy", False) and not args.model:
             args.model = only_watched_model()
-        result = _resolve(args.handler)(args)
+        handler = args.handler
+        if getattr(args, "model_handler", None) and getattr(args, "model", None):
+            handler = args.model_handler  # `lockgate status MODEL`: the registry, not the local stack
+        result = _resolve(handler)(args)
     except KeyboardInterrupt:
         print("lockgate: interrupted", file=sys.stderr)
         return 130

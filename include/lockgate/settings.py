@@ -488,12 +488,16 @@ class DriftConfig(_Strict):
 class JudgeConfig(_Strict):
     """The LLM judge: a local causal LM directory, an OpenAI-compatible endpoint, or an MLflow GenAI judge.
 
-    With `backend: local` and no `model_path`, lockgate builds a seeded random-weight tiny
-    model as a placeholder judge: it carries no signal, and its calibration says so.
+    `backend: local` needs `model_path` (checked when the judge is first used, so a policy
+    without quality evidence need not name one). `backend: placeholder` is the demo's
+    seeded random-weight tiny model (`lockgate.devtools.placeholder_judge`): it carries
+    no signal, and its calibration says so.
     """
 
-    backend: Literal["local", "openai", "mlflow"] = "local"
-    model_path: str | None = Field(None, description="Local HF directory of the judge (backend: local).")
+    backend: Literal["local", "openai", "mlflow", "placeholder"] = "local"
+    model_path: str | None = Field(
+        None, description="Local HF directory of the judge (backend: local; required there)."
+    )
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint incl. /v1 (backend: openai).")
     model: str | None = Field(
         None, description="Model name sent to the endpoint; backend mlflow: an MLflow model URI (openai:/gpt-4o-mini)."
@@ -531,6 +535,8 @@ class JudgeConfig(_Strict):
             raise ValueError("backend 'openai' needs base_url")
         if self.backend == "mlflow" and not (self.model and ":/" in self.model):
             raise ValueError("backend 'mlflow' needs model, an MLflow model URI such as openai:/gpt-4o-mini")
+        if self.backend == "placeholder" and self.model_path:
+            raise ValueError("backend 'placeholder' builds its own random-weight model: drop model_path")
         return self
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "lockgate_benchmark.py"
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, airflow_db):
     from lockgate.benchmark.loading import register_directory
-    from lockgate.models import build_tiny_model
+    from lockgate.devtools.tiny_model import build_tiny_model
 
     home = tmp_path_factory.mktemp("bench_dag")
     shipped = yaml.safe_load((ROOT / "include" / "lockgate.yaml").read_text())

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "lockgate_drift.py"

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, seed_logs
+from lockgate.devtools.testing.registry import policy_for, register_stub_version, sqlite_mlflow_store
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, seed_logs
-from lockgate.registry.testing import policy_for, register_stub_version, sqlite_mlflow_store
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 MODELS = ["support-bot", "search-ranker"]  # the policy's order: map index 0, then 1

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
+from lockgate.devtools.testing.registry import policy_for, register_stub_version, sqlite_mlflow_store
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
-from lockgate.registry.testing import policy_for, register_stub_version, sqlite_mlflow_store
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "lockgate_live.py"

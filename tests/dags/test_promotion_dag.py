@@ -15,11 +15,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from lockgate.registry import tags as T
-from lockgate.registry.adapter import ModelRegistry, RegistryState
-from lockgate.registry.audit import list_audit, list_decisions, model_lock, state_engine
-from lockgate.registry.commands import approve
-from lockgate.registry.testing import (
+from lockgate.devtools.testing.registry import (
     passing_evidence,
     policy_for,
     register_stub_version,
@@ -27,6 +23,10 @@ from lockgate.registry.testing import (
     throwaway_pg_database,
     write_evidence,
 )
+from lockgate.registry import tags as T
+from lockgate.registry.adapter import ModelRegistry, RegistryState
+from lockgate.registry.audit import list_audit, list_decisions, model_lock, state_engine
+from lockgate.registry.commands import approve
 from lockgate.reports.index import find_report
 from lockgate.reports.links import report_path
 

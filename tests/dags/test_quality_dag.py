@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.policy.gates import assess_evidence, evaluate_gate
 from lockgate.settings import load_policy
 
@@ -44,7 +44,7 @@ def test_dag_test_writes_the_report_and_evidence_the_gates_read(
     monkeypatch: pytest.MonkeyPatch,
     asset_events: Callable[[str, str], list[dict]],
 ) -> None:
-    from lockgate.registry.testing import sqlite_mlflow_store
+    from lockgate.devtools.testing.registry import sqlite_mlflow_store
 
     # A migrated MLflow store from the template: saves ~10 s of migrations.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(lockgate_env / "mlflow.db"))

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.logs.db import make_engine
 from lockgate.logs.schema import log_table
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 LOGICAL = datetime(2026, 7, 2, 2, 0, tzinfo=UTC)
@@ -61,7 +61,7 @@ def test_no_raw_pii_in_xcoms_task_logs_or_outputs(
     from airflow.utils.session import create_session
     from mlflow import MlflowClient
 
-    from lockgate.registry.testing import sqlite_mlflow_store
+    from lockgate.devtools.testing.registry import sqlite_mlflow_store
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(lockgate_env / "mlflow.db"))
     spec = TrafficSpec(

@@ -38,7 +38,7 @@ def test_settings_keep_pools_and_variables_but_not_connections(init_stack: Modul
     env = service_env(load_compose("compose.yaml")["services"]["airflow-init"])
     assert {f"AIRFLOW_CONN_{c.upper()}" for c in dropped} <= set(env)
     # The result is still a valid `lockgate settings apply` file.
-    from lockgate.stack.settings_apply import parse_settings
+    from lockgate.devtools.stack.settings_apply import parse_settings
 
     parse_settings(filtered)
 

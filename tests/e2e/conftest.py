@@ -26,21 +26,21 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from lockgate.demo import DEMO_MODEL
+from lockgate.devtools.demo import DEMO_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "healthy"
 PREPARE_TIMEOUT_S = 300
-# The demo's own steps (lockgate.demo): a clean slate, two registered versions with their
+# The demo's own steps (lockgate.devtools.demo): a clean slate, two registered versions with their
 # aliases, seeded traffic. Run in a subprocess with the stack's environment: MLflow's global
 # tracking URI, torch and transformers stay out of the pytest process (later test modules
 # would otherwise inherit a tracking URI pointing at a server that is gone), and the
 # subprocess uses the stack's bytecode cache.
 PREPARE_SCRIPT = """
 import json, sys
-from lockgate.demo import build_and_register, reset_demo_model, seed_demo_logs
+from lockgate.devtools.demo import build_and_register, reset_demo_model, seed_demo_logs
 from lockgate.registry.adapter import ModelRegistry
-from lockgate.scenarios import get_scenario
+from lockgate.devtools.scenarios import get_scenario
 from lockgate.settings import get_settings
 
 model, scenario_name, logs_url = sys.argv[1:4]
@@ -309,7 +309,7 @@ def _shared_bytecode_cache(home: Path) -> None:
 
 
 def _leftovers(records: list[Any], ports: list[int]) -> list[str]:
-    from lockgate.stack.processes import is_alive, port_in_use, session_members
+    from lockgate.devtools.stack.processes import is_alive, port_in_use, session_members
 
     left = [f"{r.name} (pid {r.pid}) alive" for r in records if is_alive(r)]
     left += [f"{r.name}: session member pid {p.pid} {p.name()}" for r in records for p in session_members(r)]
@@ -323,10 +323,10 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory, monitoring: Any
 
     Its jobs and decisions push their metrics to a real Pushgateway that a real Prometheus scrapes.
     """
+    from lockgate.devtools.stack import commands
+    from lockgate.devtools.stack.env import StackPaths
+    from lockgate.devtools.stack.processes import free_port, load_state
     from lockgate.settings import get_settings
-    from lockgate.stack import commands
-    from lockgate.stack.env import StackPaths
-    from lockgate.stack.processes import free_port, load_state
 
     home = tmp_path_factory.mktemp("e2e") / "home"
     _shared_bytecode_cache(home)

@@ -14,8 +14,8 @@ from lockgate.benchmark.environment import DeviceChoice, GpuRequiredError, choos
 from lockgate.benchmark.harness import Plan, load_model, run_plan
 from lockgate.benchmark.loading import _hf_dir_of
 from lockgate.benchmark.workload import PromptSet, PromptTokens, build_requests
+from lockgate.devtools.tiny_model import build_tiny_model
 from lockgate.errors import InvalidModelError
-from lockgate.models import build_tiny_model
 
 CPU = DeviceChoice("cpu", "test CPU", "float32")
 PROMPTS = PromptSet((5, 9, 14), "synthetic", "test")

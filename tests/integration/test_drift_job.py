@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.jobs.drift import drift_summary_of, run_drift
 from lockgate.logs.db import make_engine
 from lockgate.logs.sampling import Window
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.settings import load_policy
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -335,7 +335,7 @@ def test_rerun_of_a_run_key_replaces_its_outputs(env, caplog) -> None:
 def test_after_promotion_reference_window_follows_the_champion(env) -> None:
     from mlflow import MlflowClient
 
-    from lockgate.registry.testing import register_stub_version
+    from lockgate.devtools.testing.registry import register_stub_version
 
     uri = f"sqlite:///{env / 'mlflow.db'}"
     # no champion yet: the reference window cannot be placed

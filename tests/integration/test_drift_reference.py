@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
+from lockgate.devtools.testing.registry import register_stub_version, sqlite_mlflow_store
 from lockgate.jobs.drift import drift_summary_of, run_drift
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
-from lockgate.registry.testing import register_stub_version, sqlite_mlflow_store
 
 pytestmark = pytest.mark.slow
 

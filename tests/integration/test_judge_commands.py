@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from lockgate.cli import main
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.settings import DEFAULT_POLICY_PATH
 
 MODEL = "lockgate-demo"
@@ -20,7 +20,7 @@ MODEL = "lockgate-demo"
 def test_export_rated_traffic_label_it_and_calibrate(
     lockgate_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lockgate.judge.testing import FakeJudgeServer
+    from lockgate.devtools.testing.judge import FakeJudgeServer
 
     spec = TrafficSpec(
         model_name=MODEL,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.devtools.placeholder_judge import placeholder_judge_dir
+from lockgate.errors import ConfigError
 from lockgate.judge.backends import make_backend
-from lockgate.judge.backends.base import placeholder_judge_dir
 from lockgate.judge.backends.local import LocalJudge
 from lockgate.judge.calibration import calibrate
 from lockgate.judge.rubrics import load_rubric
@@ -18,7 +19,7 @@ from lockgate.settings import JudgeConfig, QualityConfig, StatisticsConfig
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lockgate.models import build_tiny_model
+    from lockgate.devtools.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("judge") / "tiny", seed=3)
 
@@ -121,13 +122,19 @@ def test_a_random_weight_judge_fails_calibration(judge: LocalJudge) -> None:
     assert result.reasons
 
 
-def test_without_a_model_path_a_placeholder_judge_is_built_once(tmp_path: Path) -> None:
-    backend = make_backend(JudgeConfig(), home=tmp_path)
+def test_the_placeholder_judge_is_built_once_when_the_policy_names_it(tmp_path: Path) -> None:
+    backend = make_backend(JudgeConfig(backend="placeholder"), home=tmp_path)
     assert isinstance(backend, LocalJudge) and backend.placeholder
     assert "placeholder" in backend.description
     assert (placeholder_judge_dir(tmp_path) / "config.json").exists()
-    again = make_backend(JudgeConfig(), home=tmp_path)
+    again = make_backend(JudgeConfig(backend="placeholder"), home=tmp_path)
     assert again.identity == backend.identity
+
+
+def test_a_local_judge_without_a_model_path_is_a_config_error_not_a_placeholder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"quality\.judge\.model_path: backend 'local' needs"):
+        make_backend(JudgeConfig(), home=tmp_path)
+    assert not (tmp_path / "judge").exists()  # nothing was built
 
 
 def test_gpu_judge_uses_cuda_in_bfloat16(tiny_dir: Path) -> None:
@@ -145,7 +152,7 @@ def _tiny_architecture(out: Path, model_type: str) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from lockgate.models import build_tokenizer
+    from lockgate.devtools.tiny_model import build_tokenizer
 
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(out)

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from lockgate.devtools.testing.judge import FakeJudgeServer, make_oracle
 from lockgate.judge.backends import make_backend
 from lockgate.judge.calibration import calibrate
 from lockgate.judge.rubrics import load_rubric
 from lockgate.judge.scoring import JudgeRequest
-from lockgate.judge.testing import FakeJudgeServer, make_oracle
 from lockgate.logs.redaction import Redactor
 from lockgate.settings import JudgeConfig, QualityConfig, StatisticsConfig
 

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
+from lockgate.devtools.testing.judge import FakeJudgeServer
 from lockgate.judge.backends import make_backend
 from lockgate.judge.backends.openai_compat import OpenAICompatibleJudge, label_distribution_from_logprobs
 from lockgate.judge.calibration import calibrate
 from lockgate.judge.rubrics import load_rubric
 from lockgate.judge.scoring import JudgeRequest
-from lockgate.judge.testing import FakeJudgeServer
 from lockgate.logs.redaction import Redactor
 from lockgate.settings import JudgeConfig, QualityConfig, StatisticsConfig
 

@@ -12,13 +12,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
+from lockgate.devtools.testing.registry import passing_evidence, policy_for, register_stub_version, sqlite_mlflow_store
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.jobs.live import run_live
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.policy import PromotionInputs, decide_promotion
 from lockgate.policy.gates import assess_evidence, evaluate_gate
-from lockgate.registry.testing import passing_evidence, policy_for, register_stub_version, sqlite_mlflow_store
 from lockgate.settings import load_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]

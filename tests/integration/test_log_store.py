@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.errors import ConfigError, ServiceUnavailableError
 from lockgate.logs.db import check_connection, make_engine
 from lockgate.logs.redaction import Redactor
@@ -21,7 +22,6 @@ from lockgate.logs.sampling import (
     token_length_distribution,
 )
 from lockgate.logs.schema import create_schema, migrate_sample_index, sample_hash_seed
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.settings import LogColumns, LogsConfig
 
 SPEC = TrafficSpec(

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from lockgate.cli import main
+from lockgate.devtools.testing.registry import passing_evidence, policy_for, sqlite_mlflow_store, write_evidence
+from lockgate.devtools.tiny_model import build_tiny_model
 from lockgate.errors import InvalidModelError
-from lockgate.models import build_tiny_model, load_hf_directory
+from lockgate.models import load_hf_directory
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, RegistryState
-from lockgate.registry.testing import passing_evidence, policy_for, sqlite_mlflow_store, write_evidence
 
 pytestmark = pytest.mark.slow
 

@@ -148,9 +148,9 @@ def _seed_history(model: str) -> None:
     """Two evidence runs of every kind and a promotion, in the state database the plugin reads."""
     from datetime import UTC, datetime, timedelta
 
+    from lockgate.devtools.testing.registry import passing_evidence
     from lockgate.policy.model import Decision
     from lockgate.registry.audit import AuditEntry, record_audit, record_decision, state_engine
-    from lockgate.registry.testing import passing_evidence
     from lockgate.reports.history import record_evidence
 
     now = datetime.now(UTC)

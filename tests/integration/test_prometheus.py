@@ -2,7 +2,7 @@
 
 Debian's `prometheus` and `prometheus-pushgateway` run on free ports with a temporary config
 (scrape every second, `honor_labels` as in docker/prometheus/prometheus.yml). The decisions come from
-`run_promotion` on an MLflow SQLite registry with hand-made evidence (`lockgate.registry.testing`).
+`run_promotion` on an MLflow SQLite registry with hand-made evidence (`lockgate.devtools.testing.registry`).
 """
 
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import Any
 
 import pytest
 
-from lockgate.jobs.promotion import run_promotion
-from lockgate.observability.prometheus import METRIC_NAMES, export_evidence
-from lockgate.policy import Decision
-from lockgate.registry.adapter import ModelRegistry
-from lockgate.registry.audit import list_decisions, state_engine
-from lockgate.registry.testing import (
+from lockgate.devtools.testing.registry import (
     passing_evidence,
     policy_for,
     register_stub_version,
     sqlite_mlflow_store,
     write_evidence,
 )
+from lockgate.jobs.promotion import run_promotion
+from lockgate.observability.prometheus import METRIC_NAMES, export_evidence
+from lockgate.policy import Decision
+from lockgate.registry.adapter import ModelRegistry
+from lockgate.registry.audit import list_decisions, state_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.evidence import EvidenceSummary, latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.policy.gates import assess_evidence, evaluate_gate
 from lockgate.settings import DEFAULT_POLICY_PATH, load_policy
 
@@ -51,7 +51,7 @@ def verdict(summary: EvidenceSummary, gate_name: str, challenger: str = "2", cha
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """LOCKGATE_HOME, reports, an embedded MLflow store and SQLite logs for this module."""
-    from lockgate.registry.testing import sqlite_mlflow_store
+    from lockgate.devtools.testing.registry import sqlite_mlflow_store
 
     home = tmp_path_factory.mktemp("quality") / "home"
     with pytest.MonkeyPatch.context() as mp:
@@ -150,8 +150,8 @@ def test_run_quality_with_a_calibrated_endpoint_judge(env: Path) -> None:
     """Traffic mode, an OpenAI-compatible judge that agrees with the example set: judge metrics are evidence."""
     from mlflow import MlflowClient
 
+    from lockgate.devtools.testing.judge import FakeJudgeServer
     from lockgate.jobs.quality import headline, run_quality
-    from lockgate.judge.testing import FakeJudgeServer
     from lockgate.reports.index import list_reports
 
     s = spec(datetime(2026, 4, 1, tzinfo=UTC), 0.6, seed=21, current_rows=300)
@@ -216,9 +216,10 @@ def test_without_traffic_the_challenger_is_replayed_and_compared_paired(env: Pat
     """A registered challenger with no canary traffic: generation on the champion's sampled prompts."""
     from mlflow import MlflowClient
 
+    from lockgate.devtools.testing.registry import register_stub_version
+    from lockgate.devtools.tiny_model import build_tiny_model
     from lockgate.jobs.quality import judge_quality, model_directory, plan_quality, replay_challenger
-    from lockgate.models import build_tiny_model, register_model
-    from lockgate.registry.testing import register_stub_version
+    from lockgate.models import register_model
 
     s = TrafficSpec(
         model_name=MODEL,
@@ -303,7 +304,7 @@ Is the response polite? Reply polite or rude.
 
 def tone_judge(payload: dict[str, object]) -> str:
     """A stand-in tone judge: polite when the answer has an even number of characters."""
-    from lockgate.judge.testing import fenced
+    from lockgate.devtools.testing.judge import fenced
 
     text = payload["messages"][-1]["content"]  # type: ignore[index]
     return "polite" if len(fenced(text)["RESPONSE"].strip()) % 2 == 0 else "rude"
@@ -312,8 +313,8 @@ def tone_judge(payload: dict[str, object]) -> str:
 @pytest.mark.slow
 def test_a_custom_rubric_file_is_scored_and_gated_without_code(env: Path, tmp_path: Path) -> None:
     """A rubric file in the policy's rubrics_dir, a two-labeller set for it: judge_tone is evidence a gate reads."""
+    from lockgate.devtools.testing.judge import FakeJudgeServer
     from lockgate.jobs.quality import run_quality
-    from lockgate.judge.testing import FakeJudgeServer
     from lockgate.settings import Gate
 
     rubrics_dir = tmp_path / "rubrics"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.logs.db import make_engine
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.settings import DEFAULT_POLICY_PATH
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,7 @@ MODEL = "lockgate-demo"
 
 
 def relevance_with_rationale(payload: dict[str, object]) -> str:
-    from lockgate.judge.testing import make_oracle
+    from lockgate.devtools.testing.judge import make_oracle
 
     label = make_oracle()(payload)
     return f"{label}\nThe answer addresses the request." if label.isdigit() else label
@@ -29,8 +29,8 @@ def test_quality_run_logs_traces_with_judge_assessments(
 ) -> None:
     import mlflow
 
+    from lockgate.devtools.testing.judge import FakeJudgeServer
     from lockgate.jobs.quality import run_quality
-    from lockgate.judge.testing import FakeJudgeServer
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     mlflow.set_tracking_uri(mlflow_server)

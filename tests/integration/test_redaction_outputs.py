@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.logs.db import make_engine
 from lockgate.logs.schema import log_table
-from lockgate.logs.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.settings import DEFAULT_POLICY_PATH
 
 MODEL = "lockgate-demo"
@@ -65,7 +65,7 @@ def found_in(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from lockgate.registry.testing import sqlite_mlflow_store
+    from lockgate.devtools.testing.registry import sqlite_mlflow_store
 
     home = tmp_path_factory.mktemp("redaction") / "home"
     data = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
@@ -85,8 +85,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_no_raw_pii_leaves_the_log_store(env: Path, caplog: pytest.LogCaptureFixture) -> None:
     from mlflow import MlflowClient
 
+    from lockgate.devtools.testing.judge import FakeJudgeServer
     from lockgate.jobs.quality import QualityPlan, headline, judge_quality, plan_quality, replay_challenger
-    from lockgate.judge.testing import FakeJudgeServer
 
     spec = TrafficSpec(
         model_name=MODEL,

@@ -15,6 +15,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from lockgate.devtools.testing.registry import (
+    passing_evidence,
+    policy_for,
+    register_stub_version,
+    sqlite_mlflow_store,
+    throwaway_pg_database,
+    write_evidence,
+)
 from lockgate.errors import ConcurrentMoveError, ServiceUnavailableError, UnknownModelVersionError
 from lockgate.jobs.promotion import gather_inputs, run_promotion
 from lockgate.policy import Decision, decide_promotion
@@ -34,14 +42,6 @@ from lockgate.registry.audit import (
 )
 from lockgate.registry.commands import ApprovalError, approve, model_status
 from lockgate.registry.moves import MoveContext, apply_decision, check_unchanged
-from lockgate.registry.testing import (
-    passing_evidence,
-    policy_for,
-    register_stub_version,
-    sqlite_mlflow_store,
-    throwaway_pg_database,
-    write_evidence,
-)
 from lockgate.reports.index import list_reports
 from lockgate.reports.links import report_path, report_url
 
@@ -706,7 +706,7 @@ from datetime import datetime
 from pathlib import Path
 from lockgate.jobs.promotion import run_promotion
 from lockgate.registry.adapter import ModelRegistry
-from lockgate.registry.testing import policy_for
+from lockgate.devtools.testing.registry import policy_for
 
 name, uri, state_url, reports, marker, now = sys.argv[1:7]
 

@@ -15,19 +15,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lockgate.errors import ServiceUnavailableError
-from lockgate.jobs.promotion import run_promotion
-from lockgate.registry import tags as T
-from lockgate.registry.adapter import ModelRegistry, RegistryState
-from lockgate.registry.audit import list_audit, state_engine
-from lockgate.registry.commands import approve
-from lockgate.registry.testing import (
+from lockgate.devtools.testing.registry import (
     passing_evidence,
     policy_for,
     register_stub_version,
     sqlite_mlflow_store,
     write_evidence,
 )
+from lockgate.errors import ServiceUnavailableError
+from lockgate.jobs.promotion import run_promotion
+from lockgate.registry import tags as T
+from lockgate.registry.adapter import ModelRegistry, RegistryState
+from lockgate.registry.audit import list_audit, state_engine
+from lockgate.registry.commands import approve
 
 pytestmark = pytest.mark.slow
 

@@ -26,11 +26,10 @@ import pytest
 import yaml
 
 from lockgate.cli import main
-from lockgate.errors import ServiceUnavailableError
-from lockgate.stack import commands
-from lockgate.stack.env import StackPaths
-from lockgate.stack.health import require_mlflow
-from lockgate.stack.processes import (
+from lockgate.devtools.stack import commands
+from lockgate.devtools.stack.env import StackPaths
+from lockgate.devtools.stack.health import require_mlflow
+from lockgate.devtools.stack.processes import (
     ProcessRecord,
     StackError,
     free_port,
@@ -42,7 +41,8 @@ from lockgate.stack.processes import (
     spawn,
     stop,
 )
-from lockgate.stack.settings_apply import align_stack_connections, parse_settings
+from lockgate.devtools.stack.settings_apply import align_stack_connections, parse_settings
+from lockgate.errors import ServiceUnavailableError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -44,7 +44,7 @@ def test_seed_into_an_embedded_store(lockgate_env: Path, capsys: pytest.CaptureF
 def _watching(home: Path, monkeypatch: pytest.MonkeyPatch, *models: str) -> None:
     import yaml
 
-    from lockgate.registry.testing import policy_for
+    from lockgate.devtools.testing.registry import policy_for
 
     (home / "policy.yaml").write_text(yaml.safe_dump(policy_for(*models).model_dump(mode="json")))
     monkeypatch.setenv("LOCKGATE_CONFIG", str(home / "policy.yaml"))
@@ -115,7 +115,7 @@ def _stderr_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
 @pytest.fixture
 def migrated_mlflow(lockgate_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The embedded MLflow store from the migrated template (a fresh one costs ~10 s of migrations)."""
-    from lockgate.registry.testing import sqlite_mlflow_store
+    from lockgate.devtools.testing.registry import sqlite_mlflow_store
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(lockgate_env / "mlflow.db"))
     return lockgate_env
@@ -214,3 +214,15 @@ def test_an_unexpected_error_is_one_line_and_the_traceback_needs_v(
 )
 def test_verbose_before_or_after_the_command(argv: list[str], verbose: bool) -> None:
     assert build_parser().parse_args(argv).verbose is verbose
+
+
+def test_status_of_a_model_goes_to_the_registry_without_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lockgate.registry.commands as registry_commands
+
+    calls: list[str] = []
+    monkeypatch.setattr(registry_commands, "cmd_model_status", lambda args: calls.append(args.model) or 0)
+    for name in [m for m in sys.modules if m.startswith("lockgate.devtools.stack")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert main(["status", "support-bot"]) == 0
+    assert calls == ["support-bot"]
+    assert not [m for m in sys.modules if m.startswith("lockgate.devtools.stack")]

@@ -15,9 +15,9 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lockgate.devtools.testing.registry import passing_evidence, policy_for
 from lockgate.observability import prometheus as P
 from lockgate.policy import PromotionInputs, decide_promotion
-from lockgate.registry.testing import passing_evidence, policy_for
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MODEL = "m-prom"

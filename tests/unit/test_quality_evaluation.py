@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from lockgate.devtools.synthetic import OFF_TOPIC, REFUSALS
 from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
 from lockgate.judge.evaluation import (
     Sample,
@@ -23,7 +24,6 @@ from lockgate.judge.report import histogram_svg, render_quality_report, score_di
 from lockgate.judge.rubrics import load_rubric
 from lockgate.judge.scoring import Judgment
 from lockgate.judge.summary import Example, QualitySummary, VersionInfo
-from lockgate.logs.synthetic import OFF_TOPIC, REFUSALS
 from lockgate.settings import StatisticsConfig
 
 STATS = StatisticsConfig(bootstrap_resamples=300)

@@ -372,6 +372,7 @@ def test_duplicated_model_is_rejected() -> None:
         (lambda d: d["models"][0]["windows"].update(reference={"mode": "weekly"}), "models.0.windows.reference"),
         (lambda d: d["quality"]["judge"].update(backend="openai"), "quality.judge"),
         (lambda d: d["quality"]["judge"].update(dtype="float16"), "quality.judge.dtype"),
+        (lambda d: d["quality"]["judge"].update(backend="placeholder", model_path="/m"), "quality.judge"),
     ],
 )
 def test_invalid_policy_sections_name_the_key(mutate: Any, key: str) -> None:

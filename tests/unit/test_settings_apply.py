@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from lockgate.errors import ConfigError
-from lockgate.stack.settings_apply import (
+from lockgate.devtools.stack.settings_apply import (
     DEFAULT_SETTINGS_FILE,
     load_settings_file,
     parse_settings,
     to_load_spec,
 )
+from lockgate.errors import ConfigError
 
 
 def _conn(**overrides: Any) -> dict[str, Any]:
@@ -187,7 +187,7 @@ def test_file_errors(tmp_path: Path) -> None:
 def test_parsing_does_not_import_airflow() -> None:
     # The CLI process must never read Airflow's configuration: the loader runs in the target's env.
     code = (
-        "import sys; from lockgate.stack.settings_apply import load_settings_file, to_load_spec; "
+        "import sys; from lockgate.devtools.stack.settings_apply import load_settings_file, to_load_spec; "
         "to_load_spec(load_settings_file()); "
         "assert not any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules), 'airflow imported'"
     )

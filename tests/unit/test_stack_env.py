@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from lockgate.errors import ServiceUnavailableError
-from lockgate.settings import get_settings
-from lockgate.stack import commands
-from lockgate.stack.env import (
+from lockgate.devtools.stack import commands
+from lockgate.devtools.stack.env import (
     StackPaths,
     StackPorts,
     airflow_db_name,
@@ -27,14 +25,16 @@ from lockgate.stack.env import (
     stack_overrides,
     write_env_file,
 )
-from lockgate.stack.processes import free_port
-from lockgate.stack.settings_apply import (
+from lockgate.devtools.stack.processes import free_port
+from lockgate.devtools.stack.settings_apply import (
     DEFAULT_SETTINGS_FILE,
     align_stack_connections,
     load_settings_file,
     parse_settings,
     to_load_spec,
 )
+from lockgate.errors import ServiceUnavailableError
+from lockgate.settings import get_settings
 
 
 def _connections(parsed: object) -> dict[str, dict[str, object]]:

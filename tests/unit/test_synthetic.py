@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from lockgate.logs.synthetic import DRIFT_TOPICS, TrafficSpec, VersionTraffic, generate_traffic
+from lockgate.devtools.synthetic import DRIFT_TOPICS, TrafficSpec, VersionTraffic, generate_traffic
 
 
 def rows(**kw: object) -> list[dict[str, object]]:

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from lockgate.errors import ConfigError
 from lockgate.judge.scoring import JudgeRequest, Judgment
 from lockgate.settings import JudgeConfig
 
@@ -15,7 +16,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 """Called with (judged so far, total) as batches finish."""
 
-PLACEHOLDER_JUDGE_SEED = 1234
+# `backend: placeholder` (the demo's random-weight judge) is dev tooling, named here by its module
+# path and imported only when a policy asks for it (the one such edge; tests/test_layering.py).
+PLACEHOLDER_BACKEND = "lockgate.devtools.placeholder_judge:make_placeholder_judge"
 
 
 @runtime_checkable
@@ -41,41 +44,6 @@ class JudgeBackend(Protocol):
         ...
 
 
-def placeholder_judge_dir(home: Path) -> Path:
-    """Where the seeded random-weight placeholder judge lives (built once per LOCKGATE_HOME)."""
-    return home / "judge" / f"tiny-judge-seed{PLACEHOLDER_JUDGE_SEED}"
-
-
-def ensure_placeholder_judge(home: Path) -> Path:
-    """Build the placeholder judge if missing: a tiny random model, so the pipeline runs end to end.
-
-    It carries no signal about quality; calibration against the labelled calibration set shows
-    that, and the quality job then keeps its scores out of the evidence.
-    """
-    import os
-    import tempfile
-
-    from lockgate.models import build_tiny_model
-
-    target = placeholder_judge_dir(home)
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    log.warning("no judge model configured: building a random-weight placeholder judge in %s", target)
-    # Build beside, then rename: a concurrent task never sees half a model directory.
-    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target.parent))
-    build_tiny_model(tmp, seed=PLACEHOLDER_JUDGE_SEED)
-    try:
-        os.rename(tmp, target)
-    except OSError:
-        if not (target / "config.json").exists():
-            raise
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)  # another task won the race; use its copy
-    return target
-
-
 def make_backend(config: JudgeConfig, home: Path | None = None) -> JudgeBackend:
     """The backend the policy names. Heavy imports happen here, not at module import."""
     if config.backend == "openai":
@@ -86,14 +54,22 @@ def make_backend(config: JudgeConfig, home: Path | None = None) -> JudgeBackend:
         from lockgate.judge.backends.mlflow_genai import MlflowGenAIJudge
 
         return MlflowGenAIJudge.from_config(config)
-    from lockgate.judge.backends.local import LocalJudge
+    if config.backend == "placeholder":
+        import importlib
 
-    if config.model_path:
-        path = Path(config.model_path).expanduser()
-        placeholder = False
-    else:
         from lockgate.settings import get_settings
 
-        path = ensure_placeholder_judge(home or get_settings().home)
-        placeholder = True
-    return LocalJudge.from_config(config, path, placeholder=placeholder)
+        module_name, factory = PLACEHOLDER_BACKEND.split(":")
+        backend: JudgeBackend = getattr(importlib.import_module(module_name), factory)(
+            config, home or get_settings().home
+        )
+        return backend
+    if not config.model_path:
+        raise ConfigError(
+            "backend 'local' needs the directory of the judge model (a Hugging Face causal LM); "
+            "or name another backend (openai, mlflow; `placeholder` is the demo's random-weight judge, no signal)",
+            key="quality.judge.model_path",
+        )
+    from lockgate.judge.backends.local import LocalJudge
+
+    return LocalJudge.from_config(config, Path(config.model_path).expanduser())

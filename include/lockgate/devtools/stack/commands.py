@@ -30,9 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from lockgate.errors import LockgateError
-from lockgate.settings import PROJECT_ROOT, Settings, get_settings
-from lockgate.stack.env import (
+from lockgate.devtools.stack.env import (
     ADMIN_USER,
     AIRFLOW_DB_URL_ENV,
     DEFAULT_TRIGGER_LOG_PORT,
@@ -57,8 +55,8 @@ from lockgate.stack.env import (
     write_env_file,
     write_password_file,
 )
-from lockgate.stack.health import airflow_health, airflow_healthy, component_status, mlflow_healthy
-from lockgate.stack.processes import (
+from lockgate.devtools.stack.health import airflow_health, airflow_healthy, component_status, mlflow_healthy
+from lockgate.devtools.stack.processes import (
     ProcessRecord,
     StackError,
     StackState,
@@ -74,7 +72,7 @@ from lockgate.stack.processes import (
     stop,
     tail,
 )
-from lockgate.stack.settings_apply import (
+from lockgate.devtools.stack.settings_apply import (
     DEFAULT_SETTINGS_FILE,
     LOGS_CONN_ID,
     AstroConnection,
@@ -87,9 +85,11 @@ from lockgate.stack.settings_apply import (
     print_results,
     to_load_spec,
 )
+from lockgate.errors import LockgateError
+from lockgate.settings import PROJECT_ROOT, Settings, get_settings
 
 if TYPE_CHECKING:
-    from lockgate.stack.postgres import PgTarget
+    from lockgate.devtools.stack.postgres import PgTarget
 
 AIRFLOW_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 COMPONENTS = ("mlflow", *AIRFLOW_COMPONENTS)
@@ -193,7 +193,7 @@ def _postgres_logs_connection(parsed: AstroSettings) -> AstroConnection | None:
 
 
 def _pg_target(conn: AstroConnection, dbname: str | None = None) -> PgTarget:
-    from lockgate.stack.postgres import PgTarget
+    from lockgate.devtools.stack.postgres import PgTarget
 
     return PgTarget(
         host=conn.conn_host or "127.0.0.1",
@@ -212,7 +212,7 @@ def prepare_logs_database(parsed: AstroSettings) -> set[str]:
     connection is left out (and removed if an earlier `up` set it), so `resolve_logs_db_url`
     falls back to the embedded SQLite store; an unreachable `LOCKGATE_LOGS_DB_URL` is an error.
     """
-    from lockgate.stack.postgres import ensure_database
+    from lockgate.devtools.stack.postgres import ensure_database
 
     explicit = os.environ.get("LOCKGATE_LOGS_DB_URL")
     conn = _postgres_logs_connection(parsed)
@@ -252,7 +252,7 @@ def choose_airflow_database(paths: StackPaths, parsed: AstroSettings) -> str:
     (HTTP 500). So when the logs' PostgreSQL server answers, the metadata gets a database of
     its own there (one per LOCKGATE_HOME), recorded so every later command uses it.
     """
-    from lockgate.stack.postgres import ensure_database
+    from lockgate.devtools.stack.postgres import ensure_database
 
     chosen = os.environ.get(AIRFLOW_DB_URL_ENV) or recorded_airflow_db_url(paths)
     if chosen:
@@ -421,7 +421,7 @@ def _up(args: argparse.Namespace) -> int:
         env = build_stack_env(settings, paths, stack_secrets, ports)
         db_url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
         if not db_url.startswith("sqlite"):
-            from lockgate.stack.postgres import check_reachable
+            from lockgate.devtools.stack.postgres import check_reachable
 
             check_reachable(db_url)
         logs_url = effective_logs_url(parsed, skip, settings)

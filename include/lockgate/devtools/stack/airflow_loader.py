@@ -1,6 +1,6 @@
 """Write connections, pools and variables into an Airflow metadata database (create or update).
 
-Run as `python -m lockgate.stack.airflow_loader SPEC.json OUT.json` by `settings apply`,
+Run as `python -m lockgate.devtools.stack.airflow_loader SPEC.json OUT.json` by `settings apply`,
 in a subprocess whose environment is the target Airflow's: Airflow reads its
 configuration (database URL, Fernet key) once at import, so the CLI process never
 imports it. The result (or a classified error) is written to OUT.json rather than

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from lockgate.devtools.stack.env import mask_url
+from lockgate.devtools.stack.processes import StackError
 from lockgate.errors import ServiceUnavailableError
-from lockgate.stack.env import mask_url
-from lockgate.stack.processes import StackError
 
 logger = logging.getLogger(__name__)
 

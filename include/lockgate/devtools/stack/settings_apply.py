@@ -5,7 +5,7 @@ Airflow does not read this file itself (it is an Astro CLI convention). Two halv
 * pure: `parse_settings` validates the file with strict models (an unknown or bad key is a
   `ConfigError` naming it, e.g. `airflow.connections.0.conn_port`) and `to_load_spec`
   turns it into plain JSON the loader understands. No Airflow import, unit-tested.
-* I/O: `apply_spec` runs `lockgate.stack.airflow_loader` in a subprocess with the target
+* I/O: `apply_spec` runs `lockgate.devtools.stack.airflow_loader` in a subprocess with the target
   Airflow environment, which creates or updates each connection, pool and variable
   through Airflow's ORM and reports created / updated / unchanged.
 
@@ -32,10 +32,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lockgate.devtools.stack.env import (
+    StackPaths,
+    StackPorts,
+    build_stack_env,
+    load_or_create_secrets,
+    mask_url,
+    venv_bin,
+)
+from lockgate.devtools.stack.processes import StackError, is_alive, load_state, stack_lock, tail
 from lockgate.errors import ConfigError, ServiceUnavailableError
 from lockgate.settings import PROJECT_ROOT, Settings, get_settings
-from lockgate.stack.env import StackPaths, StackPorts, build_stack_env, load_or_create_secrets, mask_url, venv_bin
-from lockgate.stack.processes import StackError, is_alive, load_state, stack_lock, tail
 
 logger = logging.getLogger(__name__)
 
@@ -334,7 +341,7 @@ def apply_spec(
             json.dump(payload, fh)
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "lockgate.stack.airflow_loader", str(spec_path), str(out_path)],
+                [sys.executable, "-m", "lockgate.devtools.stack.airflow_loader", str(spec_path), str(out_path)],
                 env=dict(env),
                 capture_output=True,
                 text=True,
@@ -454,6 +461,6 @@ def _masked(url: str) -> str:
 
 def _check_db(url: str) -> None:
     if url.startswith(("postgres", "postgresql")):
-        from lockgate.stack.postgres import check_reachable
+        from lockgate.devtools.stack.postgres import check_reachable
 
         check_reachable(url)

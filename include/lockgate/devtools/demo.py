@@ -28,8 +28,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from lockgate.devtools.scenarios import Scenario, get_scenario
 from lockgate.errors import LockgateError
-from lockgate.scenarios import Scenario, get_scenario
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ def reset_demo_model(model_name: str, logs_url: str, reports_dir: Path) -> None:
 def build_and_register(home: Path, scenario: Scenario, model_name: str) -> tuple[str, str, str | None]:
     """Champion (2 layers x 64) and the scenario's challenger (and previous champion), registered with
     their aliases. Returns (champion, challenger, previous_champion)."""
-    from lockgate.models import build_tiny_model, register_model
+    from lockgate.devtools.tiny_model import build_tiny_model
+    from lockgate.models import register_model
     from lockgate.registry.adapter import ModelRegistry
 
     models = home / "demo" / "models"
@@ -148,9 +149,9 @@ def seed_demo_logs(
 ) -> tuple[int, datetime]:
     """Seed the scenario's traffic; returns the rows offered and when the current day begins (the
     champion's promotion time in the story: the week before is its baseline)."""
-    from lockgate.logs.commands import spec_from_args
+    from lockgate.devtools.seed import spec_from_args
+    from lockgate.devtools.synthetic import seed_logs
     from lockgate.logs.db import check_connection, make_engine
-    from lockgate.logs.synthetic import seed_logs
     from lockgate.settings import load_policy
 
     args = argparse.Namespace(
@@ -244,8 +245,8 @@ def _reports(logs_url: str, model_name: str) -> dict[str, str]:
 
 
 def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = False, timeout: float = 1500) -> DemoResult:
+    from lockgate.devtools.stack import commands as stack
     from lockgate.settings import get_settings, load_policy
-    from lockgate.stack import commands as stack
 
     scenario = get_scenario(scenario_name)
     settings = get_settings()

@@ -26,8 +26,8 @@ from pathlib import Path
 import psutil
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lockgate.devtools.stack.env import StackPaths, StackPorts
 from lockgate.errors import ConfigError, LockgateError
-from lockgate.stack.env import StackPaths, StackPorts
 
 logger = logging.getLogger(__name__)
 
