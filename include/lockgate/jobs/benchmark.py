@@ -32,8 +32,7 @@ from typing import Any
 
 from lockgate.benchmark.environment import GpuRequiredError
 from lockgate.errors import ConfigError, InvalidModelError, UnknownModelVersionError
-from lockgate.evidence import EvidenceSummary, SummaryStatus, latest_summary_path, write_summary
-from lockgate.observability.prometheus import export_evidence
+from lockgate.evidence import EvidenceSummary, SummaryStatus, write_summary
 from lockgate.reports.html import report_dir, safe_segment
 from lockgate.settings import BenchmarkConfig, Policy, get_settings, load_policy
 
@@ -392,8 +391,8 @@ def _publish(
 ) -> EvidenceSummary:
     """MLflow runs, report, summary, latest copy and index entry."""
     from lockgate.benchmark.report import render_report
-    from lockgate.reports.history import record_evidence
-    from lockgate.reports.index import ReportEntry, record_report
+    from lockgate.jobs.publish import publish_evidence
+    from lockgate.reports.index import ReportEntry
 
     report_path = out_dir / REPORT_FILE
     summary_path = out_dir / SUMMARY_FILE
@@ -408,24 +407,20 @@ def _publish(
     write_summary(summary, summary_path)
     if run_ids:
         _finish_mlflow_runs(client, summary, run_ids, report_path, summary_path)
-    write_summary(summary, latest_summary_path(reports_dir, "benchmark", summary.model_name))
-    export_evidence(summary)
-    record_report(
-        ReportEntry(
-            kind="benchmark",
-            model_name=summary.model_name,
-            run_key=run_key,
-            status=summary.status,
-            title=_title(summary),
-            path=str(report_path),
-            model_version=summary.challenger_version,
-            champion_version=summary.champion_version,
-            dag_id=summary.dag_id,
-            run_id=summary.run_id,
-            created_at=summary.created_at,
-        )
+    entry = ReportEntry(
+        kind="benchmark",
+        model_name=summary.model_name,
+        run_key=run_key,
+        status=summary.status,
+        title=_title(summary),
+        path=str(report_path),
+        model_version=summary.challenger_version,
+        champion_version=summary.champion_version,
+        dag_id=summary.dag_id,
+        run_id=summary.run_id,
+        created_at=summary.created_at,
     )
-    record_evidence(summary, run_key)  # every run, a backfill too: the history page reads these rows
+    publish_evidence(summary, summary_path, reports_dir=reports_dir, report=entry, run_key=run_key)
     return summary
 
 

@@ -30,10 +30,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from lockgate.drift.summary import DriftSummary, WindowSample, to_evidence
 from lockgate.drift.windows import ResolvedWindow, resolve_current, resolve_reference
 from lockgate.errors import ConfigError, InsufficientDataError
-from lockgate.evidence import EvidenceSummary, latest_summary_path, promote_latest, write_summary
+from lockgate.evidence import EvidenceSummary, write_summary
 from lockgate.logs.sampling import LogSample, Window
 from lockgate.metrics import DRIFT_COLUMNS
-from lockgate.observability.prometheus import export_evidence
 from lockgate.reports.html import report_dir, safe_segment
 from lockgate.settings import ChampionBaselineWindow, Policy, get_settings, load_policy
 
@@ -346,11 +345,11 @@ def run_drift(
         embed: texts -> embeddings; default: the packaged MiniLM.
         now: the end of the current window when there is neither an override nor a data interval (CLI).
     """
+    from lockgate.jobs.publish import publish_evidence
     from lockgate.logs.db import make_engine
     from lockgate.logs.redaction import Redactor
     from lockgate.logs.sampling import sample_inference_logs
-    from lockgate.reports.history import record_evidence
-    from lockgate.reports.index import ReportEntry, record_report
+    from lockgate.reports.index import ReportEntry
     from lockgate.settings import resolve_logs_db_url
 
     started = time.perf_counter()
@@ -469,8 +468,6 @@ def run_drift(
     )
     summary_path = _write_outputs(out_dir, drift, evidence, run_key, registry)
     log_to_mlflow(client, mlflow_run, out_dir, drift, evidence.content_hash)
-    if promote_latest(summary_path, latest_summary_path(settings.reports_dir, "drift", model_name), evidence):
-        export_evidence(evidence)  # only evidence that became the latest is current
     steps(f"report and summary written, MLflow run {mlflow_run} logged")
 
     if drift.status != "ok":
@@ -481,22 +478,20 @@ def run_drift(
             f"Drift {model_name}: {len(drift.drifted_columns)} of {drift.n_tested} columns drift "
             f"(share {drift.drift_share:.2f})"
         )
-    record_report(
-        ReportEntry(
-            kind="drift",
-            model_name=model_name,
-            run_key=run_key,
-            status=status,
-            title=title,
-            path=str(report_path),
-            model_version=registry.challenger_version,
-            champion_version=registry.champion_version,
-            dag_id=dag_id,
-            run_id=run_id,
-            created_at=created_at,
-        )
+    entry = ReportEntry(
+        kind="drift",
+        model_name=model_name,
+        run_key=run_key,
+        status=status,
+        title=title,
+        path=str(report_path),
+        model_version=registry.challenger_version,
+        champion_version=registry.champion_version,
+        dag_id=dag_id,
+        run_id=run_id,
+        created_at=created_at,
     )
-    record_evidence(evidence, run_key)  # every run, a backfill too: the history page reads these rows
+    publish_evidence(evidence, summary_path, reports_dir=settings.reports_dir, report=entry, run_key=run_key)
     steps(
         f"done in {time.perf_counter() - started:.1f} s: {drift.status}, share {drift.drift_share}, "
         f"drifted {drift.drifted_columns}; report {report_path}"

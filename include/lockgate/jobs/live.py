@@ -35,15 +35,12 @@ from lockgate.evidence import (
     Estimate,
     EvidenceSummary,
     MetricEvidence,
-    latest_summary_path,
-    promote_latest,
     write_summary,
 )
 from lockgate.live.compare import LIVE_METRICS, Group, GroupComparison, Side, compare_groups
 from lockgate.live.stats import Interval, requests_needed, stratum_cutoffs
 from lockgate.logs.aggregates import VersionCounts
 from lockgate.logs.sampling import Window
-from lockgate.observability.prometheus import export_evidence
 from lockgate.reports.html import report_dir
 from lockgate.settings import ChampionBaselineWindow, Policy, get_settings, load_policy
 
@@ -347,9 +344,9 @@ def run_live(
 ) -> EvidenceSummary:
     """Run the production evidence job for one watched model and publish its summary (see the module doc)."""
     from lockgate.jobs.drift import registry_context
+    from lockgate.jobs.publish import publish_evidence
     from lockgate.live.report import render_live_page
-    from lockgate.reports.history import record_evidence
-    from lockgate.reports.index import ReportEntry, record_report
+    from lockgate.reports.index import ReportEntry
 
     started = time.perf_counter()
     policy = policy or load_policy()
@@ -442,25 +439,21 @@ def run_live(
     tmp = out_dir / (REPORT_FILE + ".tmp")
     tmp.write_text(html_text, encoding="utf-8")
     tmp.replace(report_path)
-    if promote_latest(summary_path, latest_summary_path(settings.reports_dir, "live", model_name), evidence):
-        export_evidence(evidence)  # only evidence that became the latest is current
-    record_report(
-        ReportEntry(
-            kind="live",
-            model_name=model_name,
-            run_key=run_key,
-            status=status if status != "ok" else ("warn" if problems else "ok"),
-            title=f"Production evidence {model_name}: champion {registry.champion_version}, "
-            f"challenger {registry.challenger_version or '-'} ({canary_requests} canary requests)",
-            path=str(report_path),
-            model_version=registry.challenger_version,
-            champion_version=registry.champion_version,
-            dag_id=dag_id,
-            run_id=run_id,
-            created_at=evidence.created_at,
-        )
+    entry = ReportEntry(
+        kind="live",
+        model_name=model_name,
+        run_key=run_key,
+        status=status if status != "ok" else ("warn" if problems else "ok"),
+        title=f"Production evidence {model_name}: champion {registry.champion_version}, "
+        f"challenger {registry.challenger_version or '-'} ({canary_requests} canary requests)",
+        path=str(report_path),
+        model_version=registry.challenger_version,
+        champion_version=registry.champion_version,
+        dag_id=dag_id,
+        run_id=run_id,
+        created_at=evidence.created_at,
     )
-    record_evidence(evidence, run_key)  # every run, a backfill too: the history page reads these rows
+    publish_evidence(evidence, summary_path, reports_dir=settings.reports_dir, report=entry, run_key=run_key)
     steps(f"done in {time.perf_counter() - started:.1f} s: {status}; report {report_path}")
     return evidence
 

@@ -32,8 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.errors import ConfigError, UnknownModelVersionError
-from lockgate.evidence import EvidenceSummary, MetricEvidence, latest_summary_path, utcnow, write_summary
-from lockgate.observability.prometheus import export_evidence
+from lockgate.evidence import EvidenceSummary, MetricEvidence, utcnow, write_summary
 from lockgate.settings import FixedWindow, Policy, RubricName, get_settings, load_policy, rubric_files
 
 log = logging.getLogger(__name__)
@@ -712,9 +711,9 @@ def _write_outputs(
     t0: float,
     judgments: Mapping[str, Any] | None = None,
 ) -> EvidenceSummary:
+    from lockgate.jobs.publish import publish_evidence
     from lockgate.judge.report import render_quality_report, score_distributions
-    from lockgate.reports.history import record_evidence
-    from lockgate.reports.index import ReportEntry, record_report
+    from lockgate.reports.index import ReportEntry
 
     run_dir = Path(plan.run_dir)
     settings = get_settings()
@@ -749,27 +748,23 @@ def _write_outputs(
     write_summary(summary, run_dir / "summary.json")
     if run_id:
         _mlflow_artifacts(run_id, run_dir)
-    latest = latest_summary_path(settings.reports_dir, "quality", plan.model_name)
-    write_summary(summary, latest)
-    export_evidence(summary)
-    record_report(
-        ReportEntry(
-            kind="quality",
-            model_name=plan.model_name,
-            run_key=plan.run_key,
-            status=summary.status,
-            title=f"Quality {plan.model_name}: challenger {plan.challenger_version} vs champion "
-            f"{plan.champion_version}",
-            path=str(report_path),
-            model_version=plan.challenger_version,
-            champion_version=plan.champion_version,
-            dag_id=plan.dag_id,
-            run_id=plan.run_id,
-            created_at=summary.created_at,
-        )
+    entry = ReportEntry(
+        kind="quality",
+        model_name=plan.model_name,
+        run_key=plan.run_key,
+        status=summary.status,
+        title=f"Quality {plan.model_name}: challenger {plan.challenger_version} vs champion {plan.champion_version}",
+        path=str(report_path),
+        model_version=plan.challenger_version,
+        champion_version=plan.champion_version,
+        dag_id=plan.dag_id,
+        run_id=plan.run_id,
+        created_at=summary.created_at,
     )
-    record_evidence(summary, plan.run_key)  # every run, a backfill too: the history page reads these rows
-    log.info("quality report %s; summary %s (latest %s)", report_path, run_dir / "summary.json", latest)
+    latest = publish_evidence(
+        summary, run_dir / "summary.json", reports_dir=settings.reports_dir, report=entry, run_key=plan.run_key
+    )
+    log.info("quality report %s; summary %s (the latest: %s)", report_path, run_dir / "summary.json", latest)
     return summary
 
 
