@@ -28,7 +28,8 @@ PALETTE = ("#d9480f", "#1c7ed6", "#2b8a3e", "#7048e8", "#c2255c", "#e67700")
 _FONT = 'font-family="system-ui,sans-serif" font-size="11"'
 
 
-def _num(x: float) -> str:
+def fmt_number(x: float) -> str:
+    """A number as charts label it: 3 significant digits below 1, 2 decimals below 100, grouped above."""
     if not math.isfinite(x):
         return "n/a"
     if x == 0:
@@ -88,7 +89,7 @@ def box_plot(title: str, groups: Sequence[BoxGroup], unit: str, width: int = 760
     for t in ticks:
         tx = xp(t)
         parts.append(f'<line x1="{tx:.1f}" y1="{top - 4}" x2="{tx:.1f}" y2="{axis_y}" stroke="#e4e7eb"/>')
-        parts.append(f'<text x="{tx:.1f}" y="{axis_y + 14}" {_FONT} text-anchor="middle">{esc(_num(t))}</text>')
+        parts.append(f'<text x="{tx:.1f}" y="{axis_y + 14}" {_FONT} text-anchor="middle">{esc(fmt_number(t))}</text>')
     for i, (g, p5, p25, p50, p75, p95, p99, mean) in enumerate(stats):
         y = top + i * row_h + row_h / 2
         parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" {_FONT} text-anchor="end">{esc(g.label)}</text>')
@@ -106,7 +107,7 @@ def box_plot(title: str, groups: Sequence[BoxGroup], unit: str, width: int = 760
         parts.append(
             f'<line x1="{xp(p99):.1f}" y1="{y - 4:.1f}" x2="{xp(p99):.1f}" y2="{y + 4:.1f}" stroke="{color}"/>'
         )
-        parts.append(f'<text x="{width - right + 6}" y="{y + 4:.1f}" {_FONT}>p50 {esc(_num(p50))}</text>')
+        parts.append(f'<text x="{width - right + 6}" y="{y + 4:.1f}" {_FONT}>p50 {esc(fmt_number(p50))}</text>')
     parts.append("</svg>")
     return svg_markup(parts)
 
@@ -145,10 +146,10 @@ def line_chart(title: str, series: Sequence[Series], x_label: str, y_label: str,
     ]
     for t in ticks:
         parts.append(f'<line x1="{left}" y1="{yp(t):.1f}" x2="{left + plot_w}" y2="{yp(t):.1f}" stroke="#e4e7eb"/>')
-        parts.append(f'<text x="{left - 6}" y="{yp(t) + 4:.1f}" {_FONT} text-anchor="end">{esc(_num(t))}</text>')
+        parts.append(f'<text x="{left - 6}" y="{yp(t) + 4:.1f}" {_FONT} text-anchor="end">{esc(fmt_number(t))}</text>')
     for x in xs:
         parts.append(
-            f'<text x="{xp(x):.1f}" y="{top + plot_h + 16}" {_FONT} text-anchor="middle">{esc(_num(x))}</text>'
+            f'<text x="{xp(x):.1f}" y="{top + plot_h + 16}" {_FONT} text-anchor="middle">{esc(fmt_number(x))}</text>'
         )
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" {_FONT} text-anchor="middle">{esc(x_label)}</text>'
@@ -196,14 +197,14 @@ def histogram(title: str, values: Sequence[float], unit: str, bins: int = 20, wi
         h = plot_h * int(c) / peak
         parts.append(
             f'<rect x="{left + i * bar_w + 1:.1f}" y="{top + plot_h - h:.1f}" width="{max(1.0, bar_w - 2):.1f}" '
-            f'height="{h:.1f}" fill="{CHAMPION_COLOR}" fill-opacity="0.6"><title>{esc(_num(edges[i]))}-'
-            f"{esc(_num(edges[i + 1]))} {esc(unit)}: {int(c)}</title></rect>"
+            f'height="{h:.1f}" fill="{CHAMPION_COLOR}" fill-opacity="0.6"><title>{esc(fmt_number(edges[i]))}-'
+            f"{esc(fmt_number(edges[i + 1]))} {esc(unit)}: {int(c)}</title></rect>"
         )
     for frac in (0.0, 0.5, 1.0):
         v = edges[0] + frac * (edges[-1] - edges[0])
         parts.append(
             f'<text x="{left + frac * plot_w:.1f}" y="{top + plot_h + 16}" {_FONT} text-anchor="middle">'
-            f"{esc(_num(float(v)))}</text>"
+            f"{esc(fmt_number(float(v)))}</text>"
         )
     parts.append(f'<text x="{left - 6}" y="{top + 8}" {_FONT} text-anchor="end">{peak}</text>')
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" {_FONT} text-anchor="middle">{esc(unit)}</text>')

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from lockgate.reports.charts import fmt_number
 from lockgate.reports.history import (
     PERIOD_DAYS,
     AliasMove,
@@ -25,7 +26,7 @@ from lockgate.reports.history import (
 )
 from lockgate.reports.html import Badge, CodeList, Link, Markup, Table
 from lockgate.reports.templating import render
-from lockgate.reports.timeseries_svg import TsMarker, TsPoint, TsSeries, fmt_value, time_series_chart
+from lockgate.reports.timeseries_svg import TsMarker, TsPoint, TsSeries, time_series_chart
 
 ROLE_COLORS = {"champion": "#1c7ed6", "challenger": "#d9480f", "baseline": "#5c940d", "model": "#0b7285"}
 DECISION_COLORS = {"promote": "#2b8a3e", "await_approval": "#7048e8", "hold": "#e67700", "rollback": "#c92a2a"}
@@ -44,7 +45,7 @@ def _interval(p: Point) -> str:
     if p.ci_low is None or p.ci_high is None:
         return ""
     level = f" ({p.confidence:.0%})" if p.confidence else ""
-    return f" [{fmt_value(p.ci_low)}, {fmt_value(p.ci_high)}]{level}"
+    return f" [{fmt_number(p.ci_low)}, {fmt_number(p.ci_high)}]{level}"
 
 
 def _point_title(spec: ChartSpec, p: Point, note: str = "") -> str:
@@ -52,7 +53,7 @@ def _point_title(spec: ChartSpec, p: Point, note: str = "") -> str:
     n = f" · n={p.n}" if p.n is not None else ""
     trust = " · not evidence (judge not calibrated)" if not p.trusted else ""
     extra = f" · {note}" if note else ""
-    return f"{who} · {_when(p.at)} · {fmt_value(p.value)} {spec.unit}{_interval(p)}{n} · run {p.run_key}{trust}{extra}"
+    return f"{who} · {_when(p.at)} · {fmt_number(p.value)} {spec.unit}{_interval(p)}{n} · run {p.run_key}{trust}{extra}"
 
 
 def _series(spec: ChartSpec, points: Sequence[Point], notes: Mapping[str, str] | None = None) -> list[TsSeries]:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from lockgate.reports.charts import fmt_number
 from lockgate.reports.html import Markup, esc, svg_markup
 
 _FONT = 'font-family="system-ui,sans-serif" font-size="11"'
@@ -68,23 +69,11 @@ class TsMarker:
     dashed: bool = False
 
 
-def fmt_value(x: float) -> str:
-    if not math.isfinite(x):
-        return "n/a"
-    if x == 0:
-        return "0"
-    if abs(x) >= 100:
-        return f"{x:,.0f}"
-    if abs(x) >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3g}"
-
-
 def tick_label(value: float, ticks: Sequence[float]) -> str:
     """A tick value with as many decimals as the step between ticks needs (0.05, 0.10, 0.15; 70, 80, 90)."""
     step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else abs(value)
     if step == 0 or not math.isfinite(step):
-        return fmt_value(value)
+        return fmt_number(value)
     decimals = max(0, -math.floor(math.log10(step) + 1e-9))
     scaled = step * 10**decimals
     if abs(scaled - round(scaled)) > 1e-6:  # a step of 2.5 or 0.25 needs one more
