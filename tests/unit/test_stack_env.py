@@ -219,6 +219,17 @@ def test_each_home_gets_its_own_metadata_database(tmp_path: Path) -> None:
     assert airflow_db_name(StackPaths(tmp_path / "a")) != airflow_db_name(StackPaths(tmp_path / "b"))
 
 
+def test_a_home_made_again_with_new_secrets_gets_a_new_metadata_database(tmp_path: Path) -> None:
+    # Its old database holds connections and Asset-watcher triggers encrypted with the lost Fernet
+    # key: the triggerer exits on the first it cannot decrypt (InvalidToken), so it is not reused.
+    paths = StackPaths(tmp_path / "home")
+    paths.ensure()
+    first = airflow_db_name(paths)
+    assert airflow_db_name(paths) == first  # same secrets: same database, every command
+    paths.secrets_file.unlink()
+    assert airflow_db_name(paths) != first
+
+
 # --------------------------------------------------------------------------- permissions
 
 

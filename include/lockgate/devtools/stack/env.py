@@ -291,8 +291,14 @@ def venv_bin() -> Path:
 
 
 def airflow_db_name(paths: StackPaths) -> str:
-    """The metadata database's name on a shared PostgreSQL: one per LOCKGATE_HOME, so stacks never share one."""
-    return f"lockgate_airflow_{hashlib.sha256(str(paths.home).encode()).hexdigest()[:8]}"
+    """The metadata database's name on a shared PostgreSQL: one per LOCKGATE_HOME and its secrets.
+
+    Stacks never share one, and a home made again (its secrets file gone, so a new Fernet key) gets a
+    new database: the old one's connections and Asset-watcher triggers are encrypted with a key that
+    is gone, and the triggerer would exit on the first it cannot decrypt.
+    """
+    seed = "\0".join((str(paths.home), load_or_create_secrets(paths).fernet_key))
+    return f"lockgate_airflow_{hashlib.sha256(seed.encode()).hexdigest()[:8]}"
 
 
 def recorded_airflow_db_url(paths: StackPaths) -> str | None:
