@@ -619,6 +619,18 @@ class LiveConfig(_Strict):
     baseline_days: float = Field(
         7, gt=0, description="The champion's baseline: this many days before its promotion (trailing without one)."
     )
+    rollups: bool = Field(
+        True,
+        description="Keep per-hour aggregates of the log table (PostgreSQL) so a run reads only the hours it has "
+        "not seen (see lockgate.live.rollups).",
+    )
+    rollup_settle_hours: float = Field(
+        6,
+        ge=0,
+        le=24 * 30,
+        description="Hours newer than this are aggregated on every run and never stored: rows updated in place "
+        "(a late feedback) later than this after their hour are not seen by the rollups.",
+    )
 
 
 class RegistrationConfig(_Strict):

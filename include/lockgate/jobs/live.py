@@ -5,8 +5,10 @@
 1. resolve the versions (aliases), the current window (the run's data interval) and the
    champion's baseline window (the days before its `lockgate.promoted_at`, trailing without one);
 2. in SQL, over every row of both windows: quarantined rows by reason, then per version and
-   prompt-length stratum the exact request, error, timeout, empty-response, refusal,
-   feedback and cached-token counts, and (PostgreSQL) exact latency percentiles;
+   prompt-length stratum the exact request, error, timeout, empty-response, feedback and
+   cached-token counts, and (PostgreSQL) the latency percentiles; on PostgreSQL through the
+   per-hour rollups (`lockgate.live.rollups`: each hour aggregated once, percentiles within
+   0.5%), elsewhere by reading both windows;
 3. a bounded, deterministic sample per version for the intervals (and MiniLM relevance of
    part of the answers);
 4. compare the challenger with the champion in the same hours, and the champion now with its
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +73,8 @@ class LiveInputs:
     baseline_quantiles: dict[str, dict[str, float]]
     cache_source: str | None
     champion_counts_baseline_strata: VersionCounts | None = None  # the champion now, cut at the baseline's strata
+    quantile_source: str = "exact"  # how the window percentiles were computed (shown on the page)
+    aggregation: str = ""  # which hours this run aggregated and which came from the rollups
 
 
 def _estimate(iv: Interval | None, confidence: float) -> Estimate | None:
@@ -165,6 +170,35 @@ def _relevance(rows: list[dict[str, Any]], policy: Policy) -> None:
         del r["prompt"], r["response"]
 
 
+def _aggregate_by_hour(
+    engine: Any,
+    model_name: str,
+    current: Window,
+    baseline: Window,
+    policy: Policy,
+    cached: Any,
+    now: datetime | None,
+) -> tuple[list[Any], list[Any], str]:
+    """Both windows' hours through the rollups (`lockgate.live.rollups`), and what was read how."""
+    from lockgate.live import rollups
+    from lockgate.logs.db import make_engine
+    from lockgate.settings import resolve_state_db_url
+
+    state = make_engine(resolve_state_db_url(get_settings()))
+    at = now or datetime.now(UTC)
+    settle = policy.live.rollup_settle_hours
+    try:
+        cur, cur_use = rollups.aggregate_window(
+            engine, state, model_name, current, policy.logs, cached, now=at, settle_hours=settle
+        )
+        base, base_use = rollups.aggregate_window(
+            engine, state, model_name, baseline, policy.logs, cached, now=at, settle_hours=settle
+        )
+    finally:
+        state.dispose()
+    return cur, base, f"current window: {cur_use.describe()}; baseline window: {base_use.describe()}"
+
+
 def read_inputs(
     model_name: str,
     champion: str | None,
@@ -174,9 +208,11 @@ def read_inputs(
     policy: Policy,
     *,
     embed_relevance: bool = True,
+    now: datetime | None = None,
 ) -> LiveInputs:
-    """Every query of the job. Per window, three passes: the bounded samples of every version, the exact
-    counts (rows, quarantine, each stratification), and (PostgreSQL) the exact percentiles."""
+    """Every query of the job. Per window: the bounded samples of every version, then the exact counts
+    (rows, quarantine, each stratification) and (PostgreSQL) the percentiles, from the per-hour rollups
+    where the policy keeps them (`now`: the run's time, which decides the hours that have settled)."""
     from lockgate.logs.aggregates import (
         attach_texts,
         physical_columns,
@@ -196,25 +232,51 @@ def read_inputs(
         baseline = resolve_reference(ChampionBaselineWindow(days=cfg.baseline_days), current.window, promoted_at)
         has_canary = challenger is not None and challenger != champion
         versions = [v for v in (champion, challenger if has_canary else None) if v]
-        current_samples = sample_versions(
-            engine, model_name, current.window, versions, cfg.sample_size, seed, logs, cached
-        )
-        base_samples = (
-            sample_versions(engine, model_name, baseline.window, [champion], cfg.sample_size, seed, logs, cached)
-            if champion
-            else {}
-        )
+        use_rollups = cfg.rollups and engine.dialect.name == "postgresql"
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-rollups") as pool:
+            # The rollups need no sample: the database aggregates the new hours while this thread draws them.
+            hours = (
+                pool.submit(
+                    _aggregate_by_hour, engine, model_name, current.window, baseline.window, policy, cached, now
+                )
+                if use_rollups
+                else None
+            )
+            current_samples = sample_versions(
+                engine, model_name, current.window, versions, cfg.sample_size, seed, logs, cached
+            )
+            base_samples = (
+                sample_versions(engine, model_name, baseline.window, [champion], cfg.sample_size, seed, logs, cached)
+                if champion
+                else {}
+            )
 
-        def lengths(rows: list[dict[str, Any]]) -> list[float]:
-            return [float(r["prompt_tokens"] or 0) for r in rows]
+            def lengths(rows: list[dict[str, Any]]) -> list[float]:
+                return [float(r["prompt_tokens"] or 0) for r in rows]
 
-        champ_rows = current_samples.get(champion or "", [])
-        chall_rows = current_samples.get(challenger or "", []) if has_canary else []
-        base_rows = base_samples.get(champion or "", [])
-        canary_cut = stratum_cutoffs(lengths(champ_rows) + lengths(chall_rows), cfg.strata) if has_canary else []
-        base_cut = stratum_cutoffs(lengths(champ_rows) + lengths(base_rows), cfg.strata)
-        counts = window_counts(engine, model_name, current.window, [canary_cut, base_cut], logs, cached)
-        base_counts = window_counts(engine, model_name, baseline.window, [base_cut], logs, cached)
+            champ_rows = current_samples.get(champion or "", [])
+            chall_rows = current_samples.get(challenger or "", []) if has_canary else []
+            base_rows = base_samples.get(champion or "", [])
+            canary_cut = stratum_cutoffs(lengths(champ_rows) + lengths(chall_rows), cfg.strata) if has_canary else []
+            base_cut = stratum_cutoffs(lengths(champ_rows) + lengths(base_rows), cfg.strata)
+            if hours is not None:
+                from lockgate.live import rollups, sketch
+
+                cur_hours, base_hours, aggregation = hours.result()
+                counts = rollups.window_counts(cur_hours, [canary_cut, base_cut])
+                base_counts = rollups.window_counts(base_hours, [base_cut])
+                quantiles = rollups.window_quantiles(cur_hours, versions)
+                base_quantiles = rollups.window_quantiles(base_hours, [champion] if champion else [])
+                quantile_source = f"from hourly rollups, within {sketch.RELATIVE_ACCURACY:.1%} of exact"
+            else:
+                counts = window_counts(engine, model_name, current.window, [canary_cut, base_cut], logs, cached)
+                base_counts = window_counts(engine, model_name, baseline.window, [base_cut], logs, cached)
+                quantiles = window_quantiles(engine, model_name, current.window, versions, logs)
+                base_quantiles = window_quantiles(
+                    engine, model_name, baseline.window, [champion] if champion else [], logs
+                )
+                quantile_source = "exact"
+                aggregation = "every row of both windows aggregated by this run"
         if embed_relevance and cfg.relevance_sample_size > 0:
             for rows in (champ_rows, chall_rows, base_rows):
                 _relevance(attach_texts(engine, rows, cfg.relevance_sample_size, logs), policy)
@@ -242,10 +304,10 @@ def read_inputs(
             baseline_cutoffs=base_cut,
             window_rows=counts.rows_by_version,
             quarantined=counts.quarantined,
-            window_quantiles=window_quantiles(engine, model_name, current.window, versions, logs),
-            baseline_quantiles=window_quantiles(
-                engine, model_name, baseline.window, [champion] if champion else [], logs
-            ),
+            window_quantiles=quantiles,
+            baseline_quantiles=base_quantiles,
+            quantile_source=quantile_source,
+            aggregation=aggregation,
             cache_source=cached.source,
             champion_counts_baseline_strata=champ_counts_b,
         )
@@ -386,6 +448,8 @@ def run_live(
         g.label: len(g.sample) for g in (inputs.champion, inputs.challenger, inputs.baseline_group) if g is not None
     }
     details: dict[str, Any] = {
+        "quantile_source": inputs.quantile_source,
+        "aggregation": inputs.aggregation,
         "current_window": {
             "start": inputs.current.start.isoformat(),
             "end": inputs.current.end.isoformat(),

@@ -256,6 +256,25 @@ def compare_groups(
     Each group is resampled once per stratification (within strata), and every statistic is
     computed on those same resamples.
     """
+    from threadpoolctl import threadpool_limits
+
+    # The products are small (resamples x a few thousand requests): one BLAS thread does them at
+    # full speed, while OpenBLAS's threads spin for a core on a busy machine (4x slower on 2 cores
+    # under load, measured with bench/live.py).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _compare_groups(a, b, cutoffs, confidence=confidence, resamples=resamples, seed=seed, min_cell=min_cell)
+
+
+def _compare_groups(
+    a: Group,
+    b: Group,
+    cutoffs: Sequence[float],
+    *,
+    confidence: float,
+    resamples: int,
+    seed: int,
+    min_cell: int,
+) -> GroupComparison:
     counts_a, counts_b = _counts_by_stratum(a), _counts_by_stratum(b)
     weights = pooled_weights(counts_a, counts_b, min_cell=min_cell)
     raw_a = Group(a.label, a.version, VersionCounts(a.version, _one_stratum(a)), a.sample)

@@ -50,6 +50,7 @@ def comparison(
     exact: dict[str, dict[str, float]],
     versions: tuple[str | None, str | None],
     problem: str | None,
+    exact_source: str = "exact",
 ) -> dict[str, Any]:
     """One comparison (two groups, per metric stratified and raw) as a table; or why there is none."""
     if cmp is None:
@@ -80,7 +81,7 @@ def comparison(
             f"{cmp['b']} (stratified)",
             "change, stratified [interval]",
             "change, raw [interval]",
-            "whole window (exact, PostgreSQL)",
+            f"whole window ({exact_source}, PostgreSQL)",
         ],
         rows,
     )
@@ -117,6 +118,7 @@ def render_live_page(evidence: EvidenceSummary, *, run_key: str) -> str:
             "KV-cache hits from",
             d.get("kv_cache_source") or "not available (no cached_tokens column or metadata key)",
         ),
+        ("counts and percentiles", d.get("aggregation") or "every row of both windows aggregated by this run"),
         ("minimum requests per version", d.get("min_requests")),
         ("missing", "; ".join(f"{k}: {v}" for k, v in problems.items()) or "nothing"),
     ]
@@ -147,6 +149,7 @@ def render_live_page(evidence: EvidenceSummary, *, run_key: str) -> str:
             quantiles,
             (evidence.challenger_version, evidence.champion_version),
             problems.get("challenger") or problems.get("champion"),
+            d.get("quantile_source") or "exact",
         ),
         needed=needed,
         champion=comparison(
@@ -155,5 +158,6 @@ def render_live_page(evidence: EvidenceSummary, *, run_key: str) -> str:
             quantiles,
             (evidence.champion_version, None),
             problems.get("baseline") or problems.get("champion"),
+            d.get("quantile_source") or "exact",
         ),
     )

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from lockgate.errors import ConfigError
 from lockgate.logs.refusal import REFUSAL_PATTERN, postgres_refusal_pattern
-from lockgate.logs.sampling import Window, sample_rank
+from lockgate.logs.sampling import Window, sample_rank, stored_sample_hash
 from lockgate.logs.schema import checked_log_table
 from lockgate.settings import LogsConfig
 
@@ -337,12 +337,15 @@ def sample_versions(
     table = checked_log_table(engine, config)
     c = table.c
     cached = cached_tokens_expr(engine, table, cached_spec)
-    rank = sample_rank(table, seed, engine.dialect.name)
+    # With the optional stored hash (`lockgate logs migrate-sample-index`), the ranking walks the
+    # (model_name, hash, ts) index in hash order and stops after k rows of the window: O(sample).
+    stored = stored_sample_hash(engine, table, seed, config) if engine.dialect.name == "postgresql" else None
+    rank = stored if stored is not None else sample_rank(table, seed, engine.dialect.name)
     k = n * len(versions) * 2
     while True:
         candidates = (
             sa.select(c.request_id.label("rid"), rank.label("rank"))
-            .where(*_window_conds(table, model_name, window))
+            .where(*_window_conds(table, model_name, window), *([stored.is_not(None)] if stored is not None else []))
             .order_by(rank)
             .limit(k)
             .subquery()
