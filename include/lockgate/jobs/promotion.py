@@ -70,7 +70,9 @@ def gather_inputs(
 
     With `state_conn` (lockgate's state database), an approval that lockgate received from an
     authentication system (Airflow's Required actions inbox) and that the tags still show unchanged
-    is marked authenticated; without it every approval is taken as asserted.
+    is marked authenticated; without it every approval is taken as asserted. With the policy's
+    `approvals.mlflow_auth`, any other approval counts only when lockgate's MLflow app attests that
+    the approver wrote it (`registry.attestation.require_mlflow_authentication`).
 
     Returns:
         The engine's inputs, the alias state they were read from, and the challenger's tags.
@@ -87,6 +89,10 @@ def gather_inputs(
             from lockgate.registry.audit import vouched
 
             approval = vouched(approval, state_conn, model_name, state.challenger)
+        if policy.approvals.mlflow_auth:
+            from lockgate.registry.attestation import require_mlflow_authentication
+
+            approval = require_mlflow_authentication(approval, challenger_tags, model_name, state.challenger)
     inputs = PromotionInputs(
         model_name=model_name,
         champion=state.champion,

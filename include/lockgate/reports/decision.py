@@ -230,11 +230,15 @@ def approval_context(decision: Decision, approvers: Sequence[str]) -> dict[str, 
     check = decision.approval
     identity = None
     if check is not None and check.by:
-        identity = (
-            f"authenticated as {check.by}"
-            if check.authenticated
-            else f"unauthenticated: {check.by!r} is a name set in a tag or typed after --by, not verified"
-        )
+        if check.authenticated and check.authenticated_via:
+            identity = (
+                f"{check.auth_label}: the {check.authenticated_via} server recorded that {check.by}, "
+                "with permission on the model, wrote the approval"
+            )
+        elif check.authenticated:
+            identity = f"authenticated as {check.by}"
+        else:
+            identity = f"unauthenticated: {check.by!r} is a name set in a tag or typed after --by, not verified"
     facts: list[tuple[str, str | None]] = [
         ("version", version),
         ("approval", check.reason if check else "not asked: a gate blocks"),
