@@ -224,13 +224,27 @@ def run_promotion(
     for done in finished:
         # the interrupted run never wrote its page: write it now, from its own decision
         if done.report_path and not Path(done.report_path).exists():
-            publish_decision(done, engine=engine, reports_dir=reports, approvers=wm.approvers)
+            publish_decision(
+                done,
+                engine=engine,
+                reports_dir=reports,
+                approvers=wm.approvers,
+                mlflow_auth=policy.approvals.mlflow_auth,
+            )
     if not fresh:
         # This run already moved an alias; what a rerun finds is that move's consequence.
         log.info("%s: run %s already moved an alias; its decision page %s is kept", model_name, key, page)
         same_run = [d for d in finished if d.run_key == key]
         return same_run[-1] if same_run else decision
-    publish_decision(decision, engine=engine, reports_dir=reports, approvers=wm.approvers, dag_id=dag_id, run_id=run_id)
+    publish_decision(
+        decision,
+        engine=engine,
+        reports_dir=reports,
+        approvers=wm.approvers,
+        dag_id=dag_id,
+        run_id=run_id,
+        mlflow_auth=policy.approvals.mlflow_auth,
+    )
     if not dry_run:
         export_decision_metrics(decision, engine, max_age_hours=policy.evidence.max_age_hours)
     return decision
@@ -260,6 +274,7 @@ def publish_decision(
     approvers: list[str],
     dag_id: str | None = None,
     run_id: str | None = None,
+    mlflow_auth: bool = False,
 ) -> None:
     """Write a decision's page and JSON at its `report_path` and record the page in the reports index."""
     from lockgate.registry.audit import list_audit, list_decisions
@@ -275,6 +290,7 @@ def publish_decision(
         page_dir=page.parent,
         reports_dir=reports_dir,
         approvers=approvers,
+        mlflow_auth=mlflow_auth,
         history=list_decisions(engine, model_name, limit=20),
         audit=list_audit(engine, model_name, limit=50),
     )

@@ -145,7 +145,7 @@ def check_approval(
     if not authenticated:
         who = f"{by} (unauthenticated: the name was asserted, not verified)"
     else:
-        who = f"{by} (authenticated by {via})" if via else by
+        who = f"{by}: authenticated ({via}: {by})" if via else by
     status: ApprovalStatus = "approved" if value == "approved" else "rejected"
     return ApprovalCheck(
         status=status, by=by, reason=f"{status} by {who}", authenticated=authenticated, authenticated_via=via

@@ -93,8 +93,6 @@ def approve(
     """
     policy = policy or load_policy()
     wm = policy.model(model_name)
-    registry = registry or ModelRegistry()
-    when = now or datetime.now(UTC)
     credentials_user = mlflow_user()
     mlflow_auth = policy.approvals.mlflow_auth
     if mlflow_auth and credentials_user is None:
@@ -104,6 +102,8 @@ def approve(
             "a name after --by is not enough"
         )
     name = resolve_approver(by, credentials_user)
+    registry = registry or ModelRegistry()
+    when = now or datetime.now(UTC)
     how = f"`lockgate approve` with the MLflow credentials of {credentials_user}" if credentials_user else None
     v = normalise_version(version) or ""
     value = "rejected" if reject else "approved"
