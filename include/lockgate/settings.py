@@ -644,6 +644,19 @@ class RegistrationConfig(_Strict):
     )
 
 
+class ApprovalsConfig(_Strict):
+    """How far an approval set in the registry's tags is trusted (README, "How to approve a promotion")."""
+
+    mlflow_auth: bool = Field(
+        False,
+        description="The MLflow server runs lockgate's app (`mlflow server --app-name lockgate-auth`: MLflow "
+        "authentication plus a server-written record of who wrote the approval tags). True: an approval in "
+        "tags counts only when that record names the approver, with EDIT or MANAGE permission on the model "
+        "(or an admin), and `lockgate approve` approves with the caller's own MLflow credentials. False: a "
+        "tag's name is asserted and the approval is marked unauthenticated.",
+    )
+
+
 # --------------------------------------------------------------------------- policy
 
 
@@ -659,6 +672,7 @@ class Policy(_Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
     registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
 
     @model_validator(mode="after")
     def _unique_models(self) -> Policy:

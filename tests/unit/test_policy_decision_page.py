@@ -148,3 +148,24 @@ def test_page_draws_each_gate_against_its_limit_above_the_table(tmp_path):
     assert plot.count('class="forest-row') == 3 and plot.count('class="limit"') == 3
     assert "ttft_regression · benchmark.ttft_ms_p50: 1 [0.9, 1.05]; limit ≤ 1.1; pass" in plot
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; · live.error_rate: no value" in plot
+
+
+def test_page_names_who_mlflow_authenticated(tmp_path):
+    evidence = decision(tmp_path).evidence_hash
+    attested = ApprovalRecord(
+        value="approved", by="alice", evidence_hash=evidence, authenticated_as="alice", authenticated_via="MLflow"
+    )
+    html = render(tmp_path, decision(tmp_path, approval=attested))
+    assert "approved by alice: authenticated (MLflow: alice)" in html
+    refused = ApprovalRecord(
+        value="approved", by="alice", evidence_hash=evidence, unverified_reason="written by the MLflow user 'bob'"
+    )
+    html = render(tmp_path, decision(tmp_path, approval=refused))
+    assert "not counted: written by the MLflow user &#39;bob&#39;" in html
+
+
+def test_page_tells_how_to_approve_with_mlflow_authentication(tmp_path):
+    html = render(tmp_path, decision(tmp_path), mlflow_auth=True)
+    assert "lockgate approve m 2\n" in html or "lockgate approve m 2<" in html
+    assert "--by YOUR_NAME" not in html and "your own MLflow credentials" in html
+    assert "authenticated (MLflow: &lt;you&gt;)" in html and "recorded as unauthenticated" not in html

@@ -70,7 +70,9 @@ def gather_inputs(
 
     With `state_conn` (lockgate's state database), an approval that lockgate received from an
     authentication system (Airflow's Required actions inbox) and that the tags still show unchanged
-    is marked authenticated; without it every approval is taken as asserted.
+    is marked authenticated; without it every approval is taken as asserted. With the policy's
+    `approvals.mlflow_auth`, any other approval counts only when lockgate's MLflow app attests that
+    the approver wrote it (`registry.attestation.require_mlflow_authentication`).
 
     Returns:
         The engine's inputs, the alias state they were read from, and the challenger's tags.
@@ -87,6 +89,10 @@ def gather_inputs(
             from lockgate.registry.audit import vouched
 
             approval = vouched(approval, state_conn, model_name, state.challenger)
+        if policy.approvals.mlflow_auth:
+            from lockgate.registry.attestation import require_mlflow_authentication
+
+            approval = require_mlflow_authentication(approval, challenger_tags, model_name, state.challenger)
     inputs = PromotionInputs(
         model_name=model_name,
         champion=state.champion,
@@ -218,13 +224,27 @@ def run_promotion(
     for done in finished:
         # the interrupted run never wrote its page: write it now, from its own decision
         if done.report_path and not Path(done.report_path).exists():
-            publish_decision(done, engine=engine, reports_dir=reports, approvers=wm.approvers)
+            publish_decision(
+                done,
+                engine=engine,
+                reports_dir=reports,
+                approvers=wm.approvers,
+                mlflow_auth=policy.approvals.mlflow_auth,
+            )
     if not fresh:
         # This run already moved an alias; what a rerun finds is that move's consequence.
         log.info("%s: run %s already moved an alias; its decision page %s is kept", model_name, key, page)
         same_run = [d for d in finished if d.run_key == key]
         return same_run[-1] if same_run else decision
-    publish_decision(decision, engine=engine, reports_dir=reports, approvers=wm.approvers, dag_id=dag_id, run_id=run_id)
+    publish_decision(
+        decision,
+        engine=engine,
+        reports_dir=reports,
+        approvers=wm.approvers,
+        dag_id=dag_id,
+        run_id=run_id,
+        mlflow_auth=policy.approvals.mlflow_auth,
+    )
     if not dry_run:
         export_decision_metrics(decision, engine, max_age_hours=policy.evidence.max_age_hours)
     return decision
@@ -254,6 +274,7 @@ def publish_decision(
     approvers: list[str],
     dag_id: str | None = None,
     run_id: str | None = None,
+    mlflow_auth: bool = False,
 ) -> None:
     """Write a decision's page and JSON at its `report_path` and record the page in the reports index."""
     from lockgate.registry.audit import list_audit, list_decisions
@@ -269,6 +290,7 @@ def publish_decision(
         page_dir=page.parent,
         reports_dir=reports_dir,
         approvers=approvers,
+        mlflow_auth=mlflow_auth,
         history=list_decisions(engine, model_name, limit=20),
         audit=list_audit(engine, model_name, limit=50),
     )

@@ -30,6 +30,7 @@ from lockgate.policy.model import (
     Action,
     ApprovalCheck,
     ApprovalRecord,
+    ApprovalStatus,
     Decision,
     EvidenceRef,
     GateVerdict,
@@ -108,6 +109,10 @@ def check_approval(
         return ApprovalCheck(
             status="unlisted", by=by, reason=f"{value} by {by!r}, who is not in the approver list: not counted"
         )
+    if record.unverified_reason:
+        return ApprovalCheck(
+            status="invalid", by=by, reason=f"{value} by {by!r} not counted: {record.unverified_reason}"
+        )
     if record.at is None and (record.at_text or "").strip():
         return ApprovalCheck(
             status="invalid",
@@ -136,10 +141,15 @@ def check_approval(
             reason=f"{value} by {by} at {_aware(record.at).isoformat()} is older than "
             f"{model_policy.approval_expiry_hours:g} h: asked again",
         )
-    who = by if authenticated else f"{by} (unauthenticated: the name was asserted, not verified)"
-    if value == "approved":
-        return ApprovalCheck(status="approved", by=by, reason=f"approved by {who}", authenticated=authenticated)
-    return ApprovalCheck(status="rejected", by=by, reason=f"rejected by {who}", authenticated=authenticated)
+    via = record.authenticated_via if authenticated else None
+    if not authenticated:
+        who = f"{by} (unauthenticated: the name was asserted, not verified)"
+    else:
+        who = f"{by}: authenticated ({via}: {by})" if via else by
+    status: ApprovalStatus = "approved" if value == "approved" else "rejected"
+    return ApprovalCheck(
+        status=status, by=by, reason=f"{status} by {who}", authenticated=authenticated, authenticated_via=via
+    )
 
 
 def _summary_line(v: GateVerdict) -> str:

@@ -29,8 +29,9 @@ ApprovalStatus = Literal["not_required", "none", "invalid", "unlisted", "stale",
 
 * `not_required`: the policy does not ask for approval;
 * `none`: no `lockgate.approval` tag;
-* `invalid`: a value other than `approved` / `rejected`, or an `approved_at` in the future or
-  not a time;
+* `invalid`: a value other than `approved` / `rejected`, an `approved_at` in the future or
+  not a time, or, with MLflow authentication on, tags the MLflow server did not attest to the
+  approver (`ApprovalRecord.unverified_reason`);
 * `unlisted`: set by a name that is not in the approver list (refused);
 * `stale`: given on other evidence than the current (asked again);
 * `expired`: older than `approval_expiry_hours` (asked again);
@@ -57,6 +58,19 @@ class ApprovalRecord(_Frozen):
         description="Who an authentication system says gave it; None when the name is only asserted "
         "(a tag anyone allowed to write tags can set, or `lockgate approve --by`).",
     )
+    authenticated_via: str | None = Field(
+        None, description="Which system vouched for `authenticated_as` (`MLflow`); None: Airflow's inbox, or none."
+    )
+    attested_by: str | None = Field(
+        None,
+        description="The MLflow user whom the MLflow server's attestation names as the last writer of the "
+        "approval tags (lockgate.registry.attestation); None without an attestation that matches the tags.",
+    )
+    unverified_reason: str | None = Field(
+        None,
+        description="Why an authentication the policy requires (`approvals.mlflow_auth`) does not vouch for "
+        "the approver; set, the approval never counts.",
+    )
 
 
 class ApprovalCheck(_Frozen):
@@ -66,11 +80,17 @@ class ApprovalCheck(_Frozen):
     authenticated: bool = Field(
         False, description="The approver was authenticated; False: `by` is a name someone typed, not verified."
     )
+    authenticated_via: str | None = Field(
+        None, description="Which system authenticated `by` when it was not Airflow's inbox (`MLflow`)."
+    )
 
     @property
     def auth_label(self) -> str:
-        """`authenticated` or `unauthenticated`, as the decision page and the audit trail show it."""
-        return "authenticated" if self.authenticated else "unauthenticated"
+        """`authenticated`, `authenticated (MLflow: <user>)` or `unauthenticated`, as the decision page and
+        the audit trail show it."""
+        if not self.authenticated:
+            return "unauthenticated"
+        return f"authenticated ({self.authenticated_via}: {self.by})" if self.authenticated_via else "authenticated"
 
 
 class EvidenceRef(_Frozen):

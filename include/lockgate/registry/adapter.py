@@ -15,6 +15,7 @@ A thin layer over `MlflowClient` that:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from lockgate.errors import ServiceUnavailableError, UnknownModelVersionError
 from lockgate.policy.model import ApprovalRecord
 from lockgate.registry import tags as T
+from lockgate.registry.attestation import matching_attestation
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -64,19 +66,30 @@ def approval_record(version_tags: Mapping[str, str]) -> ApprovalRecord | None:
 
     A person approving in the MLflow UI sets only `lockgate.approval` and `lockgate.approved_by`: they
     approve what the decision page showed, whose hash is in `lockgate.evidence` until lockgate binds it.
+    Where lockgate's MLflow app attested the tags as they are (`attestation.matching_attestation`),
+    the evidence and the time missing from them are the ones the server recorded at the write, and
+    `attested_by` names the writer (trusted only with `approvals.mlflow_auth`, see
+    `attestation.require_mlflow_authentication`).
     """
     value = version_tags.get(T.APPROVAL)
     if value is None:
         return None
     at_text = version_tags.get(T.APPROVED_AT)
+    evidence = version_tags.get(T.APPROVAL_EVIDENCE) or version_tags.get(T.EVIDENCE)
+    at = _parse_time(at_text)
+    attested, _ = matching_attestation(version_tags)
+    if attested is not None:
+        evidence = version_tags.get(T.APPROVAL_EVIDENCE) or attested.evidence
+        at = at if at_text is not None else attested.at
     return ApprovalRecord(
         value=value,
         by=version_tags.get(T.APPROVED_BY),
-        evidence_hash=version_tags.get(T.APPROVAL_EVIDENCE) or version_tags.get(T.EVIDENCE),
-        at=_parse_time(at_text),
+        evidence_hash=evidence,
+        at=at,
         at_text=at_text,
         # A tag says nothing about who wrote it: the name in it is asserted, never verified.
         authenticated_as=None,
+        attested_by=attested.user if attested is not None else None,
     )
 
 
@@ -95,6 +108,11 @@ def _unreachable(exc: BaseException) -> str | None:
             return type(cause).__name__
         cause = cause.__cause__ or cause.__context__
     text = str(exc)
+    # "failed with error code 403 != 200" is an answer (a refusal, e.g. MLflow authentication's,
+    # whose body is not JSON); "failed with exception ..." or a 5xx is not.
+    code = re.search(r"failed with error code (\d{3})", text)
+    if code is not None and int(code.group(1)) < 500:
+        return None
     if text.startswith("API request to") and "failed with" in text:
         return "no answer"
     return None

@@ -22,10 +22,11 @@ class ApprovalError(LockgateError):
 
 
 def mlflow_user() -> str | None:
-    """The user whose MLflow credentials (MLFLOW_TRACKING_USERNAME) this process writes tags with."""
-    from mlflow.environment_variables import MLFLOW_TRACKING_USERNAME
+    """The user whose MLflow credentials this process writes tags with, read as the MLflow client reads them:
+    MLFLOW_TRACKING_USERNAME, else MLflow's credentials file (~/.mlflow/credentials, `mlflow login`)."""
+    from mlflow.utils.credentials import read_mlflow_creds
 
-    user = str(MLFLOW_TRACKING_USERNAME.get() or "").strip()
+    user = str(read_mlflow_creds().username or "").strip()
     return user or None
 
 
@@ -65,9 +66,11 @@ def approve(
     plus the evidence hash they are given on and the time. Lockgate moves the champion on its next
     check, if the evidence has not changed by then.
 
-    With MLflow credentials in the environment (MLFLOW_TRACKING_USERNAME), the approver is that
-    user: `by` may be omitted and may not name anyone else. The approval is still recorded as
-    unauthenticated: lockgate reads it back from a tag, and a tag does not say who wrote it.
+    With MLflow credentials (MLFLOW_TRACKING_USERNAME, or MLflow's credentials file), the approver
+    is that user: `by` may be omitted and may not name anyone else. Without `approvals.mlflow_auth`
+    the approval is recorded as unauthenticated: lockgate reads it back from a tag, and a tag does
+    not say who wrote it. With it, the caller's own credentials are required, and the approval is
+    read back as lockgate's MLflow app attested it: authenticated (MLflow: <user>), or refused.
 
     Args:
         model_name: a watched model.
@@ -84,14 +87,23 @@ def approve(
 
     Raises:
         ApprovalError: `by` is not a listed approver (the refusal is recorded), the version is not
-            the challenger, or it has no decision (evidence) yet to approve.
+            the challenger, or it has no decision (evidence) yet to approve; with
+            `approvals.mlflow_auth`, no MLflow credentials, or tags the MLflow server did not
+            attest to the caller (set, but they will not count).
     """
     policy = policy or load_policy()
     wm = policy.model(model_name)
+    credentials_user = mlflow_user()
+    mlflow_auth = policy.approvals.mlflow_auth
+    if mlflow_auth and credentials_user is None:
+        raise ApprovalError(
+            "MLflow authentication is on (approvals.mlflow_auth): approve with your own MLflow credentials "
+            "(MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLflow's credentials file); "
+            "a name after --by is not enough"
+        )
+    name = resolve_approver(by, credentials_user)
     registry = registry or ModelRegistry()
     when = now or datetime.now(UTC)
-    credentials_user = mlflow_user()
-    name = resolve_approver(by, credentials_user)
     how = f"`lockgate approve` with the MLflow credentials of {credentials_user}" if credentials_user else None
     v = normalise_version(version) or ""
     value = "rejected" if reject else "approved"
@@ -133,6 +145,9 @@ def approve(
         T.APPROVED_AT: when.isoformat(),
     }
     registry.set_tags(model_name, v, values)
+    approval_auth = "unauthenticated"
+    if mlflow_auth:
+        approval_auth = _attested_label(registry, model_name, v, name)
     kind = "approval" if not reject else "rejection"
     with engine.begin() as conn:
         record_audit(
@@ -148,11 +163,29 @@ def approve(
                 message=f"{value} with {how or '`lockgate approve --by`'}",
                 at=when,
                 dedupe_key=f"{kind}:{model_name}:{v}:{value}:{name}:{evidence}",
-                approval_auth="unauthenticated",
+                approval_auth=approval_auth,
             ),
         )
     log.info("%s version %s %s by %s on evidence %s", model_name, v, value, name, evidence)
     return {k: val for k, val in values.items() if val is not None}
+
+
+def _attested_label(registry: ModelRegistry, model_name: str, version: str, name: str) -> str:
+    """`authenticated (MLflow: <name>)` when lockgate's MLflow app attests the tags just written to `name`.
+
+    Raises:
+        ApprovalError: the server did not attest them to `name` (not running lockgate's app, another
+            write came between): the tags are set, and the next promotion run refuses them.
+    """
+    from lockgate.registry.adapter import approval_record
+    from lockgate.registry.attestation import MLFLOW, require_mlflow_authentication
+
+    written = registry.version_tags(model_name, version)
+    judged = require_mlflow_authentication(approval_record(written), written, model_name, version)
+    if judged is None or judged.authenticated_as != name:
+        why = judged.unverified_reason if judged is not None else "the approval tags are gone"
+        raise ApprovalError(f"the approval tags are set, but lockgate will not count them: {why}")
+    return f"authenticated ({MLFLOW}: {name})"
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -208,7 +241,10 @@ def model_status(
         lines.append(f"  version {version}: evidence {tags.get(T.EVIDENCE, '-')}")
         if tags.get(T.DECISION_REPORT):
             lines.append(f"    decision page: {tags[T.DECISION_REPORT]}")
-        lines.append(f"    approve: lockgate approve {model_name} {version} --by <name>")
+        if policy.approvals.mlflow_auth:
+            lines.append(f"    approve with your MLflow credentials: lockgate approve {model_name} {version}")
+        else:
+            lines.append(f"    approve: lockgate approve {model_name} {version} --by <name>")
         lines.append(f"    or set tags {T.APPROVAL}=approved and {T.APPROVED_BY}=<name> in the MLflow UI")
         lines.append("    or, authenticated: trigger lockgate_promotion and answer in Airflow's Required actions")
     unfinished = [i for i in list_intents(engine, model_name, limit=limit) if i.status == "open"]

@@ -170,10 +170,14 @@ def check_unchanged(registry: ModelRegistry, model: str, expected: RegistryState
 
 
 def bind_approval(ctx: MoveContext, version: str, tags: dict[str, str]) -> ApprovalRecord | None:
-    """Pin an approval set in the MLflow UI to the evidence it was given on, and time-stamp it, once."""
+    """Pin an approval set in the MLflow UI to the evidence it was given on, and time-stamp it, once.
+
+    Not an approval that lockgate's MLflow app attested: the server recorded its evidence and time
+    already, and a write by lockgate would make lockgate's own MLflow user its last writer.
+    """
     record = approval_record(tags)
-    if record is None:
-        return None
+    if record is None or record.attested_by is not None:
+        return record
     pin: dict[str, str | None] = {}
     if T.APPROVAL_EVIDENCE not in tags and record.evidence_hash:
         pin[T.APPROVAL_EVIDENCE] = record.evidence_hash

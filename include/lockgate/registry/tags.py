@@ -36,5 +36,10 @@ APPROVAL_EVIDENCE = "lockgate.approval_evidence"
 APPROVED_AT = "lockgate.approved_at"
 APPROVAL_TAGS = (APPROVAL, APPROVED_BY, APPROVAL_EVIDENCE, APPROVED_AT)
 
+# Written only by lockgate's MLflow server app (`mlflow server --app-name lockgate-auth`), after each
+# accepted write of an approval tag: who wrote it, with what permission, and the tags as they then
+# stood (lockgate.registry.attestation). The app refuses any client's write of it with 403.
+APPROVAL_ATTESTATION = "lockgate.approval_attestation"
+
 # Registered-model tag: the latest alias move, as JSON, for readers of the MLflow UI.
 LAST_MOVE = "lockgate.last_move"

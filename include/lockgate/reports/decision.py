@@ -220,21 +220,33 @@ def evidence_table(decision: Decision, page_dir: Path, reports_dir: Path) -> Tab
     return Table(head, rows, numeric=(4,))
 
 
-def approval_context(decision: Decision, approvers: Sequence[str]) -> dict[str, object] | None:
-    """What an approver needs: the facts, the tags to set and the command to run; None without a challenger."""
+def approval_context(
+    decision: Decision, approvers: Sequence[str], mlflow_auth: bool = False
+) -> dict[str, object] | None:
+    """What an approver needs: the facts, the tags to set and the command to run; None without a challenger.
+
+    With `mlflow_auth` (the policy's `approvals.mlflow_auth`), the tags and the command are given
+    with the approver's own MLflow login, and the page says so.
+    """
     version = decision.challenger
     if version is None or version == decision.champion:
         return None
     model = decision.model_name
-    cli = f"lockgate approve {shlex.quote(model)} {shlex.quote(version)} --by YOUR_NAME"
+    cli = f"lockgate approve {shlex.quote(model)} {shlex.quote(version)}"
+    if not mlflow_auth:
+        cli += " --by YOUR_NAME"
     check = decision.approval
     identity = None
     if check is not None and check.by:
-        identity = (
-            f"authenticated as {check.by}"
-            if check.authenticated
-            else f"unauthenticated: {check.by!r} is a name set in a tag or typed after --by, not verified"
-        )
+        if check.authenticated and check.authenticated_via:
+            identity = (
+                f"{check.auth_label}: the {check.authenticated_via} server recorded that {check.by}, "
+                "with permission on the model, wrote the approval"
+            )
+        elif check.authenticated:
+            identity = f"authenticated as {check.by}"
+        else:
+            identity = f"unauthenticated: {check.by!r} is a name set in a tag or typed after --by, not verified"
     facts: list[tuple[str, str | None]] = [
         ("version", version),
         ("approval", check.reason if check else "not asked: a gate blocks"),
@@ -247,6 +259,14 @@ def approval_context(decision: Decision, approvers: Sequence[str]) -> dict[str, 
         "model": model,
         "version": version,
         "tag_lines": f"{T.APPROVAL}=approved\n{T.APPROVED_BY}=<your name>",
+        "tags_note": (
+            "logged in to MLflow as yourself, with your MLflow username; the MLflow server records who wrote "
+            "them, and only your own name, with EDIT or MANAGE permission on the model, counts: recorded as "
+            "authenticated (MLflow: <you>)"
+            if mlflow_auth
+            else "a name only asserted: recorded as unauthenticated"
+        ),
+        "cli_note": " with your own MLflow credentials (MLFLOW_TRACKING_USERNAME and _PASSWORD)" if mlflow_auth else "",
         "approval_tag": T.APPROVAL,
         "champion_alias": T.CHAMPION,
         "cli": cli,
@@ -298,6 +318,7 @@ def render_decision_page(
     approvers: Sequence[str] = (),
     history: Sequence[DecisionRow] = (),
     audit: Sequence[AuditEntry] = (),
+    mlflow_auth: bool = False,
 ) -> str:
     """The HTML of one decision page.
 
@@ -308,6 +329,7 @@ def render_decision_page(
         approvers: the policy's approver list, shown beside the approval instructions.
         history: recent decisions of the model, newest first.
         audit: recent audit rows of the model, newest first.
+        mlflow_auth: the policy's `approvals.mlflow_auth` (how to approve with MLflow authentication).
     """
     d = decision
     summary: list[tuple[str, object]] = [
@@ -324,7 +346,7 @@ def render_decision_page(
         ("decided at", d.decided_at.isoformat()),
         ("run", d.run_key),
     ]
-    approval = approval_context(d, approvers) if d.action in ("await_approval", "hold") else None
+    approval = approval_context(d, approvers, mlflow_auth) if d.action in ("await_approval", "hold") else None
     return render(
         "decision.html",
         title=f"Lockgate decision: {d.model_name}",
