@@ -15,7 +15,8 @@ negative-feedback rates, KV-cache hit rate, and MiniLM relevance of the answers.
 * **Champion health**: the champion now against its own baseline (the days before its
   `lockgate.promoted_at`); rollback gates read it.
 
-Counts, rates and exact percentiles run in SQL over the whole window; intervals come from
+Counts, rates and percentiles run in SQL over the whole window, through per-hour rollups on
+PostgreSQL (each hour aggregated once; see `live.rollups` in the policy); intervals come from
 a bounded, deterministic sample. A version with fewer than `live.min_requests` requests has
 no estimates, so its gates are missing and never pass. The page is in the Lockgate menu; the
 summary goes to the `lockgate_live_summary` Asset, which `lockgate_promotion` is scheduled on.
