@@ -295,12 +295,13 @@ def describe_error(exc: BaseException) -> tuple[str, str, int]:
         if _CONNECTION_TROUBLE.search(text):
             return "service_unavailable", _one_line(f"the database is not reachable: {_reason(text)} ({_DB_HINT})"), 2
         return "database_error", _one_line(f"the database refused the query: {_reason(text)}"), 2
-    ml_exc = sys.modules.get("mlflow.exceptions")
-    if ml_exc is not None and isinstance(exc, ml_exc.MlflowException):
-        text = str(getattr(exc, "message", exc))
+    from lockgate.registry.client import mlflow_error
+
+    ml_error = mlflow_error(exc)
+    if ml_error is not None:
+        code, text = ml_error
         if _CONNECTION_TROUBLE.search(text):
             return "service_unavailable", _one_line(f"MLflow is not reachable at {_mlflow_uri()}: {_reason(text)}"), 2
-        code = str(getattr(exc, "error_code", "") or "error").lower()
         return f"mlflow_{code}", _one_line(f"MLflow: {_reason(text)}"), 2
     req_exc = sys.modules.get("requests.exceptions")
     if req_exc is not None and isinstance(exc, req_exc.ConnectionError | req_exc.Timeout):

@@ -1,4 +1,5 @@
-"""Model versions on disk: loading a Hugging Face directory, bfloat16 support, registration in MLflow.
+"""Model versions on disk: loading a Hugging Face directory, bfloat16 support, a registered version
+downloaded (once) as a Hugging Face directory, registration (through `lockgate.registry.artifacts`).
 
 The demo's and the tests' tiny random-weight models are built by `lockgate.devtools.tiny_model`.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -66,33 +68,90 @@ def register_model(name: str, path: str | Path, alias: str | None = None, tracki
     (the directory form fails with transformers 5) with explicit pip requirements
     (else MLflow infers torchvision, which is not installed).
     """
-    import mlflow
     import torch
     import transformers
 
-    from lockgate.registry.client import ensure_experiment
-    from lockgate.settings import resolve_mlflow_uri
+    from lockgate.registry.artifacts import register_transformers_model
 
-    uri = tracking_uri or resolve_mlflow_uri()
     model, tokenizer = load_hf_directory(path)
-    ensure_experiment(f"lockgate/{name}", uri)
-    with mlflow.start_run(run_name=f"register-{name}") as run:
-        info = mlflow.transformers.log_model(
-            transformers_model={"model": model, "tokenizer": tokenizer},
-            name="model",
-            task="text-generation",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"],
-            registered_model_name=name,
-        )
-        mlflow.set_tag("lockgate.source_path", str(Path(path).resolve()))
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.set_model_version_tag(name, version, "lockgate.status", "evaluating")
-    client.set_model_version_tag(name, version, "lockgate.source_path", str(Path(path).resolve()))
-    if alias:
-        client.set_registered_model_alias(name, alias, version)
-    log.info("registered %s version %s (run %s)%s", name, version, run.info.run_id, f" as {alias}" if alias else "")
-    return version
+    return register_transformers_model(
+        name,
+        model,
+        tokenizer,
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"],
+        source_path=Path(path).resolve(),
+        alias=alias,
+        uri=tracking_uri,
+    )
+
+
+def hf_directory(root: Path) -> Path:
+    """The Hugging Face directory inside a version's downloaded artifacts (see `materialise`)."""
+    mlmodel = root / "MLmodel"
+    if mlmodel.exists():
+        import yaml
+
+        try:
+            meta = yaml.safe_load(mlmodel.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidModelError(f"unreadable MLmodel file in {root}: {exc}") from None
+        flavors = meta.get("flavors") or {}
+        tf = flavors.get("transformers")
+        if tf is None:
+            raise InvalidModelError(
+                f"the version is an MLflow model of flavor(s) {sorted(flavors)}, not a transformers model"
+            )
+        model_dir = root / str(tf.get("model_binary") or "model")
+        tokenizer_dir = root / "components" / "tokenizer"
+        if not (model_dir / "config.json").exists():
+            raise InvalidModelError(f"the transformers model has no {model_dir.name}/config.json: artifacts missing")
+        # Model and tokenizer side by side, as `from_pretrained` expects: links, not copies.
+        merged = root.parent / "hf"
+        if merged.exists():
+            shutil.rmtree(merged)
+        merged.mkdir(parents=True)
+        for src in [*model_dir.iterdir(), *(tokenizer_dir.iterdir() if tokenizer_dir.is_dir() else [])]:
+            (merged / src.name).symlink_to(src.resolve())
+        return merged
+    if (root / "config.json").exists():
+        return root
+    candidates = [p.parent for p in root.glob("*/config.json")]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not any(root.iterdir()):
+        raise InvalidModelError("the version has no artifacts (its source folder is empty): artifacts missing")
+    raise InvalidModelError(
+        f"no Hugging Face model files (config.json) among the artifacts: {sorted(p.name for p in root.iterdir())}"
+    )
+
+
+def materialise(model_name: str, version: str, cache_root: Path) -> Path:
+    """Download a version's artifacts once and return its Hugging Face directory.
+
+    The artifacts go into `<cache_root>/<model>/<version>` (a registered version is immutable).
+    Two layouts are understood: the MLflow transformers flavor (`MLmodel` + `model/` +
+    `components/tokenizer/`), which `lockgate models register` and `mlflow.transformers.log_model`
+    write, and a plain Hugging Face directory (`config.json` at the root, or in one sub-folder).
+
+    Raises:
+        InvalidModelError: the artifacts are missing or hold no transformers model.
+    """
+    from lockgate.registry.artifacts import download_version
+    from lockgate.reports.html import safe_segment
+
+    base = cache_root / safe_segment(model_name) / safe_segment(version)
+    artifacts = base / "artifacts"
+    done = base / ".complete"
+    if not done.exists():
+        if base.exists():
+            shutil.rmtree(base)  # a partial download from an interrupted run
+        artifacts.mkdir(parents=True)
+        download_version(model_name, version, artifacts)
+        done.touch()
+    try:
+        return hf_directory(artifacts)
+    except InvalidModelError as exc:
+        raise InvalidModelError(f"{model_name} v{version}: {exc.message}") from None
 
 
 def cmd_register(args: argparse.Namespace) -> int:

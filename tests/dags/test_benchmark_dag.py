@@ -33,8 +33,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, airflow_db):
-    from lockgate.benchmark.loading import register_directory
     from lockgate.devtools.tiny_model import build_tiny_model
+    from lockgate.registry.artifacts import register_directory
 
     home = tmp_path_factory.mktemp("bench_dag")
     shipped = yaml.safe_load((ROOT / "include" / "lockgate.yaml").read_text())

@@ -12,10 +12,10 @@ import torch
 from lockgate.benchmark import harness
 from lockgate.benchmark.environment import DeviceChoice, GpuRequiredError, choose_device
 from lockgate.benchmark.harness import Plan, load_model, run_plan
-from lockgate.benchmark.loading import _hf_dir_of
 from lockgate.benchmark.workload import PromptSet, PromptTokens, build_requests
 from lockgate.devtools.tiny_model import build_tiny_model
 from lockgate.errors import InvalidModelError
+from lockgate.models import hf_directory
 
 CPU = DeviceChoice("cpu", "test CPU", "float32")
 PROMPTS = PromptSet((5, 9, 14), "synthetic", "test")
@@ -166,16 +166,16 @@ def test_transformers_flavor_layout_is_reassembled(model_dirs: dict[str, Path], 
         dest = "components/tokenizer" if f.name.startswith("tokenizer") else "model"
         shutil.copy(f, root / dest / f.name)
     (root / "MLmodel").write_text("flavors:\n  transformers:\n    model_binary: model\n  python_function: {}\n")
-    hf = _hf_dir_of(root)
+    hf = hf_directory(root)
     assert (hf / "config.json").exists() and (hf / "tokenizer.json").exists()
     assert load_model("champion", "1", hf, CPU).n_params == load_model("champion", "1", model_dirs["a"], CPU).n_params
     (root / "MLmodel").write_text("flavors:\n  sklearn: {}\n")
     with pytest.raises(InvalidModelError, match="not a transformers model"):
-        _hf_dir_of(root)
+        hf_directory(root)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(InvalidModelError, match="artifacts missing"):
-        _hf_dir_of(empty)
+        hf_directory(empty)
 
 
 def test_cpu_fallback_and_required_gpu() -> None:

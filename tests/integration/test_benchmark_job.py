@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from lockgate.benchmark import harness
-from lockgate.benchmark.loading import register_directory
 from lockgate.devtools.tiny_model import build_tiny_model
 from lockgate.evidence import latest_summary_path, read_summary
+from lockgate.registry.artifacts import register_directory
 from lockgate.settings import DEFAULT_POLICY_PATH, Policy, get_settings, parse_policy
 
 MODEL = "bench-demo"

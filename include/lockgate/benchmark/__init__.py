@@ -3,7 +3,6 @@
 * `stats`: percentiles, coefficient of variation, paired bootstrap intervals of ratios (numpy only);
 * `hardware`: peak figures of known GPUs, FLOPs and bytes moved per request, MFU and MBU (pure);
 * `workload`: prompt lengths drawn from the production log store, or a fixed synthetic set;
-* `loading`: registry versions resolved (aliases) and materialised as Hugging Face directories;
 * `harness`: the torch measurement loop (eager, static KV cache + `torch.compile`, dynamic int8),
   interleaving the versions request by request;
 * `environment`: the environment fingerprint, memory probes and NVML energy;

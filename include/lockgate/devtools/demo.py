@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from lockgate.devtools.scenarios import Scenario, get_scenario
 from lockgate.errors import LockgateError
+from lockgate.registry import tags as T
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +97,11 @@ def _logs_url_from_airflow(client: Any) -> str:
 
 def reset_demo_model(model_name: str, logs_url: str, reports_dir: Path) -> None:
     """Start each demo from a clean slate: the demo owns its model name, its rows and its evidence."""
-    import mlflow
-
     from lockgate.logs.db import make_engine
     from lockgate.logs.schema import create_schema
-    from lockgate.registry.client import configure_mlflow
+    from lockgate.registry.adapter import ModelRegistry
 
-    configure_mlflow()
-    client = mlflow.MlflowClient()
-    try:
-        client.delete_registered_model(model_name)
-    except mlflow.exceptions.MlflowException:
-        pass  # nothing registered yet
+    ModelRegistry().delete_model(model_name)  # False: nothing registered yet
     engine = make_engine(logs_url)
     table = create_schema(engine)
     with engine.begin() as conn:
@@ -130,7 +124,7 @@ def build_and_register(home: Path, scenario: Scenario, model_name: str) -> tuple
         previous = register_model(
             model_name, build_tiny_model(models / "previous-champion", seed=3), alias="previous_champion"
         )
-        ModelRegistry().set_tags(model_name, previous, {"lockgate.status": "promoted"})
+        ModelRegistry().set_tags(model_name, previous, {T.STATUS: "promoted"})
     champion_dir = build_tiny_model(models / "champion", seed=1)
     challenger_dir = build_tiny_model(
         models / f"challenger-{scenario.name}",
@@ -139,7 +133,7 @@ def build_and_register(home: Path, scenario: Scenario, model_name: str) -> tuple
         hidden=scenario.challenger_hidden,
     )
     champion = register_model(model_name, champion_dir, alias="champion")
-    ModelRegistry().set_tags(model_name, champion, {"lockgate.status": "promoted"})
+    ModelRegistry().set_tags(model_name, champion, {T.STATUS: "promoted"})
     challenger = register_model(model_name, challenger_dir, alias="challenger")
     return champion, challenger, previous
 
@@ -289,7 +283,7 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
         from lockgate.registry.adapter import ModelRegistry
 
         # The story: the champion was promoted as the current day began; the week before is its baseline.
-        ModelRegistry().set_tags(DEMO_MODEL, champion, {"lockgate.promoted_at": promoted_at.isoformat()})
+        ModelRegistry().set_tags(DEMO_MODEL, champion, {T.PROMOTED_AT: promoted_at.isoformat()})
         _say(f"seeded {rows} log rows (reference week + current day with 30% canary traffic)")
 
         since = _max_decision_id(logs_url, DEMO_MODEL)
@@ -311,7 +305,7 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
         if first:
             _say(
                 f"decision: {first['action']}"
-                + (" (lockgate.status=awaiting_approval)" if first["action"] == "await_approval" else "")
+                + (f" ({T.STATUS}=awaiting_approval)" if first["action"] == "await_approval" else "")
             )
         if first and first["action"] == "await_approval" and approve:
             approver = load_policy().model(DEMO_MODEL).approvers[0]
@@ -319,8 +313,7 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
 
             approve_version(DEMO_MODEL, challenger, approver)
             _say(
-                f"approved version {challenger} as {approver} "
-                f"(tags lockgate.approval=approved, lockgate.approved_by={approver})"
+                f"approved version {challenger} as {approver} (tags {T.APPROVAL}=approved, {T.APPROVED_BY}={approver})"
             )
             client.run_and_wait(
                 "lockgate_promotion", PROMOTION_CONF, timeout=max(60, deadline - time.monotonic()), progress=_step

@@ -28,13 +28,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockgate.benchmark.environment import GpuRequiredError
 from lockgate.errors import ConfigError, InvalidModelError, UnknownModelVersionError
 from lockgate.evidence import EvidenceSummary, SummaryStatus, write_summary
+from lockgate.registry import tags as T
 from lockgate.reports.html import report_dir, safe_segment
 from lockgate.settings import BenchmarkConfig, Policy, get_settings, load_policy
+
+if TYPE_CHECKING:
+    from lockgate.registry.adapter import ModelRegistry
+    from lockgate.registry.runs import EvidenceRun
 
 log = logging.getLogger(__name__)
 
@@ -180,22 +185,18 @@ def run_benchmark(
     steps = JobSteps("benchmark", model_name, 8 + cfg.repetitions)
     details: dict[str, Any] = {**base_details, "config": cfg.model_dump(mode="json")}
 
-    from mlflow import MlflowClient
+    from lockgate.registry.adapter import ModelRegistry
+    from lockgate.registry.versions import resolve_versions
 
-    from lockgate.registry.client import configure_mlflow
-
-    uri = configure_mlflow()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    registry = ModelRegistry()
     resolved: list[Any] = []
     models: list[Any] = []
     try:
-        from lockgate.benchmark.loading import resolve_versions
-
-        resolved = resolve_versions(client, model_name, versions)
+        resolved = resolve_versions(model_name, versions, registry)
         steps("versions: " + ", ".join(r.label() for r in resolved))
         return _measure_and_publish(
             model_name, resolved, models, cfg, policy, details, steps, run_key, out_dir, created_at,
-            dag_id, run_id, data_interval, client, started,
+            dag_id, run_id, data_interval, registry, started,
         )  # fmt: skip
     except (UnknownModelVersionError, InvalidModelError, ConfigError, GpuRequiredError) as exc:
         log.error("benchmark %s: %s", model_name, exc)
@@ -212,7 +213,7 @@ def run_benchmark(
             details={**details, "error_code": exc.code},
             created_at=created_at,
         )
-        return _publish(summary, None, out_dir, run_key, resolved, client, settings.reports_dir)
+        return _publish(summary, None, out_dir, run_key, resolved, registry, settings.reports_dir)
     finally:
         models.clear()  # free both models before the task returns
         _free_device()
@@ -242,14 +243,14 @@ def _measure_and_publish(
     dag_id: str | None,
     run_id: str | None,
     data_interval: tuple[datetime, datetime] | None,
-    client: Any,
+    registry: ModelRegistry,
     started: float,
 ) -> EvidenceSummary:
     from lockgate.benchmark.analysis import analyse
     from lockgate.benchmark.environment import choose_device, fingerprint
     from lockgate.benchmark.harness import Plan, load_model, run_plan
-    from lockgate.benchmark.loading import materialise
     from lockgate.benchmark.workload import benchmark_window, fit_to_context, load_prompt_lengths
+    from lockgate.models import materialise
     from lockgate.settings import resolve_logs_db_url
 
     settings = get_settings()
@@ -348,7 +349,7 @@ def _measure_and_publish(
         sample_sizes=sample_sizes,
         window=(prompts.window_start, prompts.window_end) if prompts.window_start and prompts.window_end else None,
     )
-    out = _publish(summary, analysis, out_dir, run_key, resolved, client, settings.reports_dir)
+    out = _publish(summary, analysis, out_dir, run_key, resolved, registry, settings.reports_dir)
     steps(f"published {out.report_path} in {time.perf_counter() - started:.1f} s")
     return out
 
@@ -386,7 +387,7 @@ def _publish(
     out_dir: Path,
     run_key: str,
     resolved: Sequence[Any],
-    client: Any,
+    registry: ModelRegistry | None,
     reports_dir: Path,
 ) -> EvidenceSummary:
     """MLflow runs, report, summary, latest copy and index entry."""
@@ -396,17 +397,18 @@ def _publish(
 
     report_path = out_dir / REPORT_FILE
     summary_path = out_dir / SUMMARY_FILE
-    run_ids: dict[str, str] = {}
-    if client is not None and resolved:
-        run_ids = _mlflow_runs(client, summary, resolved, run_key)
+    runs: dict[str, EvidenceRun] = {}
+    if registry is not None and resolved:
+        runs = _mlflow_runs(registry, summary, resolved, run_key)
+    run_ids = {role: run.run_id for role, run in runs.items()}
     summary = summary.model_copy(update={"report_path": str(report_path), "mlflow_run_ids": run_ids})
     html = render_report(summary, analysis, run_key)
     tmp = report_path.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(report_path)
     write_summary(summary, summary_path)
-    if run_ids:
-        _finish_mlflow_runs(client, summary, run_ids, report_path, summary_path)
+    if runs and registry is not None:
+        _finish_mlflow_runs(registry, summary, runs, report_path, summary_path)
     entry = ReportEntry(
         kind="benchmark",
         model_name=summary.model_name,
@@ -438,53 +440,41 @@ def _title(summary: EvidenceSummary) -> str:
     return head
 
 
-def _mlflow_runs(client: Any, summary: EvidenceSummary, resolved: Sequence[Any], run_key: str) -> dict[str, str]:
+def _mlflow_runs(
+    registry: ModelRegistry, summary: EvidenceSummary, resolved: Sequence[Any], run_key: str
+) -> dict[str, EvidenceRun]:
     """One MLflow run per version (the previous runs of this key are deleted first)."""
-    from mlflow.entities import Metric, Param, RunTag
+    from lockgate.registry.runs import EvidenceRun
 
-    from lockgate.registry.client import ensure_experiment
-
-    experiment_id = ensure_experiment(f"lockgate/{summary.model_name}")
-    now_ms = int(summary.created_at.timestamp() * 1000)
     other = {"challenger": summary.champion_version, "champion": summary.challenger_version}
     d = summary.details
-    run_ids: dict[str, str] = {}
+    runs: dict[str, EvidenceRun] = {}
     for r in resolved:
-        previous = client.search_runs(
-            [experiment_id],
-            filter_string=(
-                f"tags.`lockgate.kind` = 'benchmark' and tags.`lockgate.run_key` = '{run_key}' "
-                f"and tags.`lockgate.model_version` = '{safe_segment(r.version)}'"
-            ),
-            max_results=50,
+        run = EvidenceRun.open(
+            summary.model_name,
+            {T.RUN_KIND: "benchmark", T.RUN_KEY: run_key, T.RUN_MODEL_VERSION: r.version},
+            tags={
+                T.RUN_MODEL_NAME: summary.model_name,
+                T.RUN_ROLE: r.role,
+                T.RUN_COMPARED_WITH: str(other.get(r.role) or ""),
+                T.RUN_BENCHMARK_STATUS: summary.status,
+                T.RUN_DAG_ID: summary.dag_id or "",
+                T.RUN_AIRFLOW_RUN_ID: summary.run_id or "",
+            },
+            run_name=f"benchmark-{r.role}-v{r.version}-{run_key}",
+            reuse=False,
         )
-        for old in previous:
-            client.delete_run(old.info.run_id)
-        tags = {
-            "mlflow.runName": f"benchmark-{r.role}-v{r.version}-{run_key}"[:250],
-            "lockgate.kind": "benchmark",
-            "lockgate.run_key": run_key,
-            "lockgate.model_name": summary.model_name,
-            "lockgate.model_version": r.version,
-            "lockgate.role": r.role,
-            "lockgate.compared_with": str(other.get(r.role) or ""),
-            "lockgate.benchmark_status": summary.status,
-            "lockgate.dag_id": summary.dag_id or "",
-            "lockgate.airflow_run_id": summary.run_id or "",
-        }
-        run = client.create_run(experiment_id, tags=tags)
-        rid = str(run.info.run_id)
-        run_ids[r.role] = rid
-        metrics: list[Metric] = []
+        runs[r.role] = run
+        metrics: dict[str, float] = {}
         for name, m in summary.metrics.items():
             est = getattr(m, r.role, None)
             if est is not None:
-                metrics.append(Metric(name, est.value, now_ms, 0))
+                metrics[name] = est.value
             if r.role == "challenger" and m.ratio is not None:
-                metrics.append(Metric(f"ratio.{name}", m.ratio.value, now_ms, 0))
+                metrics[f"ratio.{name}"] = m.ratio.value
                 if m.ratio.ci_high is not None and m.ratio.ci_low is not None:
-                    metrics.append(Metric(f"ratio.{name}.ci_low", m.ratio.ci_low, now_ms, 0))
-                    metrics.append(Metric(f"ratio.{name}.ci_high", m.ratio.ci_high, now_ms, 0))
+                    metrics[f"ratio.{name}.ci_low"] = m.ratio.ci_low
+                    metrics[f"ratio.{name}.ci_high"] = m.ratio.ci_high
         cfg = d.get("config", {})
         fp = d.get("fingerprint", {})
         params = {
@@ -509,26 +499,31 @@ def _mlflow_runs(client: Any, summary: EvidenceSummary, resolved: Sequence[Any],
             "cpu_threads": cfg.get("cpu_threads"),
             "cpu_clock": cfg.get("cpu_clock"),
         }
-        batch_params = [Param(k, str(v)[:6000]) for k, v in params.items() if v is not None]
-        for i in range(0, max(len(metrics), 1), 900):
-            client.log_batch(rid, metrics=metrics[i : i + 900], params=batch_params if i == 0 else [])
+        run.log(
+            metrics=metrics,
+            params={k: str(v)[:6000] for k, v in params.items() if v is not None},
+            tags={T.RUN_BENCHMARK_VALID: str(summary.valid).lower()},
+            at=summary.created_at.timestamp(),
+        )
         if fp:
-            client.log_dict(rid, fp, "fingerprint.json")
-        client.log_batch(rid, tags=[RunTag("lockgate.benchmark_valid", str(summary.valid).lower())])
-        client.set_model_version_tag(summary.model_name, r.version, "lockgate.benchmark_run_id", rid)
-    return run_ids
+            run.log_dict(fp, "fingerprint.json")
+        registry.set_tags(summary.model_name, r.version, {T.BENCHMARK_RUN_ID: run.run_id})
+    return runs
 
 
 def _finish_mlflow_runs(
-    client: Any, summary: EvidenceSummary, run_ids: dict[str, str], report_path: Path, summary_path: Path
+    registry: ModelRegistry,
+    summary: EvidenceSummary,
+    runs: dict[str, EvidenceRun],
+    report_path: Path,
+    summary_path: Path,
 ) -> None:
-    for role, rid in run_ids.items():
-        client.log_artifact(rid, str(report_path), "benchmark")
-        client.log_artifact(rid, str(summary_path), "benchmark")
+    for role, run in runs.items():
+        run.log_files([report_path, summary_path], "benchmark")
         version = summary.challenger_version if role == "challenger" else summary.champion_version
         if version:
-            client.set_model_version_tag(summary.model_name, version, "lockgate.benchmark_report", str(report_path))
-        client.set_terminated(rid, "FINISHED" if summary.status != "error" else "FAILED")
+            registry.set_tags(summary.model_name, version, {T.BENCHMARK_REPORT: str(report_path)})
+        run.finish(failed=summary.status == "error")
 
 
 # --------------------------------------------------------------------------- entry points

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +32,8 @@ from lockgate.errors import ConfigError, InsufficientDataError
 from lockgate.evidence import EvidenceSummary, write_summary
 from lockgate.logs.sampling import LogSample, Window
 from lockgate.metrics import DRIFT_COLUMNS
+from lockgate.registry import tags as T
+from lockgate.registry.versions import RegistryContext, registry_context
 from lockgate.reports.html import report_dir, safe_segment
 from lockgate.settings import ChampionBaselineWindow, Policy, get_settings, load_policy
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lockgate.drift.analysis import DriftAnalysis, EmbedFn
+    from lockgate.registry.runs import EvidenceRun
 
 log = logging.getLogger(__name__)
 
@@ -48,63 +50,6 @@ REPORT_FILE = "report.html"
 EVIDENTLY_FILE = "evidently.html"
 DRIFT_SUMMARY_FILE = "drift_summary.json"
 SUMMARY_FILE = "summary.json"
-
-
-@dataclass(frozen=True)
-class RegistryContext:
-    """What the registry says about the model right now (all None when it is not registered)."""
-
-    champion_version: str | None = None
-    champion_promoted_at: datetime | None = None
-    challenger_version: str | None = None
-    # Only the `lockgate.promoted_at` tag: a champion_baseline reference is never anchored at a creation time.
-    champion_promoted_tag: datetime | None = None
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        log.warning("ignoring unparseable lockgate.promoted_at %r", text)
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def registry_context(model_name: str) -> RegistryContext:
-    """Champion and challenger versions, and when the champion was promoted (`lockgate.promoted_at`,
-    else the version's creation time)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    from lockgate.registry.client import configure_mlflow
-
-    uri = configure_mlflow()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-    def by_alias(alias: str) -> Any:
-        try:
-            return client.get_model_version_by_alias(model_name, alias)
-        except MlflowException as exc:
-            # Unknown model or alias: no such version. Anything else (server down) must propagate.
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                return None
-            raise
-
-    champion = by_alias("champion")
-    challenger = by_alias("challenger")
-    promoted_at = tagged = None
-    if champion is not None:
-        promoted_at = tagged = _parse_time((champion.tags or {}).get("lockgate.promoted_at"))
-        if promoted_at is None and champion.creation_timestamp:
-            promoted_at = datetime.fromtimestamp(int(champion.creation_timestamp) / 1000, tz=UTC)
-    return RegistryContext(
-        champion_version=str(champion.version) if champion is not None else None,
-        champion_promoted_at=promoted_at,
-        champion_promoted_tag=tagged,
-        challenger_version=str(challenger.version) if challenger is not None else None,
-    )
 
 
 def _window_sample(
@@ -139,58 +84,39 @@ def default_run_key(current: Window) -> str:
     return f"manual__{current.start:%Y%m%dT%H%M%S}__{current.end:%Y%m%dT%H%M%S}"
 
 
-def mlflow_run_for(model_name: str, run_key: str) -> tuple[Any, str]:
+def mlflow_run_for(model_name: str, run_key: str) -> EvidenceRun:
     """The MLflow run of this run key in experiment `lockgate/<model>` (created once, reused on rerun)."""
-    from mlflow import MlflowClient
+    from lockgate.registry.runs import EvidenceRun
 
-    from lockgate.registry.client import ensure_experiment
-    from lockgate.settings import resolve_mlflow_uri
-
-    experiment_id = ensure_experiment(f"lockgate/{model_name}")
-    uri = resolve_mlflow_uri()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     key = safe_segment(run_key)  # only [A-Za-z0-9_.-]: safe inside the filter's quotes
-    existing = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`lockgate.kind` = 'drift' and tags.`lockgate.run_key` = '{key}'",
-        max_results=1,
+    return EvidenceRun.open(
+        model_name, {T.RUN_KIND: "drift", T.RUN_KEY: key}, tags={T.RUN_MODEL: model_name}, run_name=f"drift-{key}"
     )
-    if existing:
-        return client, str(existing[0].info.run_id)
-    run = client.create_run(
-        experiment_id,
-        run_name=f"drift-{key}"[:250],
-        tags={"lockgate.kind": "drift", "lockgate.run_key": key, "lockgate.model": model_name},
-    )
-    return client, str(run.info.run_id)
 
 
-def log_to_mlflow(client: Any, run_id: str, out_dir: Path, drift: DriftSummary, evidence_hash: str) -> None:
+def log_to_mlflow(run: EvidenceRun, out_dir: Path, drift: DriftSummary, evidence_hash: str) -> None:
     """Log the headline numbers and the whole report folder (artifact path `drift_report`)."""
-    from mlflow.entities import Metric, RunTag
-
-    now_ms = int(time.time() * 1000)
-    metrics = []
+    metrics: dict[str, float] = {}
     if drift.drift_share is not None:
-        metrics.append(Metric("drift_share", drift.drift_share, now_ms, 0))
-        metrics.append(Metric("drifted_columns", float(len(drift.drifted_columns)), now_ms, 0))
-        metrics.append(Metric("tested_columns", float(drift.n_tested), now_ms, 0))
+        metrics["drift_share"] = drift.drift_share
+        metrics["drifted_columns"] = float(len(drift.drifted_columns))
+        metrics["tested_columns"] = float(drift.n_tested)
     for name, rate in (("error_rate", drift.error_rate), ("timeout_rate", drift.timeout_rate)):
         if rate is not None:
-            metrics.append(Metric(name, rate.value, now_ms, 0))
+            metrics[name] = rate.value
     for col in drift.columns:
         if col.tested and col.effect_size is not None:
-            metrics.append(Metric(f"effect.{col.column}", col.effect_size, now_ms, 0))
-    tags = [
-        RunTag("lockgate.status", drift.status),
-        RunTag("lockgate.evidence", evidence_hash),
-        RunTag("lockgate.drifted_columns", ",".join(drift.drifted_columns)[:5000] or "-"),
-        RunTag("lockgate.reference_window", f"{drift.reference.start} / {drift.reference.end}"),
-        RunTag("lockgate.current_window", f"{drift.current.start} / {drift.current.end}"),
-    ]
-    client.log_batch(run_id, metrics=metrics, tags=tags)
-    client.log_artifacts(run_id, str(out_dir), artifact_path="drift_report")
-    client.set_terminated(run_id, "FINISHED")
+            metrics[f"effect.{col.column}"] = col.effect_size
+    tags = {
+        T.STATUS: drift.status,
+        T.EVIDENCE: evidence_hash,
+        T.RUN_DRIFTED_COLUMNS: ",".join(drift.drifted_columns)[:5000] or "-",
+        T.RUN_REFERENCE_WINDOW: f"{drift.reference.start} / {drift.reference.end}",
+        T.RUN_CURRENT_WINDOW: f"{drift.current.start} / {drift.current.end}",
+    }
+    run.log(metrics=metrics, tags=tags)
+    run.log_folder(out_dir, "drift_report")
+    run.finish()
 
 
 def _insufficient(
@@ -451,7 +377,7 @@ def run_drift(
         (out_dir / EVIDENTLY_FILE).unlink()  # a previous run of this key must not show a report this run did not make
 
     t0 = time.perf_counter()
-    client, mlflow_run = mlflow_run_for(model_name, run_key)
+    mlflow_run = mlflow_run_for(model_name, run_key)
     timings["mlflow_run"] = time.perf_counter() - t0
     drift = drift.model_copy(update={"timings_s": {**timings, **drift.timings_s}})
     created_at = datetime.now(UTC)
@@ -464,11 +390,11 @@ def run_drift(
         report_path=str(report_path),
         dag_id=dag_id,
         run_id=run_id,
-        mlflow_run_ids={"drift": mlflow_run},
+        mlflow_run_ids={"drift": mlflow_run.run_id},
     )
     summary_path = _write_outputs(out_dir, drift, evidence, run_key, registry)
-    log_to_mlflow(client, mlflow_run, out_dir, drift, evidence.content_hash)
-    steps(f"report and summary written, MLflow run {mlflow_run} logged")
+    log_to_mlflow(mlflow_run, out_dir, drift, evidence.content_hash)
+    steps(f"report and summary written, MLflow run {mlflow_run.run_id} logged")
 
     if drift.status != "ok":
         status, title = "insufficient_data", f"Drift {model_name}: insufficient data"

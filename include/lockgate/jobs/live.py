@@ -405,9 +405,9 @@ def run_live(
     embed_relevance: bool = True,
 ) -> EvidenceSummary:
     """Run the production evidence job for one watched model and publish its summary (see the module doc)."""
-    from lockgate.jobs.drift import registry_context
     from lockgate.jobs.publish import publish_evidence
     from lockgate.live.report import render_live_page
+    from lockgate.registry.versions import registry_context
     from lockgate.reports.index import ReportEntry
 
     started = time.perf_counter()

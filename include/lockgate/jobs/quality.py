@@ -22,18 +22,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.errors import ConfigError, UnknownModelVersionError
 from lockgate.evidence import EvidenceSummary, MetricEvidence, utcnow, write_summary
+from lockgate.registry import tags as T
 from lockgate.settings import FixedWindow, Policy, RubricName, get_settings, load_policy, rubric_files
+
+if TYPE_CHECKING:
+    from lockgate.registry.runs import EvidenceRun
 
 log = logging.getLogger(__name__)
 
@@ -268,29 +271,16 @@ def model_directory(model_name: str, version: str, cache_root: Path) -> Path:
     """A local Hugging Face directory of a registered version.
 
     Fast path: the `lockgate.source_path` tag (set by `lockgate models register`) when that
-    directory exists here. Otherwise the version's MLflow artifacts are downloaded (once).
+    directory exists here. Otherwise the version's artifacts are downloaded (once) into
+    `<cache_root>/model_cache`, the cache the benchmark uses (`lockgate.models.materialise`).
     """
-    import mlflow
-
-    from lockgate.judge.replay import hf_directory_from_artifacts
+    from lockgate.models import materialise
     from lockgate.registry.adapter import ModelRegistry
 
-    registry = ModelRegistry()
-    tags = registry.version_tags(model_name, version)
-    source = tags.get("lockgate.source_path")
+    source = ModelRegistry().version_tags(model_name, version).get(T.SOURCE_PATH)
     if source and (Path(source) / "config.json").exists():
         return Path(source)
-    target = cache_root / "models" / model_name.replace("/", "_") / version
-    if not target.exists():
-        mv = registry.client.get_model_version(model_name, version)
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(tmp))
-        tmp.rename(target)
-    inner = [p for p in target.iterdir() if p.is_dir()]
-    root = target if (target / "model").exists() or (target / "config.json").exists() else inner[0]
-    return hf_directory_from_artifacts(root)
+    return materialise(model_name, version, cache_root / "model_cache")
 
 
 def replay_challenger(plan: QualityPlan, policy: Policy | None = None) -> str | None:
@@ -733,21 +723,19 @@ def _write_outputs(
     quality.timings_s = {k: round(v, 2) for k, v in timings.items()}
     summary.details["quality"] = quality.compact()
     # MLflow first, so the summary records its run id; the artifacts are logged once the files exist.
-    run_id = _mlflow_run(plan, summary)
-    if run_id:
-        summary.mlflow_run_ids = {"quality": run_id}
-        if policy.quality.mlflow_assessments and judgments:
-            t = time.perf_counter()
-            _mlflow_assessments(run_id, plan, quality, samples, judgments, policy.quality.mlflow_assessments)
-            timings["mlflow_assessments"] = time.perf_counter() - t
-            timings["total"] = time.perf_counter() - t0
-            quality.timings_s = {k: round(v, 2) for k, v in timings.items()}
-            summary.details["quality"] = quality.compact()
+    run = _mlflow_run(plan, summary)
+    summary.mlflow_run_ids = {"quality": run.run_id}
+    if policy.quality.mlflow_assessments and judgments:
+        t = time.perf_counter()
+        _mlflow_assessments(run, plan, quality, samples, judgments, policy.quality.mlflow_assessments)
+        timings["mlflow_assessments"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        quality.timings_s = {k: round(v, 2) for k, v in timings.items()}
+        summary.details["quality"] = quality.compact()
     report_path.write_text(render_quality_report(summary, quality, distributions, evidently_href))
     (run_dir / "quality_summary.json").write_text(quality.model_dump_json(indent=2))
     write_summary(summary, run_dir / "summary.json")
-    if run_id:
-        _mlflow_artifacts(run_id, run_dir)
+    _mlflow_artifacts(run, run_dir)
     entry = ReportEntry(
         kind="quality",
         model_name=plan.model_name,
@@ -788,45 +776,33 @@ def _evidently(run_dir: Path, samples: Mapping[str, Sequence[Any]], scores: Mapp
     return path.name if path else None
 
 
-def _mlflow_run(plan: QualityPlan, summary: EvidenceSummary) -> str | None:
+def _mlflow_run(plan: QualityPlan, summary: EvidenceSummary) -> EvidenceRun:
     """The MLflow run of this run key (reused on rerun), with headline metrics logged."""
-    import mlflow
+    from lockgate.registry.runs import EvidenceRun
 
-    from lockgate.registry.client import ensure_experiment
-
-    experiment_id = ensure_experiment(f"lockgate/{plan.model_name}")
-    client = mlflow.MlflowClient()
-    found = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`lockgate.kind` = 'quality' and tags.`lockgate.run_key` = '{_quote(plan.run_key)}'",
-        max_results=1,
+    run = EvidenceRun.open(
+        plan.model_name,
+        {T.RUN_KIND: "quality", T.RUN_KEY: plan.run_key},
+        tags={
+            T.RUN_MODEL: plan.model_name,
+            T.RUN_CHALLENGER_VERSION: str(plan.challenger_version),
+            T.RUN_CHAMPION_VERSION: str(plan.champion_version),
+        },
+        run_name=f"quality-{plan.run_key}",
     )
-    if found:
-        run_id = str(found[0].info.run_id)
-    else:
-        run = client.create_run(
-            experiment_id,
-            run_name=f"quality-{plan.run_key}"[:250],
-            tags={
-                "lockgate.kind": "quality",
-                "lockgate.run_key": plan.run_key,
-                "lockgate.model": plan.model_name,
-                "lockgate.challenger_version": str(plan.challenger_version),
-                "lockgate.champion_version": str(plan.champion_version),
-            },
-        )
-        run_id = str(run.info.run_id)
+    metrics: dict[str, float] = {}
     for name, metric in summary.metrics.items():
         for role in ("challenger", "champion", "difference", "model"):
             est = getattr(metric, role)
             if est is not None:
-                client.log_metric(run_id, f"{name}.{role}", est.value)
-    client.set_terminated(run_id)
-    return run_id
+                metrics[f"{name}.{role}"] = est.value
+    run.log(metrics=metrics)
+    run.finish()
+    return run
 
 
 def _mlflow_assessments(
-    run_id: str,
+    run: EvidenceRun,
     plan: QualityPlan,
     quality: Any,
     samples: Mapping[str, Sequence[Any]],
@@ -834,38 +810,25 @@ def _mlflow_assessments(
     limit: int,
 ) -> None:
     """Per-sample judge assessments on MLflow traces; a failure is a note in the report, not a failed job."""
-    import mlflow
-
-    from lockgate.judge.mlflow_results import log_assessments, sample_records
+    from lockgate.judge.mlflow_results import sample_records
+    from lockgate.registry.genai import log_assessments
 
     records = sample_records(samples, judgments, plan.rubrics, limit)
     try:
-        run = mlflow.MlflowClient().get_run(run_id)
-        n = log_assessments(run_id, run.info.experiment_id, records, quality.judge_identity, quality.judge_trusted)
+        n = log_assessments(run.run_id, run.experiment_id, records, quality.judge_identity, quality.judge_trusted)
     except Exception as exc:  # noqa: BLE001 - the summary and report stand without MLflow's trace views
         log.warning("judge assessments could not be logged to MLflow: %s", exc)
         quality.notes.append(f"the judge's assessments could not be logged to MLflow: {type(exc).__name__}: {exc}")
         return
     quality.notes.append(
-        f"{n} sampled requests with the judge's assessments are logged as traces of MLflow run {run_id} "
+        f"{n} sampled requests with the judge's assessments are logged as traces of MLflow run {run.run_id} "
         "(MLflow's GenAI views)"
     )
 
 
-def _mlflow_artifacts(run_id: str, run_dir: Path) -> None:
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    for name in ("report.html", "summary.json", "quality_summary.json", "evidently.html", PLAN_FILE, REPLAY_FILE):
-        f = run_dir / name
-        if f.exists():
-            client.log_artifact(run_id, str(f), artifact_path="quality_report")
-
-
-def _quote(value: str) -> str:
-    if "'" in value:
-        raise ConfigError(f"run key must not contain a quote: {value!r}", key="run_key")
-    return value
+def _mlflow_artifacts(run: EvidenceRun, run_dir: Path) -> None:
+    names = ("report.html", "summary.json", "quality_summary.json", "evidently.html", PLAN_FILE, REPLAY_FILE)
+    run.log_files([run_dir / name for name in names], "quality_report")
 
 
 # --------------------------------------------------------------------------- entry points

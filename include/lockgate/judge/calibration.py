@@ -36,11 +36,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lockgate.errors import ConfigError
+from lockgate.errors import ConfigError, ServiceUnavailableError
 from lockgate.evidence import Estimate
 from lockgate.judge.rubrics import Rubric, load_rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment, unscored_counts
 from lockgate.judge.statistics import bootstrap_agreement, cohen_kappa, spearman, to_levels
+from lockgate.registry import tags as T
 from lockgate.settings import QualityConfig, StatisticsConfig
 
 log = logging.getLogger(__name__)
@@ -241,10 +242,10 @@ def _set_hash(path: Path) -> str:
 MLFLOW_PREFIX = "mlflow:"
 # Tags of an MLflow evaluation dataset that make it a calibration set (its manifest).
 DATASET_TAGS = {
-    "description": "lockgate.description",
-    "labels_from": "lockgate.labels_from",
-    "method": "lockgate.method",
-    "labellers": "lockgate.labellers",
+    "description": T.DATASET_DESCRIPTION,
+    "labels_from": T.DATASET_LABELS_FROM,
+    "method": T.DATASET_METHOD,
+    "labellers": T.DATASET_LABELLERS,
 }
 
 
@@ -326,19 +327,18 @@ def load_mlflow_calibration_set(name: str, rubrics_dir: str | Path | None = None
     `lockgate.labels_from` (`people` or `lockgate_project`), `lockgate.method`, `lockgate.labellers`
     (a JSON list of ids or of {id, description}). `lockgate judge push-set` writes one from a JSONL set.
     """
-    from mlflow.genai.datasets import get_dataset
-
-    from lockgate.registry.client import configure_mlflow
+    from lockgate.registry.genai import read_evaluation_dataset
 
     source = MLFLOW_PREFIX + name
     if not name.strip():
         raise ConfigError("name the MLflow dataset after `mlflow:`", key="quality.calibration_set")
-    configure_mlflow()
     try:
-        dataset = get_dataset(name=name)
+        dataset = read_evaluation_dataset(name)
+    except ServiceUnavailableError:
+        raise
     except Exception as exc:  # noqa: BLE001 - MLflow says "not found" in several exception types
         raise ConfigError(f"no MLflow evaluation dataset named {name!r}: {exc}", source=source) from None
-    tags = dict(dataset.tags or {})
+    tags = dataset.tags
     missing = [key for key in DATASET_TAGS.values() if key not in tags]
     if missing:
         raise ConfigError(
@@ -364,12 +364,11 @@ def load_mlflow_calibration_set(name: str, rubrics_dir: str | Path | None = None
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "<root>"
         raise ConfigError(f"dataset tags: {where}: {err['msg']}", key=where, source=source) from None
-    frame = dataset.to_df()
     entries: list[tuple[str, str | dict[str, Any]]] = []
-    for _, record in frame.iterrows():
-        record_id = str(record.get("dataset_record_id") or record.get("record_id") or len(entries) + 1)
-        inputs = record.get("inputs") or {}
-        expectations = record.get("expectations") or {}
+    for record in dataset.records:
+        record_id = str(record["record_id"] or len(entries) + 1)
+        inputs = record["inputs"]
+        expectations = record["expectations"]
         item = {
             "id": str(expectations.get("id") or record_id),
             "rubric": expectations.get("rubric"),
@@ -398,26 +397,17 @@ def push_calibration_set(path: str | Path, name: str, experiment: str = "lockgat
 
     Refuses a name already taken: a calibration set's labels are not silently merged.
     """
-    from mlflow.genai.datasets import create_dataset, search_datasets
-
-    from lockgate.registry.client import configure_mlflow, ensure_experiment
+    from lockgate.registry.genai import create_evaluation_dataset
 
     cset = load_calibration_set(path)
-    configure_mlflow()
-    if any(d.name == name for d in search_datasets(filter_string=f"name = '{name}'")):
-        raise ConfigError(f"an MLflow dataset named {name!r} exists: pick another name", key="--name")
     manifest = cset.manifest
-    dataset = create_dataset(
-        name=name,
-        experiment_id=ensure_experiment(experiment),
-        tags={
-            DATASET_TAGS["description"]: manifest.description,
-            DATASET_TAGS["labels_from"]: manifest.labels_from,
-            DATASET_TAGS["method"]: manifest.method,
-            DATASET_TAGS["labellers"]: json.dumps([lab.model_dump() for lab in manifest.labellers]),
-            "lockgate.pushed_from": cset.location,
-        },
-    )
+    tags = {
+        DATASET_TAGS["description"]: manifest.description,
+        DATASET_TAGS["labels_from"]: manifest.labels_from,
+        DATASET_TAGS["method"]: manifest.method,
+        DATASET_TAGS["labellers"]: json.dumps([lab.model_dump() for lab in manifest.labellers]),
+        T.DATASET_PUSHED_FROM: cset.location,
+    }
     records = []
     for item in cset.items:
         inputs = {"prompt": item.prompt, "response": item.response}
@@ -427,8 +417,7 @@ def push_calibration_set(path: str | Path, name: str, experiment: str = "lockgat
         if item.note:
             expectations["note"] = item.note
         records.append({"inputs": inputs, "expectations": expectations})
-    dataset.merge_records(records)
-    return str(dataset.dataset_id)
+    return create_evaluation_dataset(name, experiment, tags, records)
 
 
 def labeller_agreement(

@@ -9,13 +9,10 @@ a task give the same answers. A prompt the model fails on becomes an `error` row
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from lockgate.errors import InvalidModelError
 
 log = logging.getLogger(__name__)
 
@@ -98,22 +95,3 @@ def generate_responses(
     if dev == "cuda":
         torch.cuda.empty_cache()
     return out
-
-
-def hf_directory_from_artifacts(root: Path) -> Path:
-    """The Hugging Face directory inside a downloaded MLflow transformers model.
-
-    MLflow keeps the weights under `model/` and the tokenizer under
-    `components/tokenizer/`; they are merged into `model/` so it loads as one directory.
-    """
-    if (root / "config.json").exists():
-        return root
-    model_dir = root / "model"
-    if not (model_dir / "config.json").exists():
-        raise InvalidModelError(f"no Hugging Face model under {root} (expected model/config.json)")
-    tokenizer_dir = root / "components" / "tokenizer"
-    if not any(model_dir.glob("tokenizer*")) and tokenizer_dir.is_dir():
-        for f in tokenizer_dir.iterdir():
-            if f.is_file():
-                shutil.copy2(f, model_dir / f.name)
-    return model_dir

@@ -18,7 +18,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import ServiceUnavailableError, UnknownModelVersionError
@@ -38,6 +38,16 @@ def normalise_version(version: Any) -> str | None:
         return None
     text = str(version).strip()
     return text or None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version as lockgate reads it."""
+
+    version: str
+    tags: dict[str, str]
+    created_at: datetime | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,8 +184,8 @@ class ModelRegistry:
     def _not_found(self, exc: Exception) -> bool:
         return getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
-    def state(self, model_name: str) -> RegistryState:
-        """Where `champion`, `challenger` and `previous_champion` point now (read fresh every call)."""
+    def aliases(self, model_name: str) -> dict[str, str | None]:
+        """Every alias of the model and the version it points at (read fresh every call)."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -184,15 +194,19 @@ class ModelRegistry:
             if self._not_found(exc):
                 raise UnknownModelVersionError(f"registered model {model_name!r} does not exist") from None
             raise
-        aliases = {a: normalise_version(v) for a, v in (model.aliases or {}).items()}
+        return {a: normalise_version(v) for a, v in (model.aliases or {}).items()}
+
+    def state(self, model_name: str) -> RegistryState:
+        """Where `champion`, `challenger` and `previous_champion` point now (read fresh every call)."""
+        aliases = self.aliases(model_name)
         return RegistryState(
             champion=aliases.get(T.CHAMPION),
             challenger=aliases.get(T.CHALLENGER),
             previous_champion=aliases.get(T.PREVIOUS_CHAMPION),
         )
 
-    def version_tags(self, model_name: str, version: str) -> dict[str, str]:
-        """All tags of one version."""
+    def version(self, model_name: str, version: str) -> VersionInfo:
+        """One version: its tags, when it was created and where its artifacts are."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -201,7 +215,19 @@ class ModelRegistry:
             if self._not_found(exc) or getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE":
                 raise UnknownModelVersionError(f"{model_name} version {version} does not exist") from None
             raise
-        return dict(mv.tags or {})
+        created = None
+        if mv.creation_timestamp:
+            created = datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, tz=UTC)
+        return VersionInfo(
+            version=normalise_version(mv.version) or str(version),
+            tags=dict(mv.tags or {}),
+            created_at=created,
+            source=mv.source,
+        )
+
+    def version_tags(self, model_name: str, version: str) -> dict[str, str]:
+        """All tags of one version."""
+        return self.version(model_name, version).tags
 
     def approval(self, model_name: str, version: str) -> ApprovalRecord | None:
         return approval_record(self.version_tags(model_name, version))
@@ -256,6 +282,18 @@ class ModelRegistry:
 
     def set_model_tag(self, model_name: str, key: str, value: str) -> None:
         self._write(f"set_model_tag:{key}", "set_registered_model_tag", model_name, key, value)
+
+    def delete_model(self, model_name: str) -> bool:
+        """Delete a registered model with its versions (the demo's clean slate); False when there was none."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._write("delete_model", "delete_registered_model", model_name)
+        except MlflowException as exc:
+            if self._not_found(exc):
+                return False
+            raise
+        return True
 
 
 def _quote(value: str) -> str:

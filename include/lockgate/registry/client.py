@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from lockgate.errors import ServiceUnavailableError
 
@@ -88,3 +90,38 @@ def ensure_experiment(name: str, uri: str | None = None) -> str:
         experiment_id = found.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return str(experiment_id)
+
+
+def sqlite_store(path: Path) -> str:
+    """A ready (migrated) SQLite MLflow store at `path`; returns its URI.
+
+    Creating the tables of a new store costs ~10 s of migrations; a migrated, empty template is
+    kept per MLflow version in the temporary folder and copied. For tests and the demo.
+    """
+    import shutil
+    import tempfile
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    template = Path(tempfile.gettempdir()) / f"lockgate-mlflow-template-{mlflow.__version__}.db"
+    if not template.exists():
+        scratch = Path(tempfile.mkdtemp(prefix="lockgate-mlflow-"))
+        scratch_uri = f"sqlite:///{scratch / 'mlflow.db'}"
+        MlflowClient(tracking_uri=scratch_uri, registry_uri=scratch_uri).search_registered_models()
+        (scratch / "mlflow.db").replace(template)  # atomic: a concurrent creator's copy is as good
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+def mlflow_error(exc: BaseException) -> tuple[str, str] | None:
+    """(error code in lower case, message) when `exc` is an `MlflowException`, else None.
+
+    Looks MLflow up in `sys.modules` instead of importing it: an error raised before MLflow was
+    loaded cannot be MLflow's, and the CLI's error path stays free of heavy imports.
+    """
+    ml_exc = sys.modules.get("mlflow.exceptions")
+    if ml_exc is None or not isinstance(exc, ml_exc.MlflowException):
+        return None
+    return str(getattr(exc, "error_code", "") or "error").lower(), str(getattr(exc, "message", exc))

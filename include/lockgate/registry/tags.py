@@ -43,3 +43,45 @@ APPROVAL_ATTESTATION = "lockgate.approval_attestation"
 
 # Registered-model tag: the latest alias move, as JSON, for readers of the MLflow UI.
 LAST_MOVE = "lockgate.last_move"
+
+# Model-version tags written beside the evidence.
+SOURCE_PATH = "lockgate.source_path"
+"""The local Hugging Face directory a version was registered from (`lockgate models register`)."""
+BENCHMARK_RUN_ID = "lockgate.benchmark_run_id"
+BENCHMARK_REPORT = "lockgate.benchmark_report"
+
+# Tags of the evidence jobs' MLflow runs (`lockgate.registry.runs`). The benchmark's runs name
+# their model `lockgate.model_name`, drift's and quality's `lockgate.model`: both are kept as they
+# were written, since searches in MLflow and people's saved filters use them.
+RUN_KIND = "lockgate.kind"
+RUN_KEY = "lockgate.run_key"
+RUN_MODEL = "lockgate.model"
+RUN_MODEL_NAME = "lockgate.model_name"
+RUN_MODEL_VERSION = "lockgate.model_version"
+RUN_ROLE = "lockgate.role"
+RUN_COMPARED_WITH = "lockgate.compared_with"
+RUN_BENCHMARK_STATUS = "lockgate.benchmark_status"
+RUN_BENCHMARK_VALID = "lockgate.benchmark_valid"
+RUN_DAG_ID = "lockgate.dag_id"
+RUN_AIRFLOW_RUN_ID = "lockgate.airflow_run_id"
+RUN_CHALLENGER_VERSION = "lockgate.challenger_version"
+RUN_CHAMPION_VERSION = "lockgate.champion_version"
+RUN_DRIFTED_COLUMNS = "lockgate.drifted_columns"
+RUN_REFERENCE_WINDOW = "lockgate.reference_window"
+RUN_CURRENT_WINDOW = "lockgate.current_window"
+# A drift run also carries `STATUS` (the drift status) and `EVIDENCE` (the evidence hash).
+
+# Tags of the quality job's traces (`lockgate.registry.genai`), one trace per sampled request.
+TRACE_NAME = "lockgate.quality.sample"
+"""The name of each such trace's span (not a tag, but a `lockgate.*` name all the same)."""
+TRACE_REQUEST_ID = "lockgate.request_id"
+TRACE_MODEL_VERSION = RUN_MODEL_VERSION
+TRACE_ROLE = RUN_ROLE
+
+# Tags of a calibration set kept as an MLflow evaluation dataset: its manifest.
+DATASET_DESCRIPTION = "lockgate.description"
+DATASET_LABELS_FROM = "lockgate.labels_from"
+DATASET_METHOD = "lockgate.method"
+DATASET_LABELLERS = "lockgate.labellers"
+"""A JSON list of labeller ids or of {id, description}."""
+DATASET_PUSHED_FROM = "lockgate.pushed_from"

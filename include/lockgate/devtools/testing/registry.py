@@ -23,71 +23,25 @@ from lockgate.evidence import (
     latest_summary_path,
     write_summary,
 )
-from lockgate.registry.adapter import normalise_version
 from lockgate.settings import DEFAULT_POLICY_PATH, Policy, parse_policy
 
 
 def sqlite_mlflow_store(path: Path) -> str:
-    """A ready SQLite MLflow store at `path`; returns its URI.
+    """A ready SQLite MLflow store at `path`; returns its URI (`lockgate.registry.client.sqlite_store`)."""
+    from lockgate.registry.client import sqlite_store
 
-    Creating the tables of a new store costs ~10 s of migrations; a migrated, empty template is
-    kept per MLflow version in the temporary folder and copied.
-    """
-    import shutil
-    import tempfile
-
-    import mlflow
-    from mlflow import MlflowClient
-
-    template = Path(tempfile.gettempdir()) / f"lockgate-mlflow-template-{mlflow.__version__}.db"
-    if not template.exists():
-        scratch = Path(tempfile.mkdtemp(prefix="lockgate-mlflow-"))
-        scratch_uri = f"sqlite:///{scratch / 'mlflow.db'}"
-        MlflowClient(tracking_uri=scratch_uri, registry_uri=scratch_uri).search_registered_models()
-        (scratch / "mlflow.db").replace(template)  # atomic: a concurrent creator's copy is as good
-    path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, path)
-    return f"sqlite:///{path}"
+    return sqlite_store(path)
 
 
 def register_stub_version(name: str, uri: str, alias: str | None = None, artifact_root: Path | None = None) -> str:
     """Register a new version of `name` (creating the model once) whose source is an empty run folder.
 
     `artifact_root` is where the stub experiment's (empty) artifact folders would go; default: a
-    temporary folder, never the working directory.
+    temporary folder, never the working directory (`lockgate.registry.artifacts.register_empty_version`).
     """
-    import tempfile
+    from lockgate.registry.artifacts import register_empty_version
 
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    try:
-        client.create_registered_model(name)
-    except MlflowException as exc:
-        if getattr(exc, "error_code", None) != "RESOURCE_ALREADY_EXISTS":
-            raise
-    experiment = client.get_experiment_by_name("lockgate-stubs")
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        root = artifact_root or Path(tempfile.gettempdir()) / "lockgate-stub-artifacts"
-        location = None if uri.startswith(("http://", "https://")) else root.resolve().as_uri()
-        try:
-            experiment_id = client.create_experiment("lockgate-stubs", artifact_location=location)
-        except MlflowException:  # created by a concurrent caller meanwhile
-            found = client.get_experiment_by_name("lockgate-stubs")
-            if found is None:
-                raise
-            experiment_id = found.experiment_id
-    run = client.create_run(experiment_id, run_name=f"stub-{name}")
-    client.set_terminated(run.info.run_id)
-    mv = client.create_model_version(name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-    version = normalise_version(mv.version) or ""
-    client.set_model_version_tag(name, version, "lockgate.status", "evaluating")
-    if alias:
-        client.set_registered_model_alias(name, alias, version)
-    return version
+    return register_empty_version(name, uri, alias=alias, artifact_root=artifact_root)
 
 
 def policy_for(*model_names: str, approvers: Iterable[str] = ("alice", "bob"), **model_fields: Any) -> Policy:

@@ -1,4 +1,5 @@
-"""A hosted judge through MLflow's GenAI judges (`mlflow.genai.judges.make_judge`).
+"""A hosted judge through MLflow's GenAI judges (`mlflow.genai.judges.make_judge`, by way of
+`lockgate.registry.genai.make_label_judge`).
 
 For teams that already run MLflow's judges: the policy's `judge.model` is an MLflow
 model URI (`openai:/gpt-4o-mini`, `anthropic:/...`, or `openai:/<name>` with
@@ -14,14 +15,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from lockgate.judge.backends.base import Progress
 from lockgate.judge.rubrics import Rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment
 from lockgate.settings import JudgeConfig
+
+if TYPE_CHECKING:
+    from lockgate.registry.genai import JudgeAnswer
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ class MlflowGenAIJudge:
         self.concurrency = concurrency
         self.max_requests = max_requests
         self.max_chars = max_chars
-        self._judges: dict[str, Any] = {}
+        self._judges: dict[str, Callable[[Mapping[str, Any]], JudgeAnswer]] = {}
         self._lock = threading.Lock()
         self._asked = 0
 
@@ -74,19 +78,18 @@ class MlflowGenAIJudge:
     def close(self) -> None:
         self._judges.clear()
 
-    def _judge_for(self, rubric: Rubric) -> Any:
+    def _judge_for(self, rubric: Rubric) -> Callable[[Mapping[str, Any]], JudgeAnswer]:
         with self._lock:
             if rubric.id not in self._judges:
-                from mlflow.genai.judges import make_judge
+                from lockgate.registry.genai import make_label_judge
 
-                labels: Any = Literal.__getitem__(tuple(rubric.labels))
-                self._judges[rubric.id] = make_judge(
+                self._judges[rubric.id] = make_label_judge(
                     name=rubric.name,
                     instructions=INSTRUCTIONS,
                     model=self.model,
                     base_url=self.base_url,
                     description=rubric.description,
-                    feedback_value_type=labels,
+                    labels=rubric.labels,
                 )
             return self._judges[rubric.id]
 
@@ -102,19 +105,19 @@ class MlflowGenAIJudge:
         if not self._take():
             return Judgment.unscored(request.item_id, rubric.id, "budget_exhausted", f"{self.max_requests} requests")
         try:
-            feedback = self._judge_for(rubric)(inputs={"rubric": request.render(self.max_chars)})
+            answer = self._judge_for(rubric)({"rubric": request.render(self.max_chars)})
         except Exception as exc:  # noqa: BLE001 - one failed judgment is unscored, the run goes on
             return Judgment.unscored(request.item_id, rubric.id, "backend_error", f"{type(exc).__name__}: {exc}"[:300])
-        label = str(feedback.value) if feedback.value is not None else None
-        if feedback.error is not None or label not in rubric.labels:
-            detail = str(feedback.error or f"answer {label!r} is not a label")[:300]
+        label = answer.value
+        if answer.error is not None or label not in rubric.labels:
+            detail = str(answer.error or f"answer {label!r} is not a label")[:300]
             return Judgment.unscored(request.item_id, rubric.id, "unparseable", detail)
         return Judgment(
             item_id=request.item_id,
             rubric=rubric.id,
             score=rubric.value_of(label),
             label=label,
-            rationale=feedback.rationale or None,
+            rationale=answer.rationale,
         )
 
     def judge(self, requests: Sequence[JudgeRequest], progress: Progress | None = None) -> list[Judgment]:
