@@ -29,8 +29,10 @@ an `<iframe sandbox="allow-scripts" srcdoc=...>`: Evidently's scripts run there 
 away from the Airflow UI's cookies and API, whatever its data holds. Each frame carries Evidently's
 own copy of its scripts (~3.5 MB), so the page is ~4 MB per report, all self-contained.
 
-Evidently's embeddings widget projects each side's points (at most 2,500) with t-SNE while the report
-runs: ~1.5 s for 300 + 300 rows on two cores, ~16 s for 1,000 + 1,000 (docs/benchmarks.md).
+Evidently's embeddings widget projects each side's points (at most 2,500) with scikit-learn's t-SNE
+while the report runs, whatever the drift method. Its OpenMP threads collapse when other processes
+hold the cores (43 s for 300 + 300 rows on a loaded 2-core machine, 2.3 s on one thread), so the
+embedding reports run with OpenMP held to one thread (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -136,8 +138,11 @@ def _embedding_report(
     definition = DataDefinition(numerical_columns=[], categorical_columns=[], text_columns=[], embeddings={name: cols})
     ref = Dataset.from_pandas(pd.DataFrame(reference, columns=cols), data_definition=definition)
     cur = Dataset.from_pandas(pd.DataFrame(current, columns=cols), data_definition=definition)
+    from threadpoolctl import threadpool_limits
+
     metric = EmbeddingsDrift(embeddings_name=name, drift_method=ModelDriftMethod(threshold=0.5 + min_effect / 2))
-    snapshot = Report([metric]).run(cur, ref)
+    with threadpool_limits(1, user_api="openmp"):  # the t-SNE of its picture: see the module's docstring
+        snapshot = Report([metric]).run(cur, ref)
     value = next((v for _, v in _snapshot_values(snapshot) if isinstance(v, int | float)), None)
     return _page(snapshot), None if value is None else float(value)
 
