@@ -193,12 +193,19 @@ def test_reports_in_the_airflow_ui(
     _shot(browser, screenshots, "drift-charts.png")
     assert not _severe(_console(browser, "drift report")), "errors in the console on the drift report"
 
-    # 4. Its Evidently report (self-contained HTML with Evidently's own scripts).
+    # 4. Its Evidently page (self-contained: lockgate's verdicts, then Evidently's reports in frames).
     browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe[src*='/lockgate/']"))
     _click(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "Evidently report"))
     wait.until(EC.url_contains("/plugin/lockgate"))  # the top-level page stays the Airflow UI
     wait.until(lambda d: "evidently.html" in str(d.execute_script("return location.pathname")))
+    wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Which verdict counts"))
+    # Each Evidently report runs in its own sandboxed frame of lockgate's page.
+    reports = browser.find_elements(By.CSS_SELECTOR, "iframe.evidently")
+    assert reports, "no Evidently report on the page"
+    assert all(f.get_attribute("sandbox") == "allow-scripts" for f in reports)
+    browser.switch_to.frame(reports[0])
     wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Drift in column"))
+    browser.switch_to.parent_frame()
     _shot(browser, screenshots, "evidently-report.png")
     assert not _severe(_console(browser, "evidently report")), "errors in the console on the Evidently report"
 

@@ -6,7 +6,6 @@ Windows hold a few hundred rows; MiniLM embeds 80 texts per window and column, a
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -186,10 +185,52 @@ class _Resources(HTMLParser):
                 self.urls.append(value)
 
 
-def _data_block(html: str) -> dict:
-    match = re.search(r"<script>\nvar (metric_[0-9a-f]+) = (.*);\nvar additional_graphs_\1 = (.*);\n</script>", html)
-    assert match, "Evidently data block not found"
-    return json.loads(match.group(2))
+class _EvidentlyPage(HTMLParser):
+    """Lockgate's Evidently page: its section titles, table rows and frames (srcdoc unescaped)."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.rows: list[list[str]] = []
+        self.frames: list[dict[str, str | None]] = []
+        self._in_h2 = False
+        self._row: list[str] | None = None
+        self._cell: str | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "h2":
+            self._in_h2 = True
+            self.sections.append("")
+        elif tag == "iframe":
+            self.frames.append(dict(attrs))
+        elif tag == "tr":
+            self._row = []
+        elif tag == "td" and self._row is not None:
+            self._cell = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h2":
+            self._in_h2 = False
+        elif tag == "td" and self._row is not None and self._cell is not None:
+            self._row.append(self._cell.strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            if self._row:
+                self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_h2:
+            self.sections[-1] += data
+        if self._cell is not None:
+            self._cell += data
+
+    def evidently_pages(self) -> list[str]:
+        """Evidently's own HTML of each report; each frame confines its scripts to an opaque origin."""
+        for frame in self.frames:
+            assert frame.get("sandbox") == "allow-scripts", frame.get("sandbox")
+        return [str(frame["srcdoc"]) for frame in self.frames]
 
 
 def test_outputs_files_mlflow_and_index(drift_run, env) -> None:
@@ -198,27 +239,37 @@ def test_outputs_files_mlflow_and_index(drift_run, env) -> None:
     assert read_summary(out / "summary.json") == drift_run
     latest = latest_summary_path(env / "reports", "drift", "drift-m")
     assert read_summary(latest).content_hash == drift_run.content_hash
-    # Evidently's page is self-contained (no external script, style or font) and its data is intact JSON
+    # Evidently's page is self-contained (no external script, style or font)
     html = (out / "evidently.html").read_text()
     parser = _Resources()
     parser.feed(html)
     assert not [u for u in parser.urls if re.match(r"^(https?:)?//", u)]
     assert "url(http" not in html
-    data = _data_block(html)
-    assert data["widgets"], "no widgets in Evidently's report"
+    page = _EvidentlyPage(html)
     drift = drift_summary_of(drift_run)
     # Its first section says that lockgate's verdict decides, and gives both verdicts per tested column.
-    first = data["widgets"][0]
-    assert first["title"] == "Which verdict counts"
-    note, table = first["widgets"]
-    assert "Lockgate's verdict decides the gates" in note["params"]["text"]
-    rows = {r[0]: r for r in table["params"]["data"]}
+    assert page.sections[0] == "Which verdict counts"
+    assert "verdict decides the gates, not this page." in html
+    rows = {r[0]: r for r in page.rows}
     assert set(rows) == {c.column for c in drift.columns if c.tested}
     for col in drift.columns:
         if col.tested:
             assert rows[col.column][5] == ("drift" if col.drifted else "no drift"), col.column
             assert rows[col.column][2] in ("drift", "no drift"), col.column
             assert (rows[col.column][6] == "differ") == (rows[col.column][2] != rows[col.column][5])
+    # Then Evidently's own reports, each in a sandboxed frame: the columns, and each embedding set.
+    embedded = [c.column for c in drift.columns if c.tested and c.kind == "embedding"]
+    assert embedded, "no embedding set tested"
+    assert page.sections[1:] == ["Operational metrics and text descriptors", *(f"Embeddings: {e}" for e in embedded)]
+    pages = page.evidently_pages()
+    assert len(pages) == len(page.sections) - 1
+    assert "drawDashboard" in pages[0] and "latency_ms" in pages[0]
+    for inner in pages:  # self-contained too
+        parser = _Resources()
+        parser.feed(inner)
+        assert not [u for u in parser.urls if re.match(r"^(https?:)?//", u)]
+        assert "url(http" not in inner
+    assert all(e in p for e, p in zip(embedded, pages[1:], strict=True))
     # Evidently computed the same effect sizes with the explicit methods lockgate asked for
     for col in drift.columns:
         if col.tested and col.kind != "embedding":
@@ -276,32 +327,36 @@ def test_hostile_text_is_escaped_in_every_page(env) -> None:
     for payload in ("<script>alert(", "<img src=x onerror", "<iframe src=javascript", HOSTILE_VERSION):
         assert payload not in report
         assert payload not in evidently
-    # the data block cannot end its script element: not a single "<" inside it, and it is still JSON
-    block = re.search(r"<script>\nvar metric_[0-9a-f]+ = .*?\n</script>", evidently, re.S)
-    assert block and "<" not in block.group(0)[len("<script>") : -len("</script>")]
-    assert _data_block(evidently)["widgets"]
+    # nor inside Evidently's own pages, which the browser parses from the frames' srcdoc
+    for page in _EvidentlyPage(evidently).evidently_pages():
+        for payload in ("<script>alert(", "<img src=x onerror", "<iframe src=javascript", HOSTILE_VERSION):
+            assert payload not in page
 
 
 def test_evidently_own_html_is_unsafe_and_ours_is_not(tmp_path) -> None:
-    """Why raw text never reaches Evidently, and why its data block is re-escaped anyway."""
+    """Why no `<` of a logged value reaches Evidently, and why its pages run in sandboxed frames anyway."""
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    from lockgate.drift.evidently_report import render_widgets_safely
+    from lockgate.drift.evidently_report import column_part, write_parts
 
     evil = "</script><script>window.pwned=1</script>"
-    ref = pd.DataFrame({"c": ["a", "b", evil] * 20})
-    cur = pd.DataFrame({"c": ["a", evil, evil] * 20})
-    dd = DataDefinition(categorical_columns=["c"])
-    snap = Report([ValueDrift(column="c", method="jensenshannon")]).run(
+    ref = pd.DataFrame({"status": ["ok", "error", evil] * 20})
+    cur = pd.DataFrame({"status": ["ok", evil, evil] * 20})
+    dd = DataDefinition(categorical_columns=["status"])
+    snap = Report([ValueDrift(column="status", method="jensenshannon")]).run(
         Dataset.from_pandas(cur, data_definition=dd), Dataset.from_pandas(ref, data_definition=dd)
     )
     snap.save_html(str(tmp_path / "evidently_default.html"))
     assert evil in (tmp_path / "evidently_default.html").read_text()  # Evidently's own page: breakout possible
-    ours = render_widgets_safely(list(snap._widgets), "t")
-    assert evil not in ours and "window.pwned" in ours  # the text is still there, as inert JSON
-    assert _data_block(ours)["widgets"]
+    part = column_part(ref, cur, ["status"], {"status": 0.05})
+    assert part.values["status"] == pytest.approx(snap.dict()["metrics"][0]["value"])  # one to one: same distance
+    write_parts(tmp_path / "evidently.html", [part], "t")
+    ours = (tmp_path / "evidently.html").read_text()
+    (inner,) = _EvidentlyPage(ours).evidently_pages()
+    assert evil not in ours and evil not in inner
+    assert "window.pwned" in inner  # the value is still there, as inert text
 
 
 def test_rerun_of_a_run_key_replaces_its_outputs(env, caplog) -> None:

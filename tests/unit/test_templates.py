@@ -84,6 +84,14 @@ def _drift_page(_: Path) -> str:
     return render_drift_page(summary, run_key=HOSTILE, evidently_href=HOSTILE, champion_version=HOSTILE)
 
 
+def _evidently_page(_: Path) -> str:
+    """Lockgate's page around Evidently's reports (Evidently's own HTML goes into a sandboxed frame's srcdoc)."""
+    from lockgate.drift.evidently_report import EvidentlyPart, EvidentlySection, render_evidently_page
+
+    part = EvidentlyPart(sections=[EvidentlySection(HOSTILE, HOSTILE)], verdicts=[[HOSTILE, "0.1", HOSTILE]])
+    return render_evidently_page(HOSTILE, [part], subtitle=HOSTILE) + render_evidently_page(HOSTILE, [])
+
+
 def _quality_page(_: Path) -> str:
     from lockgate.evidence import EvidenceSummary, MetricEvidence
     from lockgate.judge.report import render_quality_report
@@ -183,6 +191,7 @@ def _plugin_pages(_: Path) -> str:
 PAGES: dict[str, Callable[[Path], str]] = {
     "decision": _decision_page,
     "drift": _drift_page,
+    "evidently": _evidently_page,
     "quality": _quality_page,
     "benchmark": _benchmark_page,
     "live": _live_page,

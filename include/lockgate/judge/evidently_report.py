@@ -4,7 +4,10 @@ Our own page carries the evidence and the verdict; Evidently's TextEvals preset 
 used where it fits: descriptor distributions per sample (lengths, word counts,
 MiniLM scores, judge scores), current = challenger, reference = champion. Only
 offline-safe descriptors are used (see the team notes: Sentiment and
-OOVWordsPercentage download NLTK data at run time).
+OOVWordsPercentage download NLTK data at run time). The precomputed scores are plain
+numerical columns named `score: <metric>` that TextEvals summarises beside the descriptors
+(its `columns`), so only Evidently's public API is used (`Report`, `Dataset`, `DataDefinition`,
+`evidently.descriptors`, `evidently.presets`, the snapshot's `save_html`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ log = logging.getLogger(__name__)
 TEXT_COLUMNS = ("prompt", "response")
 
 
+DESCRIPTORS = ("response length", "response words", "response sentences", "prompt length")
+
+
+def score_column(metric: str) -> str:
+    """The report's name of a precomputed score."""
+    return f"score: {metric}"
+
+
 def _frame(rows: Sequence[Mapping[str, Any]], numeric: Sequence[str]) -> Any:
     import pandas as pd
 
@@ -27,15 +38,7 @@ def _frame(rows: Sequence[Mapping[str, Any]], numeric: Sequence[str]) -> Any:
         frame[col] = frame[col].fillna("").astype(str)
     for col in numeric:
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-    return frame
-
-
-def _as_numerical(column: Any) -> Any:
-    """Identity descriptor: exposes a precomputed score column as a descriptor."""
-    from evidently.core.datasets import DatasetColumn
-    from evidently.legacy.core import ColumnType
-
-    return DatasetColumn(type=ColumnType.Numerical, data=column.data)
+    return frame.rename(columns={col: score_column(col) for col in numeric})
 
 
 def write_evidently_report(
@@ -48,24 +51,24 @@ def write_evidently_report(
     if not challenger_rows and not champion_rows:
         return None
     from evidently import DataDefinition, Dataset, Report
-    from evidently.descriptors import CustomColumnDescriptor, SentenceCount, TextLength, WordCount
+    from evidently.descriptors import SentenceCount, TextLength, WordCount
     from evidently.presets import TextEvals
 
+    scores = [score_column(col) for col in numeric]
+
     def dataset(rows: Sequence[Mapping[str, Any]]) -> Any:
-        frame = _frame(rows, numeric)
         descriptors: list[Any] = [
-            TextLength("response", alias="response length"),
-            WordCount("response", alias="response words"),
-            SentenceCount("response", alias="response sentences"),
-            TextLength("prompt", alias="prompt length"),
+            TextLength("response", alias=DESCRIPTORS[0]),
+            WordCount("response", alias=DESCRIPTORS[1]),
+            SentenceCount("response", alias=DESCRIPTORS[2]),
+            TextLength("prompt", alias=DESCRIPTORS[3]),
         ]
-        descriptors += [CustomColumnDescriptor(col, _as_numerical, alias=f"score: {col}") for col in numeric]
-        definition = DataDefinition(text_columns=list(TEXT_COLUMNS), numerical_columns=list(numeric))
-        return Dataset.from_pandas(frame, data_definition=definition, descriptors=descriptors)
+        definition = DataDefinition(text_columns=list(TEXT_COLUMNS), numerical_columns=scores)
+        return Dataset.from_pandas(_frame(rows, numeric), data_definition=definition, descriptors=descriptors)
 
     current_rows = challenger_rows or champion_rows
     reference = dataset(champion_rows) if challenger_rows and champion_rows else None
-    snapshot = Report([TextEvals()]).run(dataset(current_rows), reference)
+    snapshot = Report([TextEvals(columns=[*DESCRIPTORS, *scores])]).run(dataset(current_rows), reference)
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
     return path
