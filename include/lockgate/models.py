@@ -47,12 +47,26 @@ def load_hf_directory(path: str | Path, device: str = "cpu", dtype: Any = None) 
 
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise InvalidModelError(f"{p} holds a {config.model_type!r} model, which is not a causal LM")
+    from safetensors import SafetensorError
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(p)
         kwargs = {"dtype": dtype} if dtype is not None else {}
-        model: Any = AutoModelForCausalLM.from_pretrained(p, **kwargs)
-    except (OSError, ValueError) as exc:  # transformers 5 raises ValueError for a missing tokenizer
+        model: Any
+        model, loading = AutoModelForCausalLM.from_pretrained(p, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, SafetensorError) as exc:  # transformers 5: ValueError for a missing tokenizer
         raise InvalidModelError(f"missing or unreadable model artifacts in {p}: {exc}") from None
+    missing = sorted(loading.get("missing_keys") or ())
+    if missing:
+        # An encoder (BERT, RoBERTa...) whose config type also has a causal-LM head class loads
+        # "successfully" with that head randomly initialised: it would be benchmarked as if it were
+        # a language model. A checkpoint must hold every weight of the causal LM it is loaded as.
+        architectures = ", ".join(getattr(config, "architectures", None) or [config.model_type])
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InvalidModelError(
+            f"{p} holds a {architectures} checkpoint, which is not a causal LM: loading it as "
+            f"{type(model).__name__} leaves {len(missing)} weights randomly initialised ({shown})"
+        )
     model.to(device)
     model.eval()
     if tokenizer.pad_token_id is None:

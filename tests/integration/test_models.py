@@ -79,6 +79,41 @@ def test_invalid_model_directories(tmp_path):
         build_tiny_model(tmp_path / "bad", hidden=30, heads=4)
 
 
+def test_an_encoder_checkpoint_is_an_invalid_model_not_a_causal_lm(tiny, tmp_path):
+    """BERT's config type has a causal-LM class (BertLMHeadModel): an encoder checkpoint would load with a
+    randomly initialised head and be benchmarked as a language model. It is refused before any measurement."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    bert = tmp_path / "bert"
+    shutil.copytree(tiny["seed0"], bert)  # its tokenizer files
+    (bert / "model.safetensors").unlink()
+    (bert / "config.json").unlink()
+    config = BertConfig(
+        vocab_size=512, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    BertModel(config).save_pretrained(bert)
+    with pytest.raises(InvalidModelError, match="BertModel checkpoint, which is not a causal LM") as info:
+        load_hf_directory(bert)
+    assert info.value.code == "invalid_model" and "randomly initialised" in info.value.message
+
+
+@pytest.mark.parametrize("weights", [b"", b"garbage" * 100, "half"])
+def test_corrupt_weights_are_an_invalid_model(tiny, tmp_path, weights):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny["seed0"], broken)
+    if weights == "half":
+        whole = (broken / "model.safetensors").read_bytes()
+        weights = whole[: len(whole) // 2]
+    (broken / "model.safetensors").write_bytes(weights)
+    with pytest.raises(InvalidModelError, match="missing or unreadable model artifacts") as info:
+        load_hf_directory(broken)
+    assert info.value.code == "invalid_model"
+
+
 def test_config_without_weights_or_tokenizer_is_an_invalid_model(tmp_path):
     (tmp_path / "llama").mkdir()
     (tmp_path / "llama" / "config.json").write_text('{"model_type": "llama", "hidden_size": 64}')

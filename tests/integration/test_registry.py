@@ -477,6 +477,61 @@ def test_two_runs_at_once_make_exactly_one_move(request, registry, env, tmp_path
     assert story.state() == RegistryState(champion=story.v2, challenger=None, previous_champion=story.v1)
 
 
+@pytest.mark.parametrize("first", ["approve", "reject"])
+def test_two_approvers_answering_at_once_leave_one_whole_answer(story, first):
+    """alice and bob answer the same challenger at the same moment, one approving and one rejecting.
+
+    Their tag writes are made to interleave (bob answers while alice's first tag is written): the
+    tags end as exactly one person's answer, never one person's name on the other's verdict, and
+    the next run acts on that answer under that name.
+    """
+    story.evidence()
+    story.run("r1")
+    alice_rejects = first == "reject"
+    bob_done = threading.Event()
+    errors: list[BaseException] = []
+
+    def bob() -> None:
+        try:
+            story.approve("bob", reject=not alice_rejects)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            bob_done.set()
+
+    bob_thread = threading.Thread(target=bob)
+
+    def hook(step: str) -> None:
+        if step == f"after:set_tag:{story.v2}:{T.APPROVAL}" and not bob_thread.is_alive() and not bob_done.is_set():
+            bob_thread.start()
+            bob_done.wait(timeout=2)  # bob answers in the middle of alice's writes, unless he has to wait
+
+    alice_registry = ModelRegistry(story.registry.uri, fault_hook=hook)
+    approve(
+        story.name,
+        story.v2,
+        "alice",
+        reject=alice_rejects,
+        policy=story.policy,
+        registry=alice_registry,
+        state_url=story.state_url,
+        now=NOW,
+    )
+    bob_thread.join(timeout=150)
+    assert not errors, errors
+    alice_says, bob_says = ("rejected", "approved") if alice_rejects else ("approved", "rejected")
+    answers = {(alice_says, "alice"), (bob_says, "bob")}
+    tags = story.tags(story.v2)
+    answer = (tags[T.APPROVAL], tags[T.APPROVED_BY])
+    assert answer in answers, f"{answer}: one person's name on the other's answer"
+    assert sorted(a.actor for a in story.audit() if a.kind in ("approval", "rejection")) == ["alice", "bob"]
+    d = story.run("r2")
+    if answer[0] == "approved":
+        assert d.action == "promote" and story.tags(story.v2)[T.PROMOTED_BY] == answer[1]
+    else:
+        assert d.action == "hold" and d.subject_status == "rejected" and story.state().champion == story.v1
+
+
 def test_lock_excludes_a_second_holder(tmp_path):
     engine = state_engine(f"sqlite:///{tmp_path / 'lock.db'}")
     with model_lock(engine, "m"):

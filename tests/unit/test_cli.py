@@ -141,6 +141,23 @@ def test_unreachable_logs_database_is_one_line(
     assert "Connection refused" in lines[0] and "LOCKGATE_LOGS_DB_URL" in lines[0]
 
 
+@pytest.mark.parametrize("job", ["drift", "quality", "live", "benchmark", "promotion"])
+def test_every_job_says_an_unreachable_postgresql_in_one_line(
+    job: str,
+    migrated_mlflow: Path,
+    closed_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The logs database (and lockgate's state database, which defaults to it) is down: each job says so."""
+    monkeypatch.setenv("LOCKGATE_LOGS_DB_URL", f"postgresql://postgres:s3cret@127.0.0.1:{closed_port}/logs")
+    assert main(["run", job, "--model", "lockgate-demo"]) == 2
+    lines = _stderr_lines(capsys)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("lockgate: error [service_unavailable]: "), lines[0]
+    assert str(closed_port) in lines[0] and "s3cret" not in lines[0]
+
+
 def test_verbose_adds_the_traceback(
     migrated_mlflow: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -165,8 +182,13 @@ def test_unreachable_mlflow_is_one_line(
     )
 
 
+@pytest.mark.parametrize("job", ["drift", "quality", "live"])
 def test_a_mapped_column_the_table_lacks_is_named_before_any_query(
-    migrated_mlflow: Path, lockgate_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    job: str,
+    migrated_mlflow: Path,
+    lockgate_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import yaml
 
@@ -179,7 +201,7 @@ def test_a_mapped_column_the_table_lacks_is_named_before_any_query(
     policy.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("LOCKGATE_CONFIG", str(policy))
     capsys.readouterr()
-    assert main(["run", "drift", "--model", "lockgate-demo"]) == 2
+    assert main(["run", job, "--model", "lockgate-demo"]) == 2
     lines = _stderr_lines(capsys)
     assert len(lines) == 1, lines
     assert lines[0].startswith("lockgate: error [invalid_config]: logs.columns.prompt: column 'question'")

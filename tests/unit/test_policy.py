@@ -254,6 +254,27 @@ def test_check_approval(record, status):
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        "\u0430lice",  # Cyrillic a
+        "alic\u0435",  # Cyrillic e
+        "\uff41\uff4c\uff49\uff43\uff45",  # fullwidth
+        "ali\u200bce",  # a zero-width space inside
+        "alice\u200b",  # a zero-width space after (str.strip keeps it)
+        "a\u0301lice",  # a combining accent
+        "ALICE",
+        "alice.",
+    ],
+)
+def test_a_look_alike_of_a_listed_approver_is_unlisted(name):
+    """Names are compared exactly: a homoglyph, an invisible character or another case is someone else."""
+    check = check_approval(ApprovalRecord(value="approved", by=name, evidence_hash="H"), watched(), "H", NOW)
+    assert check.status == "unlisted" and not check.authenticated
+    listed = ApprovalRecord(value="approved", by="alice", evidence_hash="H")
+    assert check_approval(listed, watched(), "H", NOW).status == "approved"
+
+
+@pytest.mark.parametrize(
     ("tags", "status", "reason"),
     [
         ({"lockgate.approved_at": "2099-01-01T00:00:00+00:00"}, "invalid", "later than the decision time"),

@@ -465,6 +465,11 @@ def _process_lock(key: str, model_name: str, timeout_s: float) -> Iterator[None]
         lock.release()
 
 
+APPROVAL_LOCK_TIMEOUT_S = 120.0
+"""How long an approval (`lockgate approve`, an inbox answer) waits for another answer or a running
+promotion of the same model to release `model_lock`."""
+
+
 @contextmanager
 def model_lock(engine: Engine, model_name: str, timeout_s: float = 120) -> Iterator[Connection]:
     """Hold the promotion lock of one model; yields a connection that commits every statement at once.

@@ -9,7 +9,16 @@ from datetime import UTC, datetime
 from lockgate.errors import LockgateError
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, normalise_version
-from lockgate.registry.audit import AuditEntry, list_audit, list_decisions, list_intents, record_audit, state_engine
+from lockgate.registry.audit import (
+    APPROVAL_LOCK_TIMEOUT_S,
+    AuditEntry,
+    list_audit,
+    list_decisions,
+    list_intents,
+    model_lock,
+    record_audit,
+    state_engine,
+)
 from lockgate.settings import Policy, load_policy
 
 log = logging.getLogger(__name__)
@@ -107,65 +116,69 @@ def approve(
     how = f"`lockgate approve` with the MLflow credentials of {credentials_user}" if credentials_user else None
     v = normalise_version(version) or ""
     value = "rejected" if reject else "approved"
-    tags = registry.version_tags(model_name, v)  # raises UnknownModelVersionError first
-    evidence = tags.get(T.EVIDENCE)
     engine = state_engine(state_url)
-    if name not in wm.approvers:
+    # One answer at a time per model, and none while a promotion of it runs: two approvers
+    # answering at once would otherwise interleave their tag writes and leave one person's
+    # name on the other's verdict (each tag is its own MLflow write).
+    with model_lock(engine, model_name, timeout_s=APPROVAL_LOCK_TIMEOUT_S):
+        tags = registry.version_tags(model_name, v)  # raises UnknownModelVersionError first
+        evidence = tags.get(T.EVIDENCE)
+        if name not in wm.approvers:
+            with engine.begin() as conn:
+                record_audit(
+                    conn,
+                    AuditEntry(
+                        model_name=model_name,
+                        kind="approval_refused",
+                        actor=name or "unknown",
+                        version=v,
+                        evidence_hash=evidence,
+                        policy_hash=policy.policy_hash,
+                        message=f"{value} with `lockgate approve` by {name!r}, who is not in the approver list",
+                        at=when,
+                        dedupe_key=f"approval_refused:{model_name}:{v}:{value}:{name}:{evidence}:cli",
+                    ),
+                )
+            raise ApprovalError(
+                f"{name!r} is not an approver of {model_name} (approvers: {', '.join(wm.approvers)}); "
+                "nothing was set, and the attempt is recorded"
+            )
+        challenger = registry.state(model_name).challenger
+        if challenger != v:
+            raise ApprovalError(f"version {v} is not the challenger of {model_name} (the challenger is {challenger})")
+        if evidence is None and not reject:
+            raise ApprovalError(
+                f"{model_name} version {v} has no decision yet: run `lockgate run promotion --model {model_name}` "
+                "first; an approval counts only for the evidence it is given on"
+            )
+        values: dict[str, str | None] = {
+            T.APPROVAL: value,
+            T.APPROVED_BY: name,
+            T.APPROVAL_EVIDENCE: evidence,
+            T.APPROVED_AT: when.isoformat(),
+        }
+        registry.set_tags(model_name, v, values)
+        approval_auth = "unauthenticated"
+        if mlflow_auth:
+            approval_auth = _attested_label(registry, model_name, v, name)
+        kind = "approval" if not reject else "rejection"
         with engine.begin() as conn:
             record_audit(
                 conn,
                 AuditEntry(
                     model_name=model_name,
-                    kind="approval_refused",
-                    actor=name or "unknown",
+                    kind=kind,
+                    actor=name,
                     version=v,
+                    approved_by=name,
                     evidence_hash=evidence,
                     policy_hash=policy.policy_hash,
-                    message=f"{value} with `lockgate approve` by {name!r}, who is not in the approver list",
+                    message=f"{value} with {how or '`lockgate approve --by`'}",
                     at=when,
-                    dedupe_key=f"approval_refused:{model_name}:{v}:{value}:{name}:{evidence}:cli",
+                    dedupe_key=f"{kind}:{model_name}:{v}:{value}:{name}:{evidence}",
+                    approval_auth=approval_auth,
                 ),
             )
-        raise ApprovalError(
-            f"{name!r} is not an approver of {model_name} (approvers: {', '.join(wm.approvers)}); "
-            "nothing was set, and the attempt is recorded"
-        )
-    challenger = registry.state(model_name).challenger
-    if challenger != v:
-        raise ApprovalError(f"version {v} is not the challenger of {model_name} (the challenger is {challenger})")
-    if evidence is None and not reject:
-        raise ApprovalError(
-            f"{model_name} version {v} has no decision yet: run `lockgate run promotion --model {model_name}` "
-            "first; an approval counts only for the evidence it is given on"
-        )
-    values: dict[str, str | None] = {
-        T.APPROVAL: value,
-        T.APPROVED_BY: name,
-        T.APPROVAL_EVIDENCE: evidence,
-        T.APPROVED_AT: when.isoformat(),
-    }
-    registry.set_tags(model_name, v, values)
-    approval_auth = "unauthenticated"
-    if mlflow_auth:
-        approval_auth = _attested_label(registry, model_name, v, name)
-    kind = "approval" if not reject else "rejection"
-    with engine.begin() as conn:
-        record_audit(
-            conn,
-            AuditEntry(
-                model_name=model_name,
-                kind=kind,
-                actor=name,
-                version=v,
-                approved_by=name,
-                evidence_hash=evidence,
-                policy_hash=policy.policy_hash,
-                message=f"{value} with {how or '`lockgate approve --by`'}",
-                at=when,
-                dedupe_key=f"{kind}:{model_name}:{v}:{value}:{name}:{evidence}",
-                approval_auth=approval_auth,
-            ),
-        )
     log.info("%s version %s %s by %s on evidence %s", model_name, v, value, name, evidence)
     return {k: val for k, val in values.items() if val is not None}
 

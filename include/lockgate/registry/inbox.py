@@ -26,7 +26,15 @@ from typing import Any
 
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry
-from lockgate.registry.audit import AuditEntry, VerifiedApproval, record_audit, record_verified_approval, state_engine
+from lockgate.registry.audit import (
+    APPROVAL_LOCK_TIMEOUT_S,
+    AuditEntry,
+    VerifiedApproval,
+    model_lock,
+    record_audit,
+    record_verified_approval,
+    state_engine,
+)
 from lockgate.settings import Policy, load_policy
 
 log = logging.getLogger(__name__)
@@ -188,38 +196,40 @@ def record_inbox_answer(
 
     if who not in wm.approvers:
         return refuse("refused", f"who is not in the approver list ({', '.join(wm.approvers)})")
-    challenger = registry.state(model_name).challenger
-    if challenger != version:
-        return refuse("changed", f"but version {version} is no longer the challenger (now {challenger})")
-    tags = registry.version_tags(model_name, version)
-    values: dict[str, str | None] = {
-        T.APPROVAL: value,
-        T.APPROVED_BY: who,
-        T.APPROVAL_EVIDENCE: evidence_hash,
-        T.APPROVED_AT: at.isoformat(),
-    }
-    if (tags.get(T.APPROVAL) or "").strip():
-        # The inbox answer ended the wait first; an approval tag set meanwhile is kept as a trace.
-        values[T.PREVIOUS_APPROVAL] = (
-            f"{tags[T.APPROVAL]} by {tags.get(T.APPROVED_BY) or '?'}: replaced by the answer in {WHERE}"
-        )
-    with engine.begin() as conn:
-        # The verified row first: tags without it are merely asserted, never the other way round.
-        record_verified_approval(
-            conn,
-            VerifiedApproval(
-                model_name=model_name,
-                version=version,
-                value=value,
-                approved_by=who,
-                user_name=name,
-                evidence_hash=evidence_hash,
-                at=at,
-                source=SOURCE,
-                source_ref=source_ref,
-            ),
-        )
-    registry.set_tags(model_name, version, values)
+    # As `lockgate approve`: one answer at a time per model, so that tag writes never interleave.
+    with model_lock(engine, model_name, timeout_s=APPROVAL_LOCK_TIMEOUT_S):
+        challenger = registry.state(model_name).challenger
+        if challenger != version:
+            return refuse("changed", f"but version {version} is no longer the challenger (now {challenger})")
+        tags = registry.version_tags(model_name, version)
+        values: dict[str, str | None] = {
+            T.APPROVAL: value,
+            T.APPROVED_BY: who,
+            T.APPROVAL_EVIDENCE: evidence_hash,
+            T.APPROVED_AT: at.isoformat(),
+        }
+        if (tags.get(T.APPROVAL) or "").strip():
+            # The inbox answer ended the wait first; an approval tag set meanwhile is kept as a trace.
+            values[T.PREVIOUS_APPROVAL] = (
+                f"{tags[T.APPROVAL]} by {tags.get(T.APPROVED_BY) or '?'}: replaced by the answer in {WHERE}"
+            )
+        with engine.begin() as conn:
+            # The verified row first: tags without it are merely asserted, never the other way round.
+            record_verified_approval(
+                conn,
+                VerifiedApproval(
+                    model_name=model_name,
+                    version=version,
+                    value=value,
+                    approved_by=who,
+                    user_name=name,
+                    evidence_hash=evidence_hash,
+                    at=at,
+                    source=SOURCE,
+                    source_ref=source_ref,
+                ),
+            )
+        registry.set_tags(model_name, version, values)
     message = f"{value} in {WHERE} by Airflow user {shown} on evidence {evidence_hash}"
     log.info("%s version %s: %s", model_name, version, message)
     return InboxOutcome("answered", message, by=who)
