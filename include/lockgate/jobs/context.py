@@ -26,7 +26,7 @@ class RunContext:
         data_interval: the DAG run's data interval; None outside Airflow and for a run without one
             (asset-triggered, manual runs of some timetables).
         run_after: when the DAG run was due (Airflow 3's `run_after`): the end of the window of a run
-            without a data interval, for the jobs that read logs up to the run (`window_or_run_after`).
+            without a data interval, for the jobs that read logs up to the run (`interval_or_run_after`).
         logical_date: the DAG run's logical date, when it has one.
         trigger: how the run started: Airflow's run type (`scheduled`, `manual`, `asset_triggered`, ...)
             or `cli`.
@@ -60,10 +60,9 @@ class RunContext:
         """`key`, reduced to a safe path segment (a run key names a folder and MLflow filters)."""
         return safe_segment(self.key(default))
 
-    def window_or_run_after(self) -> tuple[datetime, datetime] | None:
-        """The data interval, else the instant the run was due (a window the policy widens), else None."""
-        if self.data_interval is not None:
-            return self.data_interval
-        if self.run_after is not None:
-            return (self.run_after, self.run_after)
-        return None
+    def interval_or_run_after(self) -> RunContext:
+        """This run, its data interval defaulting to the instant the run was due (a window the policy widens):
+        for the jobs that read the logs up to the run even when Airflow gave it no interval (live, quality)."""
+        if self.data_interval is not None or self.run_after is None:
+            return self
+        return replace(self, data_interval=(self.run_after, self.run_after))
