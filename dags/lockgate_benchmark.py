@@ -99,23 +99,14 @@ from lockgate.dag_tasks import watched_models
 )
 def lockgate_benchmark() -> None:
     @task(pool="gpu", queue="gpu", execution_timeout=pendulum.duration(hours=4))
-    def benchmark(
-        model: str,
-        params: dict | None = None,
-        run_id: str | None = None,
-        data_interval_start: pendulum.DateTime | None = None,
-        data_interval_end: pendulum.DateTime | None = None,
-    ) -> dict:
-        from lockgate.jobs.benchmark import DAG_ID, run_from_params
-        from lockgate.task_edge import task_errors
+    def benchmark(model: str, params: dict | None = None) -> dict:
+        from lockgate.jobs.benchmark import run_from_params
+        from lockgate.task_edge import run_context, task_errors
 
-        interval = (data_interval_start, data_interval_end) if data_interval_start and data_interval_end else None
         # Bad input (unknown version, not a causal LM, no GPU) ends in an error summary, not an exception:
         # the Asset event below still tells lockgate_promotion, which holds on it.
         with task_errors():
-            return run_from_params(
-                {**(params or {}), "model": model}, data_interval=interval, dag_id=DAG_ID, run_id=run_id
-            )
+            return run_from_params(params or {}, run_context(model))
 
     @task(outlets=[BENCHMARK])
     def publish(extra: dict, outlet_events=None) -> dict:

@@ -75,23 +75,13 @@ _WINDOW_HELP = "ISO date-time (UTC if no offset). Give start and end together, o
 )
 def lockgate_drift() -> None:
     @task(outlets=[DRIFT])
-    def drift_report(
-        model: str,
-        params: dict | None = None,
-        run_id: str | None = None,
-        data_interval_start: pendulum.DateTime | None = None,
-        data_interval_end: pendulum.DateTime | None = None,
-        outlet_events=None,
-    ) -> dict:
-        from lockgate.jobs.drift import DAG_ID, run_from_params
-        from lockgate.task_edge import task_errors
+    def drift_report(model: str, params: dict | None = None, outlet_events=None) -> dict:
+        from lockgate.jobs.drift import run_from_params
+        from lockgate.task_edge import run_context, task_errors
 
-        interval = (data_interval_start, data_interval_end) if data_interval_start and data_interval_end else None
         # Bad Params or policy fail at once; unreachable services are retried (lockgate.task_edge).
         with task_errors():
-            extra = run_from_params(
-                {**(params or {}), "model": model}, data_interval=interval, dag_id=DAG_ID, run_id=run_id
-            )
+            extra = run_from_params(params or {}, run_context(model))
         outlet_events[DRIFT].extra = extra
         return extra
 

@@ -54,22 +54,13 @@ from lockgate.dag_tasks import watched_models
 )
 def lockgate_live() -> None:
     @task(outlets=[LIVE])
-    def live_evidence(
-        model: str,
-        run_id: str | None = None,
-        data_interval_start: pendulum.DateTime | None = None,
-        data_interval_end: pendulum.DateTime | None = None,
-        dag_run=None,
-        outlet_events=None,
-    ) -> dict:
-        from lockgate.jobs.live import DAG_ID, run_from_params
-        from lockgate.task_edge import task_errors
+    def live_evidence(model: str, outlet_events=None) -> dict:
+        from lockgate.jobs.live import run_from_params
+        from lockgate.task_edge import run_context, task_errors
 
         # Manual and asset-triggered runs may have no data interval: the run's own time ends the window.
-        end = data_interval_end or dag_run.run_after
-        start = data_interval_start or end
         with task_errors():
-            extra = run_from_params({"model": model}, data_interval=(start, end), dag_id=DAG_ID, run_id=run_id)
+            extra = run_from_params({}, run_context(model))
         outlet_events[LIVE].extra = extra
         return extra
 

@@ -81,32 +81,15 @@ RUBRICS = ["relevance", "faithfulness", "safety", "refusal", "pairwise"]
 )
 def lockgate_quality() -> None:
     @task
-    def plan(
-        model: str,
-        params: dict | None = None,
-        run_id: str | None = None,
-        data_interval_start: pendulum.DateTime | None = None,
-        data_interval_end: pendulum.DateTime | None = None,
-        dag_run=None,
-    ) -> dict:
-        from lockgate.jobs.quality import DAG_ID, QualityParams, plan_quality
-        from lockgate.task_edge import task_errors
+    def plan(model: str, params: dict | None = None) -> dict:
+        from lockgate.jobs.quality import QualityParams, plan_quality
+        from lockgate.task_edge import run_context, task_errors
 
-        # Manual and asset-triggered runs may have no data interval: the run's own time ends the window.
-        end = data_interval_end or dag_run.run_after
-        start = data_interval_start or end
         with task_errors():
             p = QualityParams.from_params({**(params or {}), "model": model})
-            planned = plan_quality(
-                p.model,
-                p.versions,
-                p.sample_size,
-                p.rubrics,
-                run_key=run_id,
-                dag_id=DAG_ID,
-                run_id=run_id,
-                data_interval=(start, end),
-            )
+            # Manual and asset-triggered runs may have no data interval: the run's own time ends the window.
+            ctx = run_context(p.model).interval_or_run_after()
+            planned = plan_quality(ctx, p.versions, p.sample_size, p.rubrics)
         return planned.model_dump(mode="json")
 
     @task(pool="gpu", queue="gpu")
@@ -119,12 +102,13 @@ def lockgate_quality() -> None:
 
     @task(outlets=[QUALITY])
     def judge(plan: dict, replay_path: str | None, outlet_events=None) -> dict:
-        from lockgate.jobs.quality import QualityPlan, headline, judge_quality
+        from lockgate.evidence import evidence_payload
+        from lockgate.jobs.quality import QualityPlan, judge_quality
         from lockgate.task_edge import task_errors
 
         with task_errors():
             summary = judge_quality(QualityPlan.model_validate(plan), replay_path)
-        extra = headline(summary)
+        extra = evidence_payload(summary)
         outlet_events[QUALITY].extra = extra
         return extra
 

@@ -127,7 +127,7 @@ def test_dag_test_publishes_a_benchmark_the_gates_use(dag, world, asset_events):
     (extra,) = asset_events("x-lockgate://evidence/benchmark", dr.run_id)
     assert extra["summary_path"] == str(Path(summary.report_path).with_name("summary.json"))
     assert extra["status"] == "ok" and extra["valid"] is True
-    assert extra["ttft_ms_p50.ratio"] == pytest.approx(summary.metrics["ttft_ms_p50"].ratio.value, rel=1e-5)
+    assert extra["headline"]["ttft_ms_p50.ratio"] == pytest.approx(summary.metrics["ttft_ms_p50"].ratio.value, rel=1e-5)
 
 
 def test_bad_input_ends_in_an_error_summary_not_a_failed_run(dag, world, asset_events):

@@ -101,9 +101,11 @@ def test_dag_test_flags_the_injected_columns_only(dag, world, asset_events):
 
     (extra,) = asset_events("x-lockgate://evidence/drift", dr.run_id)
     assert extra["summary_path"] == str(Path(summary.report_path).with_name("summary.json"))
-    assert extra["drift_detected"] is True
-    assert extra["drift_share"] == pytest.approx(summary.metrics["drift_share"].model.value)
-    assert set(extra["drifted_columns"]) == set(drift["drifted_columns"])
+    assert extra["kind"] == "drift" and extra["model"] == MODEL and extra["run_key"] == dr.run_id
+    assert extra["evidence_hash"] == summary.content_hash
+    assert extra["facts"]["drift_detected"] is True
+    assert extra["headline"]["drift_share.model"] == pytest.approx(summary.metrics["drift_share"].model.value)
+    assert set(extra["facts"]["drifted_columns"]) == set(drift["drifted_columns"])
     assert extra["sample_sizes"]["current"] == summary.sample_sizes["current"]
     assert sum(extra["quarantined"].values()) == sum(summary.quarantined.values()) > 0
     assert Path(summary.report_path).exists()

@@ -81,7 +81,8 @@ def test_dag_test_builds_live_evidence_for_every_watched_model(world, load_dag, 
         assert summary.metrics["ttft_ms_p90"].ratio is not None
         assert Path(summary.report_path).exists()
         (event,) = [e for e in events if e["model"] == model]
-        assert event["summary"] == str(Path(summary.report_path).with_name("summary.json"))
+        assert event["summary_path"] == str(Path(summary.report_path).with_name("summary.json"))
+        assert event["kind"] == "live" and event["run_key"] == dr.run_id
         assert event["evidence_hash"] == summary.content_hash
 
 

@@ -107,8 +107,8 @@ def test_dag_test_writes_the_report_and_evidence_the_gates_read(
     extras = asset_events("x-lockgate://evidence/quality", run.run_id)
     assert len(extras) == 1
     assert extras[0]["summary_path"] == str(run_dir / "summary.json")
-    assert extras[0]["embedding_relevance_difference"] < -0.1
-    assert extras[0]["judge_trusted"] is False
+    assert extras[0]["headline"]["embedding_relevance.difference"] < -0.1
+    assert extras[0]["facts"]["judge_trusted"] is False and extras[0]["kind"] == "quality"
 
 
 @pytest.mark.parametrize("bad", [{"sample_size": 0}, {"rubrics": ["vibes"]}, {"model": ""}])

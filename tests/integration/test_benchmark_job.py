@@ -69,13 +69,17 @@ def _client() -> Any:
 
 
 def test_benchmark_publishes_evidence_the_gates_use(env: dict[str, Any]) -> None:
-    from lockgate.jobs.benchmark import asset_extra, run_benchmark
+    from lockgate.evidence import evidence_payload
+    from lockgate.jobs.benchmark import run_benchmark
+    from lockgate.jobs.context import RunContext
     from lockgate.policy.gates import assess_evidence, evaluate_gate
     from lockgate.reports.history import history_series, state_engine
     from lockgate.reports.index import list_reports
 
     policy = _policy()
-    summary = run_benchmark(MODEL, run_key="run-1", dag_id="lockgate_benchmark", run_id="run-1", policy=policy)
+    summary = run_benchmark(
+        RunContext(MODEL, run_key="run-1", dag_id="lockgate_benchmark", run_id="run-1"), policy=policy
+    )
     assert summary.status == "ok", summary.message
     assert summary.valid
     assert (summary.challenger_version, summary.champion_version) == (env["challenger"], env["champion"])
@@ -123,12 +127,15 @@ def test_benchmark_publishes_evidence_the_gates_use(env: dict[str, Any]) -> None
     entries = [e for e in list_reports(kind="benchmark", model_name=MODEL) if e.run_key == "run-1"]
     assert len(entries) == 1 and entries[0].status == "ok" and entries[0].dag_id == "lockgate_benchmark"
 
-    extra = asset_extra(summary)
+    extra = evidence_payload(summary)
     assert extra["status"] == "ok" and extra["summary_path"].endswith("summary.json")
-    assert "ttft_ms_p50.ratio" in extra and json.dumps(extra)
+    assert "ttft_ms_p50.ratio" in extra["headline"] and json.dumps(extra)
+    assert (
+        extra["kind"] == "benchmark" and extra["run_key"] == "run-1" and extra["evidence_hash"] == summary.content_hash
+    )
 
     # Idempotent per run key: the same key replaces its runs instead of adding more.
-    again = run_benchmark(MODEL, run_key="run-1", policy=policy)
+    again = run_benchmark(RunContext(MODEL, run_key="run-1"), policy=policy)
     exp = client.get_experiment_by_name(f"lockgate/{MODEL}")
     active = client.search_runs(
         [exp.experiment_id], filter_string="tags.`lockgate.kind` = 'benchmark' and tags.`lockgate.run_key` = 'run-1'"
@@ -157,20 +164,24 @@ def _error(summary: Any, *fragments: str) -> None:
 
 def test_unknown_version_and_missing_alias_end_in_an_error_summary(env: dict[str, Any]) -> None:
     from lockgate.jobs.benchmark import run_benchmark
+    from lockgate.jobs.context import RunContext
 
-    _error(run_benchmark(MODEL, versions=["99", "1"], run_key="bad-version", policy=_policy()), "no version 99")
-    _error(run_benchmark("nobody", run_key="no-alias", policy=_policy()), "alias 'challenger'")
+    _error(
+        run_benchmark(RunContext(MODEL, run_key="bad-version"), versions=["99", "1"], policy=_policy()), "no version 99"
+    )
+    _error(run_benchmark(RunContext("nobody", run_key="no-alias"), policy=_policy()), "alias 'challenger'")
 
 
 def test_not_a_causal_lm_and_missing_artifacts(env: dict[str, Any], tmp_path: Path) -> None:
     from transformers import ViTConfig
 
     from lockgate.jobs.benchmark import run_benchmark
+    from lockgate.jobs.context import RunContext
 
     vit = tmp_path / "vit"
     ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(vit)
     not_lm = register_directory(MODEL, vit)
-    summary = run_benchmark(MODEL, versions=[not_lm, env["champion"]], run_key="not-lm", policy=_policy())
+    summary = run_benchmark(RunContext(MODEL, run_key="not-lm"), versions=[not_lm, env["champion"]], policy=_policy())
     _error(summary, "not a causal LM")
     assert summary.challenger_version == not_lm
     # The failed attempt is still linked from MLflow.
@@ -179,24 +190,30 @@ def test_not_a_causal_lm_and_missing_artifacts(env: dict[str, Any], tmp_path: Pa
     empty = tmp_path / "empty"
     empty.mkdir()
     missing = register_directory(MODEL, empty)
-    _error(run_benchmark(MODEL, versions=[missing], run_key="missing", policy=_policy()), "artifacts missing")
+    _error(
+        run_benchmark(RunContext(MODEL, run_key="missing"), versions=[missing], policy=_policy()), "artifacts missing"
+    )
 
 
 def test_required_gpu_and_bad_overrides(env: dict[str, Any]) -> None:
     import torch
 
     from lockgate.jobs.benchmark import run_benchmark
+    from lockgate.jobs.context import RunContext
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    _error(run_benchmark(MODEL, run_key="no-gpu", policy=_policy(require_gpu=True)), "requires a GPU")
-    _error(run_benchmark(MODEL, batch_sizes=[0], run_key="bad-bs", policy=_policy()), "benchmark.batch_sizes")
+    _error(run_benchmark(RunContext(MODEL, run_key="no-gpu"), policy=_policy(require_gpu=True)), "requires a GPU")
+    _error(
+        run_benchmark(RunContext(MODEL, run_key="bad-bs"), batch_sizes=[0], policy=_policy()), "benchmark.batch_sizes"
+    )
 
 
 def test_out_of_memory_at_one_batch_size_keeps_the_rest(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
     from lockgate.jobs.benchmark import run_benchmark
+    from lockgate.jobs.context import RunContext
 
     real = harness.Session.measure
 
@@ -206,7 +223,7 @@ def test_out_of_memory_at_one_batch_size_keeps_the_rest(env: dict[str, Any], mon
         return real(self, role, config, bs, req, rep)  # type: ignore[arg-type]
 
     monkeypatch.setattr(harness.Session, "measure", measure)
-    summary = run_benchmark(MODEL, run_key="oom", policy=_policy())
+    summary = run_benchmark(RunContext(MODEL, run_key="oom"), policy=_policy())
     assert summary.status == "ok" and summary.valid
     assert "ttft_ms_p50" in summary.metrics and "ttft_ms_p50.bs2" not in summary.metrics
     assert summary.message is not None and "batch size 2: out_of_memory" in summary.message

@@ -17,6 +17,7 @@ import yaml
 
 from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.evidence import latest_summary_path, read_summary
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.drift import drift_summary_of, run_drift
 from lockgate.logs.db import make_engine
 from lockgate.logs.sampling import Window
@@ -115,12 +116,12 @@ def env(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def drift_run(env):
-    return run_drift("drift-m", data_interval=CURRENT, run_key="drift-run")
+    return run_drift(RunContext("drift-m", run_key="drift-run", data_interval=CURRENT))
 
 
 @pytest.fixture(scope="module")
 def healthy_run(env):
-    return run_drift("healthy-m", data_interval=CURRENT, run_key="healthy-run")
+    return run_drift(RunContext("healthy-m", run_key="healthy-run", data_interval=CURRENT))
 
 
 INJECTED = {"prompt_tokens", "prompt_length", "prompt_words", "prompt_embedding"}
@@ -306,7 +307,7 @@ def test_healthy_canary_window_is_not_flagged(healthy_run) -> None:
 
 @pytest.mark.parametrize("model", ["empty-m", "tiny-m"])
 def test_empty_or_tiny_window_is_missing_evidence_not_no_drift(env, model) -> None:
-    summary = run_drift(model, data_interval=CURRENT, run_key="small", embed=fake_embed)
+    summary = run_drift(RunContext(model, run_key="small", data_interval=CURRENT), embed=fake_embed)
     drift = drift_summary_of(summary)
     assert summary.status == "insufficient_data" and summary.valid is False
     assert summary.metrics == {}
@@ -319,7 +320,7 @@ def test_empty_or_tiny_window_is_missing_evidence_not_no_drift(env, model) -> No
 
 
 def test_hostile_text_is_escaped_in_every_page(env) -> None:
-    summary = run_drift("hostile-m", data_interval=CURRENT, run_key="hostile", embed=fake_embed)
+    summary = run_drift(RunContext("hostile-m", run_key="hostile", data_interval=CURRENT), embed=fake_embed)
     out = Path(summary.report_path).parent
     report = (out / "report.html").read_text()
     evidently = (out / "evidently.html").read_text()
@@ -367,7 +368,7 @@ def test_rerun_of_a_run_key_replaces_its_outputs(env, caplog) -> None:
     from lockgate.reports.index import list_reports
 
     with caplog.at_level(logging.INFO, logger="lockgate.progress"):
-        first = run_drift("healthy-m", data_interval=CURRENT, run_key="again", embed=fake_embed)
+        first = run_drift(RunContext("healthy-m", run_key="again", data_interval=CURRENT), embed=fake_embed)
     # Each step is said as it ends (`lockgate run` and the task log show these lines).
     said = [r.getMessage() for r in caplog.records if r.name == "lockgate.progress"]
     assert [m.split(":")[0] for m in said] == [f"drift healthy-m step {i}/5" for i in range(1, 6)], said
@@ -376,7 +377,7 @@ def test_rerun_of_a_run_key_replaces_its_outputs(env, caplog) -> None:
         and "compared: ok" in said[2]
         and said[4].startswith("drift healthy-m step 5/5: done in")
     )
-    second = run_drift("healthy-m", data_interval=CURRENT, run_key="again", embed=fake_embed)
+    second = run_drift(RunContext("healthy-m", run_key="again", data_interval=CURRENT), embed=fake_embed)
     assert first.mlflow_run_ids == second.mlflow_run_ids
     assert first.metrics == second.metrics  # deterministic sampling and tests
     runs = MlflowClient().search_runs(
@@ -394,14 +395,14 @@ def test_after_promotion_reference_window_follows_the_champion(env) -> None:
 
     uri = f"sqlite:///{env / 'mlflow.db'}"
     # no champion yet: the reference window cannot be placed
-    missing = run_drift("promo-m", data_interval=CURRENT, run_key="no-champion", embed=fake_embed)
+    missing = run_drift(RunContext("promo-m", run_key="no-champion", data_interval=CURRENT), embed=fake_embed)
     assert missing.status == "insufficient_data" and "champion" in (missing.message or "")
     assert missing.metrics == {}
 
     version = register_stub_version("promo-m", uri, alias="champion", artifact_root=env / "stubs")
     promoted = START + timedelta(days=2)
     MlflowClient(uri, uri).set_model_version_tag("promo-m", version, "lockgate.promoted_at", promoted.isoformat())
-    summary = run_drift("promo-m", data_interval=CURRENT, run_key="champion", embed=fake_embed)
+    summary = run_drift(RunContext("promo-m", run_key="champion", data_interval=CURRENT), embed=fake_embed)
     drift = drift_summary_of(summary)
     assert summary.status == "ok" and summary.champion_version == version
     # 7 days after the promotion, cut where the current window starts
@@ -412,11 +413,10 @@ def test_after_promotion_reference_window_follows_the_champion(env) -> None:
 def test_run_parameters_override_windows_and_sample_size(env) -> None:
     ref = Window(START, START + timedelta(days=3))
     summary = run_drift(
-        "healthy-m",
+        RunContext("healthy-m", run_key="params"),
         reference_window=ref,
         current_window=Window(*CURRENT),
         sample_size=100,
-        run_key="params",
         embed=fake_embed,
     )
     drift = drift_summary_of(summary)

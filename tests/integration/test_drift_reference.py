@@ -10,6 +10,7 @@ import yaml
 
 from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.devtools.testing.registry import register_stub_version, sqlite_mlflow_store
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.drift import drift_summary_of, run_drift
 from lockgate.logs.db import make_engine
 
@@ -83,13 +84,13 @@ def env(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_a_shift_that_began_before_the_current_window_is_flagged_with_the_default_reference(env) -> None:
-    evidence = run_drift(MODEL, data_interval=CURRENT, run_key="anchored")
+    evidence = run_drift(RunContext(MODEL, run_key="anchored", data_interval=CURRENT))
     drift = drift_summary_of(evidence)
     assert drift.reference.mode.startswith("champion_baseline 7 d before the promotion")
     assert drift.reference.end == PROMOTED and drift.reference.start == PROMOTED - timedelta(days=7)
     assert "prompt_embedding" in drift.drifted_columns
 
-    trailing = drift_summary_of(run_drift("trailing-view", data_interval=CURRENT, run_key="trailing"))
+    trailing = drift_summary_of(run_drift(RunContext("trailing-view", run_key="trailing", data_interval=CURRENT)))
     assert trailing.reference.mode.startswith("trailing")
     effect = {c.column: c.effect_size for c in drift.columns}
     trailing_effect = {c.column: c.effect_size for c in trailing.columns}

@@ -15,6 +15,7 @@ import yaml
 from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.devtools.testing.registry import passing_evidence, policy_for, register_stub_version, sqlite_mlflow_store
 from lockgate.evidence import latest_summary_path, read_summary
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.live import run_live
 from lockgate.logs.db import make_engine
 from lockgate.policy import PromotionInputs, decide_promotion
@@ -126,7 +127,7 @@ def _lengthen_canary_prompts(engine, model: str) -> None:
 @pytest.fixture(scope="module")
 def runs(env):
     return {
-        name: run_live(name, data_interval=CURRENT, run_key=f"{name}-run", embed_relevance=name in EMBED)
+        name: run_live(RunContext(name, run_key=f"{name}-run", data_interval=CURRENT), embed_relevance=name in EMBED)
         for name in SPECS
     }
 
@@ -254,7 +255,7 @@ def test_latest_summary_is_published_and_not_replaced_by_an_older_window(env, ru
     import logging
 
     with caplog.at_level(logging.INFO, logger="lockgate.progress"):
-        run_live("healthy", data_interval=older, run_key="backfill", embed_relevance=False)
+        run_live(RunContext("healthy", run_key="backfill", data_interval=older), embed_relevance=False)
     said = [r.getMessage() for r in caplog.records if r.name == "lockgate.progress"]
     assert [m.split(":")[0] for m in said] == [f"live healthy step {i}/4" for i in range(1, 5)], said
     assert said[1].startswith("live healthy step 2/4: read: champion")

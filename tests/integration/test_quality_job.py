@@ -151,7 +151,9 @@ def test_run_quality_with_a_calibrated_endpoint_judge(env: Path) -> None:
     from mlflow import MlflowClient
 
     from lockgate.devtools.testing.judge import FakeJudgeServer
-    from lockgate.jobs.quality import headline, run_quality
+    from lockgate.evidence import evidence_payload
+    from lockgate.jobs.context import RunContext
+    from lockgate.jobs.quality import run_quality
     from lockgate.reports.index import list_reports
 
     s = spec(datetime(2026, 4, 1, tzinfo=UTC), 0.6, seed=21, current_rows=300)
@@ -166,19 +168,15 @@ def test_run_quality_with_a_calibrated_endpoint_judge(env: Path) -> None:
             judge={"backend": "openai", "base_url": server.base_url, "model": "oracle", "concurrency": 8},
         )
         summary = run_quality(
-            MODEL,
+            RunContext(MODEL, run_key="endpoint-run", data_interval=(s.current_start, s.current_end)),
             versions={"challenger": "2", "champion": "1"},
             rubrics=["relevance", "faithfulness", "safety", "pairwise"],
-            run_key="endpoint-run",
-            data_interval=(s.current_start, s.current_end),
         )
         requests_first = len(server.requests)
         again = run_quality(
-            MODEL,
+            RunContext(MODEL, run_key="endpoint-run", data_interval=(s.current_start, s.current_end)),
             versions={"challenger": "2", "champion": "1"},
             rubrics=["relevance", "faithfulness", "safety", "pairwise"],
-            run_key="endpoint-run",
-            data_interval=(s.current_start, s.current_end),
         )
     assert summary.status == "ok" and summary.details["judge_trusted"] is True
     for name in ("embedding_relevance", "judge_relevance", "judge_faithfulness", "judge_safety", "unscored_rate"):
@@ -207,8 +205,8 @@ def test_run_quality_with_a_calibrated_endpoint_judge(env: Path) -> None:
     assert again.mlflow_run_ids["quality"] == run_id  # rerun of the same key: the same MLflow run
     artifacts = {a.path for a in MlflowClient().list_artifacts(run_id, "quality_report")}
     assert {"quality_report/report.html", "quality_report/summary.json"} <= artifacts
-    extra = headline(summary)
-    assert extra["summary_path"].endswith("summary.json") and "embedding_relevance_difference" in extra
+    extra = evidence_payload(summary)
+    assert extra["summary_path"].endswith("summary.json") and "embedding_relevance.difference" in extra["headline"]
 
 
 @pytest.mark.slow
@@ -218,6 +216,7 @@ def test_without_traffic_the_challenger_is_replayed_and_compared_paired(env: Pat
 
     from lockgate.devtools.testing.registry import register_stub_version
     from lockgate.devtools.tiny_model import build_tiny_model
+    from lockgate.jobs.context import RunContext
     from lockgate.jobs.quality import judge_quality, model_directory, plan_quality, replay_challenger
     from lockgate.models import register_model
 
@@ -238,10 +237,8 @@ def test_without_traffic_the_challenger_is_replayed_and_compared_paired(env: Pat
     with pytest.MonkeyPatch.context() as mp:
         write_policy(env, mp, sample_size=30, evidently_report=False, replay_max_new_tokens=8)
         plan = plan_quality(
-            MODEL,
+            RunContext(MODEL, run_key="replay-run", data_interval=(s.current_start, s.current_end)),
             rubrics=["relevance", "pairwise"],
-            run_key="replay-run",
-            data_interval=(s.current_start, s.current_end),
         )
         assert (plan.challenger_version, plan.champion_version, plan.mode) == ("2", "1", "replay")
         replay_path = replay_challenger(plan)
@@ -269,16 +266,19 @@ def test_without_traffic_the_challenger_is_replayed_and_compared_paired(env: Pat
 
 
 def test_no_logs_in_the_window_is_insufficient_data(env: Path) -> None:
+    from lockgate.jobs.context import RunContext
     from lockgate.jobs.quality import run_quality
 
     with pytest.MonkeyPatch.context() as mp:
         write_policy(env, mp, sample_size=20, evidently_report=False)
         summary = run_quality(
-            MODEL,
+            RunContext(
+                MODEL,
+                run_key="empty",
+                data_interval=(datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 2, tzinfo=UTC)),
+            ),
             versions={"challenger": "2", "champion": "1"},
             rubrics=["safety"],
-            run_key="empty",
-            data_interval=(datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 2, tzinfo=UTC)),
         )
     assert summary.status == "insufficient_data"
     assert "embedding_relevance" not in summary.metrics
@@ -314,6 +314,7 @@ def tone_judge(payload: dict[str, object]) -> str:
 def test_a_custom_rubric_file_is_scored_and_gated_without_code(env: Path, tmp_path: Path) -> None:
     """A rubric file in the policy's rubrics_dir, a two-labeller set for it: judge_tone is evidence a gate reads."""
     from lockgate.devtools.testing.judge import FakeJudgeServer
+    from lockgate.jobs.context import RunContext
     from lockgate.jobs.quality import run_quality
     from lockgate.settings import Gate
 
@@ -354,10 +355,8 @@ def test_a_custom_rubric_file_is_scored_and_gated_without_code(env: Path, tmp_pa
             judge={"backend": "openai", "base_url": server.base_url, "model": "tone", "concurrency": 8},
         )
         summary = run_quality(
-            MODEL,
+            RunContext(MODEL, run_key="custom-rubric", data_interval=(s.current_start, s.current_end)),
             versions={"challenger": "2", "champion": "1"},
-            run_key="custom-rubric",
-            data_interval=(s.current_start, s.current_end),
         )
     assert summary.details["judge_trusted"] is True
     tone = summary.metrics["judge_tone"]

@@ -30,6 +30,7 @@ def test_quality_run_logs_traces_with_judge_assessments(
     import mlflow
 
     from lockgate.devtools.testing.judge import FakeJudgeServer
+    from lockgate.jobs.context import RunContext
     from lockgate.jobs.quality import run_quality
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
@@ -55,14 +56,10 @@ def test_quality_run_logs_traces_with_judge_assessments(
         )
         (lockgate_env / "policy.yaml").write_text(yaml.safe_dump(policy))
         monkeypatch.setenv("LOCKGATE_CONFIG", str(lockgate_env / "policy.yaml"))
-        kwargs = {
-            "versions": {"challenger": "2", "champion": "1"},
-            "rubrics": ["relevance", "safety"],
-            "run_key": "mlflow-run",
-            "data_interval": (s.current_start, s.current_end),
-        }
-        summary = run_quality(MODEL, **kwargs)  # type: ignore[arg-type]
-        again = run_quality(MODEL, **kwargs)  # type: ignore[arg-type]
+        ctx = RunContext(MODEL, run_key="mlflow-run", data_interval=(s.current_start, s.current_end))
+        kwargs = {"versions": {"challenger": "2", "champion": "1"}, "rubrics": ["relevance", "safety"]}
+        summary = run_quality(ctx, **kwargs)  # type: ignore[arg-type]
+        again = run_quality(ctx, **kwargs)  # type: ignore[arg-type]
 
     run_id = summary.mlflow_run_ids["quality"]
     assert again.mlflow_run_ids["quality"] == run_id

@@ -86,7 +86,9 @@ def test_no_raw_pii_leaves_the_log_store(env: Path, caplog: pytest.LogCaptureFix
     from mlflow import MlflowClient
 
     from lockgate.devtools.testing.judge import FakeJudgeServer
-    from lockgate.jobs.quality import QualityPlan, headline, judge_quality, plan_quality, replay_challenger
+    from lockgate.evidence import evidence_payload
+    from lockgate.jobs.context import RunContext
+    from lockgate.jobs.quality import QualityPlan, judge_quality, plan_quality, replay_challenger
 
     spec = TrafficSpec(
         model_name=MODEL,
@@ -122,16 +124,14 @@ def test_no_raw_pii_leaves_the_log_store(env: Path, caplog: pytest.LogCaptureFix
         mp.setenv("LOCKGATE_CONFIG", str(env / "policy.yaml"))
         # The DAG's three tasks, each return value passed on as the DAG passes its XCom.
         plan = plan_quality(
-            MODEL,
+            RunContext(MODEL, run_key="hostile-run", data_interval=(spec.current_start, spec.current_end)),
             versions={"challenger": "2", "champion": "1"},
             rubrics=["relevance", "faithfulness", "safety", "pairwise"],
-            run_key="hostile-run",
-            data_interval=(spec.current_start, spec.current_end),
         )
         plan_xcom = plan.model_dump(mode="json")
         replay_xcom = replay_challenger(QualityPlan.model_validate(plan_xcom))
         summary = judge_quality(QualityPlan.model_validate(plan_xcom), replay_xcom)
-        judge_xcom = headline(summary)
+        judge_xcom = evidence_payload(summary)
         judge_requests = json.dumps(server.requests)
 
     assert summary.status == "ok", summary.message

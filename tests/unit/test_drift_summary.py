@@ -110,12 +110,17 @@ def test_insufficient_data_is_missing_evidence() -> None:
     assert "drift detected" not in html
 
 
-def test_asset_extra_is_small_json() -> None:
+def test_the_asset_payload_is_small_json() -> None:
     import json
 
-    extra = _ok().asset_extra("/r/summary.json")
+    from lockgate.evidence import evidence_payload
+
+    ev = to_evidence(_ok(), created_at=T2, challenger_version="2", champion_version="1", report_path="/r/report.html")
+    extra = evidence_payload(ev)
     assert json.loads(json.dumps(extra)) == extra
-    assert extra["drift_share"] == 0.5 and extra["drifted_columns"] == ["prompt_length"]
+    assert extra["summary_path"] == "/r/summary.json" and extra["kind"] == "drift" and extra["model"] == "m"
+    assert extra["headline"]["drift_share.model"] == 0.5
+    assert extra["facts"] == {"drift_detected": True, "drifted_columns": ["prompt_length"], "tested_columns": 2}
     assert extra["sample_sizes"]["current"] == 290 and extra["quarantined"]["invalid_latency"] == 14
 
 

@@ -154,20 +154,6 @@ class DriftSummary(_Model):
                 total[reason] = total.get(reason, 0) + count
         return total
 
-    def asset_extra(self, summary_path: str) -> dict[str, Any]:
-        """The small JSON put in the drift Asset event (consumers open the summary for more)."""
-        return {
-            "summary_path": summary_path,
-            "model_name": self.model_name,
-            "status": self.status,
-            "drift_detected": self.drift_detected,
-            "drift_share": self.drift_share,
-            "drifted_columns": list(self.drifted_columns),
-            "tested_columns": self.n_tested,
-            "sample_sizes": self.sample_sizes,
-            "quarantined": self.quarantined_total,
-        }
-
 
 def to_evidence(
     drift: DriftSummary,

@@ -6,14 +6,58 @@ own page). Then, in this order:
    later window: a backfill or a rerun of an old run never replaces fresher evidence;
 2. only evidence that became the latest is pushed to Prometheus (it is what the gates read now);
 3. every run, a backfill too, is recorded in the reports index and the history tables.
+
+It is also the one place that knows where a run's files are (`run_files`: the run folder, its
+`report.html` and `summary.json`; `evidence.latest_summary_path` for `latest.json`), and how a
+page is written (`write_report`: atomically, like the summary). The Asset event's payload is one
+schema for every kind, `evidence.EvidencePayload`, built by `evidence.evidence_payload`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from lockgate.evidence import EvidenceSummary, latest_summary_path, promote_latest
+from lockgate.evidence import (
+    REPORT_FILE,
+    SUMMARY_FILE,
+    EvidenceKind,
+    EvidenceSummary,
+    latest_summary_path,
+    promote_latest,
+    write_text_atomic,
+)
+from lockgate.reports.html import report_dir
 from lockgate.reports.index import ReportEntry
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where one evidence run's outputs are: `<reports>/<kind>/<model>/<run key>/`."""
+
+    dir: Path
+
+    @property
+    def report(self) -> Path:
+        return self.dir / REPORT_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.dir / SUMMARY_FILE
+
+    def __truediv__(self, name: str) -> Path:
+        """Another file of the run (Evidently's page, a kind's own JSON)."""
+        return self.dir / name
+
+
+def run_files(kind: EvidenceKind, model_name: str, run_key: str, reports_dir: Path | None = None) -> RunFiles:
+    """The run folder of `run_key` (created), with its page's and summary's paths."""
+    return RunFiles(report_dir(kind, model_name, run_key, reports_dir))
+
+
+def write_report(path: Path, html: str) -> Path:
+    """Write a report page atomically: the plugin serving it never reads half a page."""
+    return write_text_atomic(path, html)
 
 
 def publish_evidence(
