@@ -146,7 +146,7 @@ def seed_demo_logs(
     from lockgate.devtools.seed import spec_from_args
     from lockgate.devtools.synthetic import seed_logs
     from lockgate.logs.db import check_connection, make_engine
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     args = argparse.Namespace(
         model=model_name,
@@ -240,7 +240,8 @@ def _reports(logs_url: str, model_name: str) -> dict[str, str]:
 
 def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = False, timeout: float = 1500) -> DemoResult:
     from lockgate.devtools.stack import commands as stack
-    from lockgate.settings import get_settings, load_policy
+    from lockgate.policy.schema import load_policy
+    from lockgate.settings import get_settings
 
     scenario = get_scenario(scenario_name)
     settings = get_settings()

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 from lockgate.benchmark.environment import GpuRequiredError
 from lockgate.errors import ConfigError, InvalidModelError, UnknownModelVersionError
 from lockgate.evidence import EvidenceSummary, SummaryStatus, write_summary
+from lockgate.policy.schema import BenchmarkConfig, Policy, load_policy
 from lockgate.registry import tags as T
 from lockgate.reports.html import report_dir, safe_segment
-from lockgate.settings import BenchmarkConfig, Policy, get_settings, load_policy
+from lockgate.settings import get_settings
 
 if TYPE_CHECKING:
     from lockgate.registry.adapter import ModelRegistry
@@ -355,7 +356,7 @@ def _measure_and_publish(
 
 
 def _current_window(policy: Policy, model_name: str) -> Any:
-    from lockgate.settings import DataIntervalWindow
+    from lockgate.policy.schema import DataIntervalWindow
 
     try:
         return policy.model(model_name).windows.current

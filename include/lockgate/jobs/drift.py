@@ -32,10 +32,11 @@ from lockgate.errors import ConfigError, InsufficientDataError
 from lockgate.evidence import EvidenceSummary, write_summary
 from lockgate.logs.sampling import LogSample, Window
 from lockgate.metrics import DRIFT_COLUMNS
+from lockgate.policy.schema import ChampionBaselineWindow, Policy, load_policy
 from lockgate.registry import tags as T
 from lockgate.registry.versions import RegistryContext, registry_context
 from lockgate.reports.html import report_dir, safe_segment
-from lockgate.settings import ChampionBaselineWindow, Policy, get_settings, load_policy
+from lockgate.settings import get_settings
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -44,8 +44,9 @@ from lockgate.live.compare import LIVE_METRICS, Group, GroupComparison, Side, co
 from lockgate.live.stats import Interval, requests_needed, stratum_cutoffs
 from lockgate.logs.aggregates import VersionCounts
 from lockgate.logs.sampling import Window
+from lockgate.policy.schema import ChampionBaselineWindow, Policy, load_policy
 from lockgate.reports.html import report_dir
-from lockgate.settings import ChampionBaselineWindow, Policy, get_settings, load_policy
+from lockgate.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.errors import ConfigError, UnknownModelVersionError
 from lockgate.evidence import EvidenceSummary, MetricEvidence, utcnow, write_summary
+from lockgate.policy.schema import FixedWindow, Policy, RubricName, load_policy, rubric_files
 from lockgate.registry import tags as T
-from lockgate.settings import FixedWindow, Policy, RubricName, get_settings, load_policy, rubric_files
+from lockgate.settings import get_settings
 
 if TYPE_CHECKING:
     from lockgate.registry.runs import EvidenceRun
