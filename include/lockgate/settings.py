@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         description="How people reach Airflow's API server (the Lockgate pages): the base of report URLs in "
         "registry tags and pages. Default: LOCKGATE_AIRFLOW_URL.",
     )
+    in_airflow: bool = Field(
+        False,
+        validation_alias="LOCKGATE_IN_AIRFLOW",
+        description="Resolve the connections lockgate_logs and lockgate_mlflow through Airflow (its secrets "
+        "backends and metadata database) outside a task too; a task always does (Airflow sets "
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL there).",
+    )
     mlflow_webhook_secret: str | None = Field(
         None,
         validation_alias="LOCKGATE_MLFLOW_WEBHOOK_SECRET",
@@ -161,7 +168,7 @@ def ensure_home(settings: Settings) -> Path:
     return home
 
 
-def _airflow_connection_uri(conn_id: str) -> str | None:
+def _airflow_connection_uri(conn_id: str, settings: Settings) -> str | None:
     """URI of an Airflow connection, if Airflow can resolve it here.
 
     `AIRFLOW_CONN_<ID>` is read directly so the CLI and tests need no Airflow
@@ -174,7 +181,7 @@ def _airflow_connection_uri(conn_id: str) -> str | None:
 
             return str(Connection.from_json(raw, conn_id=conn_id).get_uri())
         return raw
-    if not os.environ.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL") and not os.environ.get("LOCKGATE_IN_AIRFLOW"):
+    if not os.environ.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL") and not settings.in_airflow:
         return None
     try:
         from airflow.sdk import BaseHook
@@ -196,7 +203,7 @@ def resolve_logs_db_url(settings: Settings | None = None) -> str:
     s = settings or get_settings()
     if s.logs_db_url:
         return _sqlalchemy_url(s.logs_db_url)
-    uri = _airflow_connection_uri("lockgate_logs")
+    uri = _airflow_connection_uri("lockgate_logs", s)
     if uri:
         return _sqlalchemy_url(uri)
     ensure_home(s)
@@ -214,7 +221,7 @@ def resolve_mlflow_uri(settings: Settings | None = None) -> str:
     s = settings or get_settings()
     if s.mlflow_tracking_uri:
         return s.mlflow_tracking_uri
-    uri = _airflow_connection_uri("lockgate_mlflow")
+    uri = _airflow_connection_uri("lockgate_mlflow", s)
     if uri:
         # An http connection stored as "http://host:port" is used as is; Airflow's
         # generic form "mlflow://host:port" maps to http.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from lockgate.devtools.settings import DEV_ENV_VARS, DevSettings, get_dev_settings
 from lockgate.errors import ConfigError
 from lockgate.settings import (
     DEFAULT_POLICY_PATH,
@@ -27,7 +28,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "AIRFLOW_CONN_LOCKGATE_LOGS",
         "AIRFLOW_CONN_LOCKGATE_MLFLOW",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
-        "LOCKGATE_IN_AIRFLOW",
     ):
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
@@ -47,6 +47,7 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert s.pushgateway_url is None  # metrics export is off unless asked for
     assert s.mlflow_webhook_secret is None  # the webhook receiver is off unless given a secret
     assert s.public_url == "http://127.0.0.1:8080"  # report links: the local stack's pages
+    assert s.in_airflow is False  # outside a task, connections come from AIRFLOW_CONN_* only
 
 
 def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -67,6 +68,7 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
         "LOCKGATE_EMBEDDINGS_THREADS": "3",
         "LOCKGATE_EMBEDDINGS_BF16": "0",
         "LOCKGATE_EMBEDDINGS_CACHE": "off",
+        "LOCKGATE_IN_AIRFLOW": "1",
     }
     assert set(values) == set(ENV_VARS.values()), "a setting without a test of its override"
     for k, v in values.items():
@@ -83,6 +85,7 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
     assert s.pushgateway_url == "http://pushgateway:9091"
     assert s.mlflow_webhook_secret == "s3cret"
     assert s.public_url == "https://airflow.example.com"
+    assert s.in_airflow is True
     assert (s.embeddings_device, s.embeddings_threads, s.embeddings_bf16, s.embeddings_cache) == (
         "cuda:1",
         3,
@@ -185,5 +188,27 @@ def test_the_embedded_stores_create_a_private_home(clean_env: pytest.MonkeyPatch
 
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [var for var in ENV_VARS.values() if f"`{var}`" not in readme]
+    variables = [*ENV_VARS.values(), *DEV_ENV_VARS.values()]
+    missing = [var for var in variables if f"`{var}`" not in readme]
     assert missing == [], f"environment variables the README does not document: {missing}"
+
+
+def test_a_variable_is_declared_in_one_model_only() -> None:
+    assert set(ENV_VARS.values()).isdisjoint(DEV_ENV_VARS.values())
+
+
+# --------------------------------------------------------------------------- the dev tooling's variables
+
+
+def test_dev_settings_read_the_given_environment() -> None:
+    assert get_dev_settings({}) == DevSettings()
+    assert get_dev_settings({"LOCKGATE_AIRFLOW_DB_URL": "", "LOCKGATE_ADMIN_PASSWORD": ""}) == DevSettings()
+    dev = get_dev_settings({"LOCKGATE_AIRFLOW_DB_URL": "postgresql://a@b/c", "LOCKGATE_ADMIN_PASSWORD": "pw"})
+    assert (dev.airflow_db_url, dev.admin_password) == ("postgresql://a@b/c", "pw")
+
+
+def test_dev_settings_default_to_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKGATE_ADMIN_PASSWORD", "from-env")
+    monkeypatch.delenv("LOCKGATE_AIRFLOW_DB_URL", raising=False)
+    assert get_dev_settings().admin_password == "from-env"
+    assert get_dev_settings().airflow_db_url is None

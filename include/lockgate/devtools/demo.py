@@ -76,12 +76,13 @@ def _logs_url_from_airflow(client: Any) -> str:
     """The log database the DAG tasks use: Airflow's connection `lockgate_logs`, else the embedded store."""
     from lockgate.settings import get_settings, resolve_logs_db_url
 
-    if os.environ.get("LOCKGATE_LOGS_DB_URL"):
-        return resolve_logs_db_url()
+    settings = get_settings()
+    if settings.logs_db_url:
+        return resolve_logs_db_url(settings)
     try:
         conn = client.request("GET", "/api/v2/connections/lockgate_logs")
     except LockgateError:
-        return get_settings().embedded_logs_url
+        return settings.embedded_logs_url
     from sqlalchemy.engine import URL
 
     url = URL.create(
