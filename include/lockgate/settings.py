@@ -1,9 +1,10 @@
-"""Typed settings: the one place environment variables are read.
+"""Typed settings: the one place the runtime's environment variables are read.
 
 `Settings` says where things are (databases, MLflow, reports, local state). Every field
 can be overridden by an environment variable so tests and operators can point lockgate
 anywhere without editing files. What lockgate decides with, the policy, has its schema
-in `lockgate.policy.schema`.
+in `lockgate.policy.schema`; the dev tooling's own variables (the local stack's) are declared
+in `lockgate.devtools.settings`.
 """
 
 from __future__ import annotations
@@ -31,9 +32,6 @@ def format_validation_error(exc: ValidationError) -> tuple[str, str]:
     first = _loc(errors[0]) if errors else "<root>"
     lines = [f"{_loc(e)}: {e['msg']}" for e in errors]
     return first, "; ".join(lines)
-
-
-# --------------------------------------------------------------------------- settings
 
 
 class Settings(BaseSettings):
