@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.filterwarnings("ignore")
 
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     policy = load_policy()
     if args.embedding_sample_size:

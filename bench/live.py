@@ -78,7 +78,7 @@ def child(mode: str, url: str, start: str, end: str) -> None:
     from lockgate.jobs.live import build_metrics, evaluate, read_inputs
     from lockgate.logs.db import make_engine
     from lockgate.logs.sampling import Window
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     policy = load_policy()
     engine = make_engine(url)

@@ -106,7 +106,7 @@ def _history_href(model: str, days: int | None = None) -> str:
 def _watched_models() -> tuple[list[str], str | None]:
     """The models the policy watches, and why the policy could not be read (None when it could)."""
     from lockgate.errors import LockgateError
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     try:
         return [m.name for m in load_policy().models], None

@@ -318,7 +318,7 @@ def only_watched_model() -> str:
         ConfigError: the policy watches several models (it names them), so `--model` is needed.
     """
     from lockgate.errors import ConfigError
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     names = [m.name for m in load_policy().models]
     if len(names) != 1:

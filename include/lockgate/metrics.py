@@ -2,7 +2,7 @@
 
 A gate's `metric` is `<kind>.<name>`; `name` must be a key the job of that kind puts into
 `EvidenceSummary.metrics`, or the gate would silently never fire. The policy validator
-(`lockgate.settings.Gate`) checks names and thresholds against this catalogue, and the
+(`lockgate.policy.schema.Gate`) checks names and thresholds against this catalogue, and the
 tests check that it matches what the jobs produce.
 
 Each entry carries its unit, which fixes the thresholds that make sense:

@@ -52,7 +52,7 @@ HEAVY_MODULES = ("mlflow", "torch", "pandas", "numpy", "transformers", "evidentl
 # Modules that lockgate code run at parse time must not import either. airflow.sdk loads pydantic,
 # yaml and sqlalchemy itself, so being in sys.modules proves nothing: the parser records the import
 # statements that the DAG file and lockgate modules execute while the file is parsed.
-PARSE_FORBIDDEN = ("pydantic", "yaml", "sqlalchemy", "lockgate.settings", *HEAVY_MODULES)
+PARSE_FORBIDDEN = ("pydantic", "yaml", "sqlalchemy", "lockgate.settings", "lockgate.policy", *HEAVY_MODULES)
 
 _PARSE_DAG = """
 import builtins, json, sys

@@ -96,7 +96,7 @@ def test_dag_test_publishes_a_benchmark_the_gates_use(dag, world, asset_events):
     from mlflow import MlflowClient
 
     from lockgate.policy.gates import assess_evidence, evaluate_gate
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     # A manual run at 2026-01-09 00:00 has the previous day, the seeded current period, as its data interval.
     dr = dag.test(logical_date=datetime(2026, 1, 9, tzinfo=UTC), run_conf={"model": MODEL})

@@ -49,6 +49,7 @@ def test_parse_time_imports_stay_light(dag_file: Path, dag_info: Callable[[Path,
     assert watch <= {"__future__", "asyncio", "collections.abc", "typing", "airflow.triggers.base"}, watch
     assert "lockgate.assets" in info["lockgate_modules"]
     assert "lockgate.settings" not in info["lockgate_modules"]
+    assert "lockgate.policy.schema" not in info["lockgate_modules"]
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.stem)

@@ -14,7 +14,7 @@ from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
 from lockgate.policy.gates import assess_evidence, evaluate_gate
-from lockgate.settings import load_policy
+from lockgate.policy.schema import load_policy
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 LOGICAL = datetime(2026, 6, 2, 2, 0, tzinfo=UTC)

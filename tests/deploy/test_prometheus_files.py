@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from lockgate.observability.prometheus import METRIC_NAMES, METRICS
-from lockgate.settings import load_policy
+from lockgate.policy.schema import load_policy
 
 from .conftest import DOCKER, ROOT, load_compose
 

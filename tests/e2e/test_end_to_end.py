@@ -63,7 +63,8 @@ def test_evidence_promotion_and_approval(stack, evidence_runs, first_promotion) 
     assert stack.alias("challenger") == challenger
     # The same decision in Prometheus, pushed by the Airflow task to the Pushgateway and read with
     # PromQL: every gate's verdict, the action, the evidence of each kind and the policy's max age.
-    from lockgate.settings import DEFAULT_POLICY_PATH, load_policy
+    from lockgate.policy.schema import load_policy
+    from lockgate.settings import DEFAULT_POLICY_PATH
 
     m = f'model="{stack.model}"'
     policy_gates = {g.name for g in load_policy(DEFAULT_POLICY_PATH).model(stack.model).gates}

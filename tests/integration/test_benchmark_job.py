@@ -14,8 +14,9 @@ import yaml
 from lockgate.benchmark import harness
 from lockgate.devtools.tiny_model import build_tiny_model
 from lockgate.evidence import latest_summary_path, read_summary
+from lockgate.policy.schema import Policy, parse_policy
 from lockgate.registry.artifacts import register_directory
-from lockgate.settings import DEFAULT_POLICY_PATH, Policy, get_settings, parse_policy
+from lockgate.settings import DEFAULT_POLICY_PATH, get_settings
 
 MODEL = "bench-demo"
 FAST = {

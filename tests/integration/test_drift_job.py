@@ -21,7 +21,7 @@ from lockgate.jobs.context import RunContext
 from lockgate.jobs.drift import drift_summary_of, run_drift
 from lockgate.logs.db import make_engine
 from lockgate.logs.sampling import Window
-from lockgate.settings import load_policy
+from lockgate.policy.schema import load_policy
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 HOSTILE_VERSION = "</script><img src=x onerror=alert(1)>"

@@ -14,7 +14,7 @@ from lockgate.judge.calibration import calibrate
 from lockgate.judge.rubrics import load_rubric
 from lockgate.judge.scoring import JudgeRequest
 from lockgate.logs.redaction import Redactor
-from lockgate.settings import JudgeConfig, QualityConfig, StatisticsConfig
+from lockgate.policy.schema import JudgeConfig, QualityConfig, StatisticsConfig
 
 
 @pytest.fixture(scope="module")

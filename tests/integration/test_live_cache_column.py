@@ -9,7 +9,7 @@ from lockgate.logs.aggregates import physical_columns, resolve_cached_tokens, wi
 from lockgate.logs.db import make_engine
 from lockgate.logs.sampling import Window
 from lockgate.logs.schema import create_schema
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

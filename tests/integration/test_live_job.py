@@ -20,7 +20,7 @@ from lockgate.jobs.live import run_live
 from lockgate.logs.db import make_engine
 from lockgate.policy import PromotionInputs, decide_promotion
 from lockgate.policy.gates import assess_evidence, evaluate_gate
-from lockgate.settings import load_policy
+from lockgate.policy.schema import load_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -15,7 +15,7 @@ from lockgate.logs import aggregates
 from lockgate.logs.db import make_engine
 from lockgate.logs.sampling import Window
 from lockgate.logs.schema import create_schema
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 pytestmark = [pytest.mark.postgres]
 

@@ -22,7 +22,7 @@ from lockgate.logs.sampling import (
     token_length_distribution,
 )
 from lockgate.logs.schema import create_schema, migrate_sample_index, sample_hash_seed
-from lockgate.settings import LogColumns, LogsConfig
+from lockgate.policy.schema import LogColumns, LogsConfig
 
 SPEC = TrafficSpec(
     reference_rows=600,

@@ -34,12 +34,12 @@ from lockgate.devtools.testing.registry import (
     write_evidence,
 )
 from lockgate.jobs.promotion import run_promotion
+from lockgate.policy.schema import ApprovalsConfig, Policy
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, RegistryState
 from lockgate.registry.attestation import parse_attestation
 from lockgate.registry.audit import list_audit, state_engine
 from lockgate.registry.commands import ApprovalError, approve
-from lockgate.settings import ApprovalsConfig, Policy
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,8 @@ from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.evidence import EvidenceSummary, latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
 from lockgate.policy.gates import assess_evidence, evaluate_gate
-from lockgate.settings import DEFAULT_POLICY_PATH, load_policy
+from lockgate.policy.schema import load_policy
+from lockgate.settings import DEFAULT_POLICY_PATH
 
 MODEL = "lockgate-demo"
 
@@ -316,7 +317,7 @@ def test_a_custom_rubric_file_is_scored_and_gated_without_code(env: Path, tmp_pa
     from lockgate.devtools.testing.judge import FakeJudgeServer
     from lockgate.jobs.context import RunContext
     from lockgate.jobs.quality import run_quality
-    from lockgate.settings import Gate
+    from lockgate.policy.schema import Gate
 
     rubrics_dir = tmp_path / "rubrics"
     rubrics_dir.mkdir()

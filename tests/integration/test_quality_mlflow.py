@@ -94,7 +94,7 @@ def test_a_calibration_set_kept_as_an_mlflow_evaluation_dataset(
     from lockgate.errors import ConfigError
     from lockgate.judge.calibration import calibrate, load_calibration_set, push_calibration_set
     from lockgate.judge.scoring import JudgeRequest, Judgment
-    from lockgate.settings import QualityConfig, StatisticsConfig
+    from lockgate.policy.schema import QualityConfig, StatisticsConfig
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     rows = [

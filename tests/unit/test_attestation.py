@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lockgate.policy import ApprovalRecord, check_approval
+from lockgate.policy.schema import load_policy
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import approval_record
 from lockgate.registry.attestation import (
@@ -16,7 +17,6 @@ from lockgate.registry.attestation import (
     parse_attestation,
     require_mlflow_authentication,
 )
-from lockgate.settings import load_policy
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 WRITTEN = NOW - timedelta(hours=1)
@@ -184,8 +184,8 @@ def test_a_future_approved_at_never_counts_even_attested() -> None:
 
 
 def test_the_cli_needs_the_callers_own_mlflow_credentials_when_mlflow_auth_is_on(tmp_path, monkeypatch) -> None:
+    from lockgate.policy.schema import ApprovalsConfig
     from lockgate.registry.commands import ApprovalError, approve, mlflow_user
-    from lockgate.settings import ApprovalsConfig
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lockgate.benchmark import workload
-from lockgate.settings import DataIntervalWindow, FixedWindow
+from lockgate.policy.schema import DataIntervalWindow, FixedWindow
 
 
 def test_synthetic_lengths_are_fixed_and_chat_like() -> None:

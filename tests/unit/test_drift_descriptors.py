@@ -11,7 +11,8 @@ import pytest
 
 from lockgate.drift.columns import CATALOG, build_features, selected_columns
 from lockgate.drift.descriptors import describe_texts
-from lockgate.settings import DEFAULT_REFUSAL_PHRASES, DRIFT_COLUMNS
+from lockgate.metrics import DRIFT_COLUMNS
+from lockgate.policy.schema import DEFAULT_REFUSAL_PHRASES
 
 TEXTS = [
     "How do I reset my password?",

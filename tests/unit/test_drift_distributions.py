@@ -14,7 +14,7 @@ from lockgate.drift.report import render_drift_page
 from lockgate.drift.summary import DriftSummary, WindowSample
 from lockgate.jobs.drift import compare_frames
 from lockgate.logs.schema import CONTRACT_COLUMNS
-from lockgate.settings import parse_policy
+from lockgate.policy.schema import parse_policy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ import pytest
 from lockgate.drift.report import render_drift_page
 from lockgate.drift.summary import ColumnDistribution, ColumnDrift, DriftSummary, Rate, WindowSample, to_evidence
 from lockgate.errors import ConfigError
-from lockgate.settings import DriftConfig, parse_policy
+from lockgate.policy.schema import DriftConfig, parse_policy
 
 T0, T1, T2 = (datetime(2026, 1, d, tzinfo=UTC) for d in (1, 8, 9))
 EVIL = "</script><script>alert(1)</script>"

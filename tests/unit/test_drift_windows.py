@@ -10,7 +10,7 @@ import pytest
 from lockgate.drift.windows import resolve_current, resolve_reference
 from lockgate.errors import InsufficientDataError
 from lockgate.logs.sampling import Window
-from lockgate.settings import AfterPromotionWindow, DataIntervalWindow, FixedWindow, TrailingWindow
+from lockgate.policy.schema import AfterPromotionWindow, DataIntervalWindow, FixedWindow, TrailingWindow
 
 D = datetime(2026, 3, 10, tzinfo=UTC)
 CUR = Window(D, D + timedelta(days=1))

@@ -21,7 +21,7 @@ from lockgate.judge.calibration import (
 from lockgate.judge.rubrics import load_rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment
 from lockgate.logs.redaction import Redactor
-from lockgate.settings import QualityConfig, StatisticsConfig
+from lockgate.policy.schema import QualityConfig, StatisticsConfig
 
 EXAMPLE = load_calibration_set()
 ITEMS = EXAMPLE.items

@@ -18,7 +18,7 @@ from lockgate.judge.scoring import (
     parse_label,
     unscored_counts,
 )
-from lockgate.settings import RUBRIC_NAMES
+from lockgate.policy.schema import RUBRIC_NAMES
 
 
 @pytest.mark.parametrize("name", RUBRIC_NAMES)
@@ -221,7 +221,8 @@ def test_unscored_reasons_are_checked_and_counted() -> None:
 
 
 def test_policy_rubric_names_are_checked_against_the_files_present(tmp_path: Path) -> None:
-    from lockgate.settings import DEFAULT_POLICY_PATH, parse_policy
+    from lockgate.policy.schema import parse_policy
+    from lockgate.settings import DEFAULT_POLICY_PATH
 
     data = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
     data["quality"]["rubrics"] = ["relevance", "tone"]

@@ -23,7 +23,7 @@ from lockgate.live.stats import (
 )
 from lockgate.logs.aggregates import StratumCounts, VersionCounts
 from lockgate.policy.gates import assess_evidence, estimate_name, evaluate_gate
-from lockgate.settings import Gate, parse_policy
+from lockgate.policy.schema import Gate, parse_policy
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -192,7 +192,7 @@ def test_champion_comparisons_are_only_for_live_metrics() -> None:
 
 
 def test_shipped_policy_has_the_live_gates() -> None:
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     gates = {g.name: g for g in load_policy().models[0].gates}
     for name in ("live_ttft_regression", "live_tpot_regression", "live_error_rate", "live_refusal_rate"):

@@ -10,7 +10,8 @@ from typing import get_args
 import pytest
 
 from lockgate import metrics
-from lockgate.settings import DRIFT_COLUMNS, ServingConfig
+from lockgate.metrics import DRIFT_COLUMNS
+from lockgate.policy.schema import ServingConfig
 
 # The unit strings the producers attach to `MetricEvidence.unit`, and the catalogue's unit for each.
 PRODUCER_UNITS = {
@@ -58,7 +59,7 @@ def test_gpu_only_benchmark_names_are_the_ones_the_analysis_builds() -> None:
 
 def test_quality_names_and_units_match_the_evaluation() -> None:
     from lockgate.judge.evaluation import METRIC_INFO, judge_metric
-    from lockgate.settings import RUBRIC_NAMES
+    from lockgate.policy.schema import RUBRIC_NAMES
 
     assert set(METRIC_INFO) == set(metrics.CATALOGUE["quality"]) - {"judge_<rubric>"}
     assert {judge_metric(r) for r in RUBRIC_NAMES if r != "pairwise"} <= set(METRIC_INFO)
@@ -130,7 +131,7 @@ def test_live_names_and_units_match_the_live_comparison() -> None:
 
 
 def test_every_kind_of_the_policy_has_a_catalogue() -> None:
-    from lockgate.settings import EvidenceKind
+    from lockgate.evidence import EvidenceKind
 
     assert set(get_args(EvidenceKind)) == set(metrics.CATALOGUE)
 

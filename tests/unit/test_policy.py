@@ -18,7 +18,7 @@ from lockgate.policy import (
     gate_kinds,
     limit_of,
 )
-from lockgate.settings import Gate, WatchedModel, load_policy
+from lockgate.policy.schema import Gate, WatchedModel, load_policy
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MODEL = "m"

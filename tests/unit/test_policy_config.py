@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from lockgate.errors import ConfigError
-from lockgate.settings import DEFAULT_POLICY_PATH, load_policy, parse_policy
+from lockgate.policy.schema import load_policy, parse_policy
+from lockgate.settings import DEFAULT_POLICY_PATH
 
 
 def base() -> dict:

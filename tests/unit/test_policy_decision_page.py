@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
 from lockgate.policy import ApprovalRecord, PromotionInputs, decide_promotion
+from lockgate.policy.schema import WatchedModel
 from lockgate.registry.audit import AuditEntry, DecisionRow
 from lockgate.reports.decision import render_decision_page
-from lockgate.settings import WatchedModel
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 EVIL = "<script>alert(1)</script>"

@@ -24,7 +24,7 @@ from lockgate.judge.report import histogram_svg, render_quality_report, score_di
 from lockgate.judge.rubrics import load_rubric
 from lockgate.judge.scoring import Judgment
 from lockgate.judge.summary import Example, QualitySummary, VersionInfo
-from lockgate.settings import StatisticsConfig
+from lockgate.policy.schema import StatisticsConfig
 
 STATS = StatisticsConfig(bootstrap_resamples=300)
 RUBRICS = {name: load_rubric(name) for name in ("relevance", "faithfulness", "safety", "pairwise")}

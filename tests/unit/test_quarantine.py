@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from lockgate.logs.quarantine import QUARANTINE_REASONS, quarantine_reason, split_valid_rows
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 CFG = LogsConfig(max_text_chars=100)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from lockgate.logs.redaction import Redactor, iban_valid, luhn_valid
-from lockgate.settings import RedactionConfig
+from lockgate.policy.schema import RedactionConfig
 
 # Test values only: documented examples (RFC 5737/3849 addresses, Ofcom/NANP fiction numbers,
 # the ECBS sample IBANs, issuers' test card numbers) and random strings in the keys' formats.

@@ -101,7 +101,7 @@ def test_effective_logs_url(lockgate_env: Path, monkeypatch: pytest.MonkeyPatch)
     assert commands.effective_logs_url(parsed, set(), settings) == "postgresql://postgres@127.0.0.1:5432/lockgate"
     assert commands.effective_logs_url(parsed, {"lockgate_logs"}, settings) == settings.embedded_logs_url
     monkeypatch.setenv("LOCKGATE_LOGS_DB_URL", "postgresql://u:p@h:1/d")
-    assert commands.effective_logs_url(parsed, set(), settings) == "postgresql://u:p@h:1/d"
+    assert commands.effective_logs_url(parsed, set(), get_settings()) == "postgresql://u:p@h:1/d"
 
 
 # --------------------------------------------------------------------------- stack.env
@@ -115,7 +115,7 @@ def test_stack_env_lets_the_cli_see_what_the_tasks_see(lockgate_env: Path, monke
     ports = StackPorts(airflow=free_port(), mlflow=free_port())
     logs_url = "postgresql://postgres:pw@127.0.0.1:5432/userlogs"
     overrides = stack_overrides(settings, paths, load_or_create_secrets(paths), ports)
-    write_env_file(paths, env_file_values(overrides, logs_url))
+    write_env_file(paths, env_file_values(overrides, logs_url, settings))
     assert _mode(paths.env_file) == 0o600
 
     # A fresh shell with nothing of lockgate's in its environment, then `source stack.env`.

@@ -30,9 +30,9 @@ ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;&#34;onmouseover=&#34;alert(2)"
 def _decision_page(tmp_path: Path) -> str:
     from lockgate.evidence import Estimate, EvidenceSummary, MetricEvidence
     from lockgate.policy import PromotionInputs, decide_promotion
+    from lockgate.policy.schema import WatchedModel
     from lockgate.registry.audit import AuditEntry
     from lockgate.reports.decision import render_decision_page
-    from lockgate.settings import WatchedModel
 
     def summary(kind: str, metric: str, ratio: float) -> EvidenceSummary:
         return EvidenceSummary(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lockgate.settings import CurrentWindow, LogsConfig
+from lockgate.policy.schema import CurrentWindow, LogsConfig
 
 log = logging.getLogger(__name__)
 

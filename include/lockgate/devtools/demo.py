@@ -76,12 +76,13 @@ def _logs_url_from_airflow(client: Any) -> str:
     """The log database the DAG tasks use: Airflow's connection `lockgate_logs`, else the embedded store."""
     from lockgate.settings import get_settings, resolve_logs_db_url
 
-    if os.environ.get("LOCKGATE_LOGS_DB_URL"):
-        return resolve_logs_db_url()
+    settings = get_settings()
+    if settings.logs_db_url:
+        return resolve_logs_db_url(settings)
     try:
         conn = client.request("GET", "/api/v2/connections/lockgate_logs")
     except LockgateError:
-        return get_settings().embedded_logs_url
+        return settings.embedded_logs_url
     from sqlalchemy.engine import URL
 
     url = URL.create(
@@ -146,7 +147,7 @@ def seed_demo_logs(
     from lockgate.devtools.seed import spec_from_args
     from lockgate.devtools.synthetic import seed_logs
     from lockgate.logs.db import check_connection, make_engine
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     args = argparse.Namespace(
         model=model_name,
@@ -240,7 +241,8 @@ def _reports(logs_url: str, model_name: str) -> dict[str, str]:
 
 def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = False, timeout: float = 1500) -> DemoResult:
     from lockgate.devtools.stack import commands as stack
-    from lockgate.settings import get_settings, load_policy
+    from lockgate.policy.schema import load_policy
+    from lockgate.settings import get_settings
 
     scenario = get_scenario(scenario_name)
     settings = get_settings()

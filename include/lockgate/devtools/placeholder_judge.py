@@ -20,7 +20,7 @@ from lockgate.devtools.tiny_model import build_tiny_model
 
 if TYPE_CHECKING:
     from lockgate.judge.backends.local import LocalJudge
-    from lockgate.settings import JudgeConfig
+    from lockgate.policy.schema import JudgeConfig
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from lockgate.devtools.scenarios import get_scenario
 from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
 from lockgate.logs.db import check_connection, make_engine, safe_url
-from lockgate.settings import load_policy, resolve_logs_db_url
+from lockgate.policy.schema import load_policy
+from lockgate.settings import resolve_logs_db_url
 
 
 def spec_from_args(args: argparse.Namespace) -> TrafficSpec:

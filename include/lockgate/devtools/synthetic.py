@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from lockgate.logs.schema import create_schema
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 TOPICS: dict[str, dict[str, list[str]]] = {
     "billing": {

@@ -27,7 +27,7 @@ from lockgate.drift.stats import (
     wilson_interval,
 )
 from lockgate.drift.summary import ColumnDrift, Rate
-from lockgate.settings import DriftConfig
+from lockgate.policy.schema import DriftConfig
 
 if TYPE_CHECKING:
     import pandas as pd

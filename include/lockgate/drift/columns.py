@@ -16,7 +16,7 @@ import numpy as np
 
 from lockgate.drift.descriptors import describe_texts
 from lockgate.drift.stats import ColumnKind
-from lockgate.settings import DRIFT_COLUMNS
+from lockgate.metrics import DRIFT_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,7 +60,7 @@ CATALOG: dict[str, ColumnSpec] = {
 EMBEDDING_SOURCES = {"prompt_embedding": "prompt", "response_embedding": "response"}
 
 if tuple(CATALOG) != DRIFT_COLUMNS:  # pragma: no cover - a developer error, caught by the unit tests too
-    raise RuntimeError("lockgate.drift.columns.CATALOG and lockgate.settings.DRIFT_COLUMNS disagree")
+    raise RuntimeError("lockgate.drift.columns.CATALOG and lockgate.metrics.DRIFT_COLUMNS disagree")
 
 
 def selected_columns(columns: Sequence[str] | None, embeddings: bool) -> list[ColumnSpec]:

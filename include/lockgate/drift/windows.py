@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from lockgate.errors import ConfigError, InsufficientDataError
 from lockgate.logs.sampling import Window
-from lockgate.settings import (
+from lockgate.policy.schema import (
     AfterPromotionWindow,
     ChampionBaselineWindow,
     CurrentWindow,

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 from lockgate.errors import EvidenceError
 from lockgate.evidence import EvidenceKind, EvidenceSummary, latest_summary_path, read_summary
 from lockgate.policy import Decision, PromotionInputs, decide_promotion, gate_kinds
+from lockgate.policy.schema import Policy, load_policy
 from lockgate.registry.adapter import ModelRegistry, RegistryState, approval_record
-from lockgate.settings import Policy, get_settings, load_policy
+from lockgate.settings import get_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine

@@ -41,8 +41,8 @@ from lockgate.evidence import Estimate
 from lockgate.judge.rubrics import Rubric, load_rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment, unscored_counts
 from lockgate.judge.statistics import bootstrap_agreement, cohen_kappa, spearman, to_levels
+from lockgate.policy.schema import QualityConfig, StatisticsConfig
 from lockgate.registry import tags as T
-from lockgate.settings import QualityConfig, StatisticsConfig
 
 log = logging.getLogger(__name__)
 

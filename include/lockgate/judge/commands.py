@@ -68,7 +68,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from lockgate.judge.backends import make_backend
     from lockgate.judge.calibration import calibrate
     from lockgate.logs.redaction import Redactor
-    from lockgate.settings import get_settings, load_policy, rubric_files
+    from lockgate.policy.schema import load_policy, rubric_files
+    from lockgate.settings import get_settings
 
     policy = load_policy()
     qc = policy.quality
@@ -150,7 +151,8 @@ def cmd_export_feedback(args: argparse.Namespace) -> int:
     from lockgate.logs.db import make_engine
     from lockgate.logs.redaction import Redactor
     from lockgate.logs.sampling import Window, count_window, sample_inference_logs
-    from lockgate.settings import load_policy, resolve_logs_db_url
+    from lockgate.policy.schema import load_policy
+    from lockgate.settings import resolve_logs_db_url
 
     policy = load_policy()
     policy.model(args.model)

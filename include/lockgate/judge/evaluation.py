@@ -24,7 +24,7 @@ from lockgate.judge.statistics import (
     win_rate,
 )
 from lockgate.logs.refusal import is_refusal
-from lockgate.settings import StatisticsConfig
+from lockgate.policy.schema import StatisticsConfig
 
 ERROR_STATUSES = frozenset({"error", "timeout"})
 

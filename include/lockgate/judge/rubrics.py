@@ -37,7 +37,7 @@ from typing import Any, Literal, cast
 import yaml
 
 from lockgate.errors import ConfigError
-from lockgate.settings import PACKAGED_RUBRICS_DIR, RUBRIC_SUFFIX, rubric_files
+from lockgate.policy.schema import PACKAGED_RUBRICS_DIR, RUBRIC_SUFFIX, rubric_files
 
 RUBRIC_DIR = PACKAGED_RUBRICS_DIR
 

@@ -47,7 +47,7 @@ from lockgate.logs.rollups import (
 )
 from lockgate.logs.sampling import Window
 from lockgate.logs.schema import checked_log_table
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 log = logging.getLogger(__name__)
 

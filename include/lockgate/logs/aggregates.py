@@ -25,7 +25,7 @@ from lockgate.errors import ConfigError
 from lockgate.logs.refusal import REFUSAL_PATTERN, postgres_refusal_pattern
 from lockgate.logs.sampling import Window, sample_rank, stored_sample_hash
 from lockgate.logs.schema import checked_log_table
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 log = logging.getLogger(__name__)
 

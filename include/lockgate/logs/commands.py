@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from lockgate.logs.db import check_connection, make_engine, safe_url
-from lockgate.settings import load_policy, resolve_logs_db_url
+from lockgate.policy.schema import load_policy
+from lockgate.settings import resolve_logs_db_url
 
 
 def cmd_migrate_sample_index(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 QUARANTINE_REASONS = (
     "missing_request_id",

@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lockgate.settings import RedactionConfig
+from lockgate.policy.schema import RedactionConfig
 
 Replacement = str | Callable[[re.Match[str]], str]
 

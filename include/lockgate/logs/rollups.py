@@ -36,7 +36,7 @@ from lockgate.logs.aggregates import (
 )
 from lockgate.logs.sampling import Window
 from lockgate.logs.schema import checked_log_table
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 HOUR_SECONDS = 3600
 

@@ -44,7 +44,7 @@ from lockgate.logs.schema import (
     log_table,
     sample_hash_seed,
 )
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 if TYPE_CHECKING:
     import pandas as pd

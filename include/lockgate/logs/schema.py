@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 
 from lockgate.errors import ConfigError
-from lockgate.settings import LogsConfig
+from lockgate.policy.schema import LogsConfig
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from lockgate.policy.model import (
     PromotionInputs,
     VersionStatus,
 )
-from lockgate.settings import Gate, WatchedModel
+from lockgate.policy.schema import Gate, WatchedModel
 
 
 def _aware(t: datetime) -> datetime:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from lockgate.evidence import Estimate, EvidenceKind, EvidenceSummary
 from lockgate.policy.model import EstimateName, EvidenceRef, GateVerdict, VerdictStatus
-from lockgate.settings import Gate
+from lockgate.policy.schema import Gate
 
 
 def _aware(t: datetime) -> datetime:

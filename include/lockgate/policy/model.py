@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockgate.evidence import EvidenceKind, EvidenceSummary
-from lockgate.settings import Direction, GateAction, GateComparison, GateSubject
+from lockgate.policy.schema import Direction, GateAction, GateComparison, GateSubject
 
 Action = Literal["promote", "await_approval", "hold", "rollback", "no_op"]
 """What the decision asks for; only `promote` and `rollback` move an alias."""

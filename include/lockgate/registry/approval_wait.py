@@ -91,8 +91,8 @@ class AwaitApprovalOperator(BaseOperator):
         """Offer the approval in Airflow's Required actions inbox (the tag path works without it)."""
         from airflow.sdk.execution_time.hitl import HITLUser, upsert_hitl_detail
 
+        from lockgate.policy.schema import load_policy
         from lockgate.registry.inbox import OPTIONS, inbox_request
-        from lockgate.settings import load_policy
 
         model = self.decision["model_name"]
         try:

@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from lockgate.errors import LockgateError
+from lockgate.policy.schema import Policy, load_policy
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, normalise_version
 from lockgate.registry.audit import (
@@ -19,7 +20,6 @@ from lockgate.registry.audit import (
     record_audit,
     state_engine,
 )
-from lockgate.settings import Policy, load_policy
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from lockgate.policy.schema import Policy, load_policy
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry
 from lockgate.registry.audit import (
@@ -35,7 +36,6 @@ from lockgate.registry.audit import (
     record_verified_approval,
     state_engine,
 )
-from lockgate.settings import Policy, load_policy
 
 log = logging.getLogger(__name__)
 

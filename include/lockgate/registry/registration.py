@@ -32,7 +32,8 @@ class WatchConfig:
 
 def load_watch_config() -> WatchConfig:
     """The policy's `registration` section, its watched models and the MLflow URI (blocking)."""
-    from lockgate.settings import get_settings, load_policy, resolve_mlflow_uri
+    from lockgate.policy.schema import load_policy
+    from lockgate.settings import get_settings, resolve_mlflow_uri
 
     policy = load_policy()
     settings = get_settings()

@@ -34,7 +34,7 @@ def _secret() -> str | None:
 
 
 def _watched_models() -> list[str]:
-    from lockgate.settings import load_policy
+    from lockgate.policy.schema import load_policy
 
     return [m.name for m in load_policy().models]
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -30,9 +29,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from lockgate.devtools.settings import get_dev_settings
 from lockgate.devtools.stack.env import (
     ADMIN_USER,
-    AIRFLOW_DB_URL_ENV,
     DEFAULT_TRIGGER_LOG_PORT,
     DEFAULT_WORKER_LOG_PORT,
     StackPaths,
@@ -214,7 +213,7 @@ def prepare_logs_database(parsed: AstroSettings) -> set[str]:
     """
     from lockgate.devtools.stack.postgres import ensure_database
 
-    explicit = os.environ.get("LOCKGATE_LOGS_DB_URL")
+    explicit = get_settings().logs_db_url
     conn = _postgres_logs_connection(parsed)
     if conn is None:
         if explicit:
@@ -236,9 +235,8 @@ def prepare_logs_database(parsed: AstroSettings) -> set[str]:
 
 def effective_logs_url(parsed: AstroSettings, skip: set[str], settings: Settings) -> str:
     """Where the stack's tasks find the inference logs: what `resolve_logs_db_url` will answer there."""
-    explicit = os.environ.get("LOCKGATE_LOGS_DB_URL")
-    if explicit:
-        return explicit
+    if settings.logs_db_url:
+        return settings.logs_db_url
     conn = _postgres_logs_connection(parsed)
     if conn is not None and LOGS_CONN_ID not in skip:
         return connection_url(conn)
@@ -254,7 +252,7 @@ def choose_airflow_database(paths: StackPaths, parsed: AstroSettings) -> str:
     """
     from lockgate.devtools.stack.postgres import ensure_database
 
-    chosen = os.environ.get(AIRFLOW_DB_URL_ENV) or recorded_airflow_db_url(paths)
+    chosen = get_dev_settings().airflow_db_url or recorded_airflow_db_url(paths)
     if chosen:
         return chosen
     sqlite = f"sqlite:///{paths.airflow_db}"
@@ -410,7 +408,7 @@ def _up(args: argparse.Namespace) -> int:
         ports = choose_ports(settings)
         parsed, removed = align_stack_connections(
             load_settings_file(settings_file),
-            logs_db_url=os.environ.get("LOCKGATE_LOGS_DB_URL"),
+            logs_db_url=settings.logs_db_url,
             mlflow_url=ports.mlflow_url,
         )
         stack_secrets = load_or_create_secrets(paths)
@@ -452,7 +450,9 @@ def _up(args: argparse.Namespace) -> int:
                 else:
                     remove_state(paths)
                 raise
-        write_env_file(paths, env_file_values(stack_overrides(settings, paths, stack_secrets, ports), logs_url))
+        write_env_file(
+            paths, env_file_values(stack_overrides(settings, paths, stack_secrets, ports), logs_url, settings)
+        )
         make_private(paths.home)
         if reports_outside:
             make_private(settings.reports_dir, entries=tuple(p.name for p in settings.reports_dir.iterdir()))

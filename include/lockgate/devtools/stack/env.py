@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lockgate.devtools.settings import get_dev_settings
 from lockgate.errors import ConfigError
 from lockgate.jobs import QUIET_PROGRESS_ENV
 from lockgate.settings import PROJECT_ROOT, Settings
@@ -34,9 +35,6 @@ from lockgate.settings import PROJECT_ROOT, Settings
 logger = logging.getLogger(__name__)
 
 ADMIN_USER = "admin"
-# Read here rather than in lockgate.settings: only the stack uses them.
-AIRFLOW_DB_URL_ENV = "LOCKGATE_AIRFLOW_DB_URL"
-ADMIN_PASSWORD_ENV = "LOCKGATE_ADMIN_PASSWORD"  # noqa: S105 - a variable name, not a password
 
 # A modest executor (the local stack shares its machine with everything else on it), and new
 # DAG files noticed within 30 s instead of Airflow's default 5 minutes.
@@ -260,8 +258,8 @@ def load_or_create_secrets(paths: StackPaths) -> StackSecrets:
 
 
 def effective_admin_password(stack_secrets: StackSecrets, environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
-    return env.get(ADMIN_PASSWORD_ENV) or stack_secrets.admin_password
+    """`LOCKGATE_ADMIN_PASSWORD` (lockgate.devtools.settings), else the generated one."""
+    return get_dev_settings(environ).admin_password or stack_secrets.admin_password
 
 
 def write_password_file(paths: StackPaths, password: str) -> None:
@@ -315,8 +313,7 @@ def record_airflow_db_url(paths: StackPaths, url: str) -> None:
 
 def airflow_db_url(paths: StackPaths, environ: Mapping[str, str] | None = None) -> str:
     """`LOCKGATE_AIRFLOW_DB_URL`, else the PostgreSQL database `up` chose, else SQLite under LOCKGATE_HOME."""
-    env = os.environ if environ is None else environ
-    url = env.get(AIRFLOW_DB_URL_ENV) or recorded_airflow_db_url(paths)
+    url = get_dev_settings(environ).airflow_db_url or recorded_airflow_db_url(paths)
     if url:
         # SQLAlchemy 2 no longer accepts the postgres:// spelling.
         return "postgresql://" + url[len("postgres://") :] if url.startswith("postgres://") else url
@@ -424,17 +421,14 @@ def build_stack_env(
     return base
 
 
-def env_file_values(
-    overrides: Mapping[str, str], logs_db_url: str, environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def env_file_values(overrides: Mapping[str, str], logs_db_url: str, settings: Settings) -> dict[str, str]:
     """What `stack.env` exports: the stack's overrides plus where the logs (and state) live.
 
     After `source stack.env`, the `airflow` and `lockgate` CLIs see what the stack's tasks see.
     """
-    env = os.environ if environ is None else environ
     values = {**overrides, "LOCKGATE_LOGS_DB_URL": logs_db_url}
-    if env.get("LOCKGATE_STATE_DB_URL"):
-        values["LOCKGATE_STATE_DB_URL"] = env["LOCKGATE_STATE_DB_URL"]
+    if settings.state_db_url:
+        values["LOCKGATE_STATE_DB_URL"] = settings.state_db_url
     return values
 
 

@@ -436,7 +436,7 @@ def cmd_settings_apply(args: argparse.Namespace) -> int:
         return 0
     # The stack's connections follow its environment, as `up` set them.
     parsed, removed = align_stack_connections(
-        parsed, logs_db_url=os.environ.get("LOCKGATE_LOGS_DB_URL"), mlflow_url=target.env["MLFLOW_TRACKING_URI"]
+        parsed, logs_db_url=settings.logs_db_url, mlflow_url=target.env["MLFLOW_TRACKING_URI"]
     )
     spec = to_load_spec(parsed)
     paths = StackPaths.from_settings(settings)

@@ -23,7 +23,8 @@ from lockgate.evidence import (
     latest_summary_path,
     write_summary,
 )
-from lockgate.settings import DEFAULT_POLICY_PATH, Policy, parse_policy
+from lockgate.policy.schema import Policy, parse_policy
+from lockgate.settings import DEFAULT_POLICY_PATH
 
 
 def sqlite_mlflow_store(path: Path) -> str:

@@ -16,7 +16,8 @@ from lockgate.jobs.benchmark.measure import Measurement, free_device, measure_an
 from lockgate.jobs.benchmark.outputs import make_summary, publish
 from lockgate.jobs.context import RunContext
 from lockgate.jobs.publish import run_files
-from lockgate.settings import BenchmarkConfig, Policy, get_settings, load_policy
+from lockgate.policy.schema import BenchmarkConfig, Policy, load_policy
+from lockgate.settings import get_settings
 
 log = logging.getLogger(__name__)
 

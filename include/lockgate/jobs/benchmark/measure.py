@@ -14,7 +14,8 @@ from lockgate.evidence import EvidenceSummary
 from lockgate.jobs.benchmark.outputs import make_summary, publish
 from lockgate.jobs.context import RunContext
 from lockgate.jobs.publish import RunFiles
-from lockgate.settings import BenchmarkConfig, Policy, get_settings
+from lockgate.policy.schema import BenchmarkConfig, Policy
+from lockgate.settings import get_settings
 
 if TYPE_CHECKING:
     from lockgate.registry.adapter import ModelRegistry
@@ -171,7 +172,7 @@ def _summary_of(run: Measurement, measurements: Any, analysis: Any, prompts: Any
 
 
 def _current_window(policy: Policy, model_name: str) -> Any:
-    from lockgate.settings import DataIntervalWindow
+    from lockgate.policy.schema import DataIntervalWindow
 
     try:
         return policy.model(model_name).windows.current

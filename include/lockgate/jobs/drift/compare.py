@@ -11,7 +11,7 @@ from lockgate.drift.summary import DriftSummary, WindowSample
 from lockgate.drift.windows import ResolvedWindow
 from lockgate.logs.sampling import LogSample
 from lockgate.metrics import DRIFT_COLUMNS
-from lockgate.settings import Policy
+from lockgate.policy.schema import Policy
 
 if TYPE_CHECKING:
     import pandas as pd

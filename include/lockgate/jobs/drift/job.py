@@ -19,8 +19,9 @@ from lockgate.jobs.drift.compare import EVIDENTLY_FILE, compare_frames, insuffic
 from lockgate.jobs.drift.outputs import log_to_mlflow, mlflow_run_for, report_entry, write_outputs
 from lockgate.jobs.publish import RunFiles, publish_evidence, run_files
 from lockgate.logs.sampling import LogSample, Window
+from lockgate.policy.schema import ChampionBaselineWindow, Policy, WatchedModel, load_policy
 from lockgate.registry.versions import RegistryContext, registry_context
-from lockgate.settings import ChampionBaselineWindow, Policy, Settings, WatchedModel, get_settings, load_policy
+from lockgate.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from lockgate.drift.analysis import EmbedFn

@@ -10,7 +10,7 @@ from lockgate.evidence import Estimate, MetricEvidence
 from lockgate.jobs.live.inputs import LiveInputs
 from lockgate.live.compare import LIVE_METRICS, Group, GroupComparison, Side, compare_groups
 from lockgate.live.stats import Interval, requests_needed
-from lockgate.settings import Policy
+from lockgate.policy.schema import Policy
 
 
 def _estimate(iv: Interval | None, confidence: float) -> Estimate | None:

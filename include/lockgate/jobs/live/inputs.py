@@ -13,7 +13,8 @@ from lockgate.live.compare import Group
 from lockgate.live.stats import stratum_cutoffs
 from lockgate.logs.aggregates import VersionCounts
 from lockgate.logs.sampling import Window
-from lockgate.settings import ChampionBaselineWindow, Policy, get_settings
+from lockgate.policy.schema import ChampionBaselineWindow, Policy
+from lockgate.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from lockgate.jobs.live.estimates import build_metrics, comparison_details, eval
 from lockgate.jobs.live.inputs import LiveInputs, read_inputs
 from lockgate.jobs.publish import RunFiles, publish_evidence, run_files, write_report
 from lockgate.live.compare import GroupComparison
+from lockgate.policy.schema import Policy, load_policy
 from lockgate.registry.versions import RegistryContext
 from lockgate.reports.index import ReportEntry
-from lockgate.settings import Policy, get_settings, load_policy
+from lockgate.settings import get_settings
 
 log = logging.getLogger(__name__)
 

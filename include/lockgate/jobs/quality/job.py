@@ -11,7 +11,7 @@ from lockgate.jobs.context import RunContext
 from lockgate.jobs.quality.judging import judge_quality
 from lockgate.jobs.quality.plan import QualityParams, plan_quality
 from lockgate.jobs.quality.replay import replay_challenger
-from lockgate.settings import RubricName, load_policy
+from lockgate.policy.schema import RubricName, load_policy
 
 DAG_ID = "lockgate_quality"
 

@@ -13,7 +13,8 @@ from lockgate.errors import ConfigError
 from lockgate.evidence import EvidenceSummary, MetricEvidence
 from lockgate.jobs.quality.plan import REPLAY_FILE, QualityPlan
 from lockgate.jobs.quality.replay import read_replay, sample_version
-from lockgate.settings import Policy, get_settings, load_policy
+from lockgate.policy.schema import Policy, load_policy
+from lockgate.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from lockgate.evidence import REPORT_FILE, SUMMARY_FILE, EvidenceSummary, write_summary
 from lockgate.jobs.publish import publish_evidence, write_report
 from lockgate.jobs.quality.plan import PLAN_FILE, REPLAY_FILE, QualityPlan
+from lockgate.policy.schema import Policy
 from lockgate.registry import tags as T
 from lockgate.reports.index import ReportEntry
-from lockgate.settings import Policy, get_settings
+from lockgate.settings import get_settings
 
 if TYPE_CHECKING:
     from lockgate.registry.runs import EvidenceRun

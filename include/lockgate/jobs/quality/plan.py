@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lockgate.errors import ConfigError, UnknownModelVersionError
 from lockgate.jobs.context import RunContext
 from lockgate.jobs.publish import run_files
-from lockgate.settings import FixedWindow, Policy, QualityConfig, RubricName, load_policy, rubric_files
+from lockgate.policy.schema import FixedWindow, Policy, QualityConfig, RubricName, load_policy, rubric_files
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from lockgate.evidence import write_text_atomic
 from lockgate.jobs.quality.plan import REPLAY_FILE, QualityPlan, logs_engine
+from lockgate.policy.schema import Policy, load_policy
 from lockgate.registry import tags as T
-from lockgate.settings import Policy, get_settings, load_policy
+from lockgate.settings import get_settings
 
 log = logging.getLogger(__name__)
 

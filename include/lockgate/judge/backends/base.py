@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from lockgate.errors import ConfigError
 from lockgate.judge.scoring import JudgeRequest, Judgment
-from lockgate.settings import JudgeConfig
+from lockgate.policy.schema import JudgeConfig
 
 log = logging.getLogger(__name__)
 

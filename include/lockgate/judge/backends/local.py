@@ -25,7 +25,7 @@ from lockgate.judge.backends.base import Progress
 from lockgate.judge.rubrics import Rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment, judgment_from_distribution, judgment_from_text
 from lockgate.models import native_bfloat16
-from lockgate.settings import JudgeConfig
+from lockgate.policy.schema import JudgeConfig
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lockgate.judge.backends.base import Progress
 from lockgate.judge.rubrics import Rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment
-from lockgate.settings import JudgeConfig
+from lockgate.policy.schema import JudgeConfig
 
 if TYPE_CHECKING:
     from lockgate.registry.genai import JudgeAnswer

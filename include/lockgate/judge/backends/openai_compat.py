@@ -26,7 +26,7 @@ import httpx
 from lockgate.judge.backends.base import Progress
 from lockgate.judge.rubrics import Rubric
 from lockgate.judge.scoring import JudgeRequest, Judgment, judgment_from_text, parse_label
-from lockgate.settings import JudgeConfig
+from lockgate.policy.schema import JudgeConfig
 
 log = logging.getLogger(__name__)
 
