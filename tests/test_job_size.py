@@ -10,8 +10,8 @@ import pytest
 JOBS = Path(__file__).resolve().parents[1] / "include" / "lockgate" / "jobs"
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 80
-# Not split yet (issue 13, item 6): the promotion job, one module of ~380 lines whose run_promotion is ~115.
-NOT_YET = {"promotion.py"}
+# Not split yet (issue 13, item 6): the promotion job's run_promotion, ~115 lines.
+NOT_YET = {"promotion/job.py"}
 
 
 def _modules() -> list[Path]:
