@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.promotion.inputs import gather_inputs
 from lockgate.jobs.promotion.outputs import (
     decision_page_path,
@@ -22,93 +25,150 @@ from lockgate.policy import Decision, decide_promotion
 from lockgate.registry.adapter import ModelRegistry
 from lockgate.settings import Policy, get_settings, load_policy
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 log = logging.getLogger(__name__)
 
 DAG_ID = "lockgate_promotion"
 
 
+@dataclass(frozen=True)
+class _Promotion:
+    """One promotion run, settled before its first read: what each step works with."""
+
+    ctx: RunContext
+    policy: Policy
+    registry: ModelRegistry
+    reports: Path
+    engine: Engine
+    when: datetime
+    key: str
+    page: Path
+    actor: str
+    dry_run: bool
+
+    @property
+    def model(self) -> str:
+        return self.ctx.model
+
+    def recorded(self) -> dict[str, object]:
+        """What the decision carries about this run (its key, its page, whether it is a dry run)."""
+        return {"dry_run": self.dry_run, "run_key": self.key, "report_path": str(self.page)}
+
+
 def run_promotion(
-    model_name: str,
+    ctx: RunContext,
     *,
     dry_run: bool = False,
-    run_key: str | None = None,
-    dag_id: str | None = None,
-    run_id: str | None = None,
     actor: str = "lockgate",
     policy: Policy | None = None,
     registry: ModelRegistry | None = None,
     state_url: str | None = None,
     reports_dir: Path | None = None,
-    now: datetime | None = None,
     lock_timeout_s: float = 120,
 ) -> Decision:
     """Decide on one watched model and act on the decision; returns the decision with its outcome.
 
     Args:
-        model_name: a model named in the policy.
+        ctx: the run: the model (one named in the policy); its run key (the DAG run id; the same key
+            reruns idempotently; default `manual__<time>`), DAG id and run id, recorded with the
+            decision and the report; `now`, the decision time (default: the clock; tests pass one).
         dry_run: decide and write the page, but write nothing to the registry or the audit trail.
-        run_key: identifies the run (the DAG run id); the same key reruns idempotently.
-        dag_id: recorded with the decision and the report.
-        run_id: recorded with the decision and the report.
         actor: who moves aliases (recorded in the audit trail).
         policy: the policy (default: `load_policy()`).
         registry: the registry adapter (default: the configured MLflow).
         state_url: lockgate's state database (default: `resolve_state_db_url()`).
         reports_dir: where evidence summaries are read and the page is written.
-        now: the decision time (default: the clock; tests pass one).
         lock_timeout_s: how long to wait for another promotion of the same model.
 
     Returns:
         The `Decision`; `outcome` says what was done (`moved`, `tagged`, `unchanged`, `aborted`,
         `repaired`, `dry_run`) and `report_path` where the decision page is.
     """
-    from lockgate.registry.audit import model_lock, record_decision, state_engine
-    from lockgate.registry.moves import MoveContext, apply_decision, reconcile, record_outside_moves
+    from lockgate.registry.audit import state_engine
 
     policy = policy or load_policy()
-    wm = policy.model(model_name)
+    policy.model(ctx.model)  # an unwatched model fails before anything is read
     registry = registry or ModelRegistry()
     reports = reports_dir or get_settings().reports_dir
-    when = now or datetime.now(UTC)
-    key = run_key or f"manual__{when.strftime('%Y%m%dT%H%M%S')}"
-    page = decision_page_path(reports, model_name, key)
-    engine = state_engine(state_url)
-    extra = {"dry_run": dry_run, "run_key": key, "report_path": str(page)}
-    finished: list[Decision] = []
-
+    when = ctx.now or datetime.now(UTC)
+    key = ctx.key(f"manual__{when.strftime('%Y%m%dT%H%M%S')}")
+    page = decision_page_path(reports, ctx.model, key)
+    run = _Promotion(
+        ctx=ctx,
+        policy=policy,
+        registry=registry,
+        reports=reports,
+        engine=state_engine(state_url),
+        when=when,
+        key=key,
+        page=page,
+        actor=actor,
+        dry_run=dry_run,
+    )
     if dry_run:
-        with engine.connect() as read_conn:
-            inputs, _, _ = gather_inputs(model_name, policy, registry, reports, read_conn)
-        decision = decide_promotion(inputs, wm, when).model_copy(update={**extra, "outcome": "dry_run"})
-        with engine.begin() as conn:
-            fresh = record_decision(conn, decision, dag_id=dag_id, run_id=run_id)
+        decision, fresh = _decide_only(run)
+        finished: list[Decision] = []
     else:
-        with model_lock(engine, model_name, timeout_s=lock_timeout_s) as conn:
-            finished = reconcile(registry, conn, model_name, actor=actor, now=when)
-            outside = record_outside_moves(registry, conn, model_name, run_key=key, now=when)
-            inputs, state, challenger_tags = gather_inputs(model_name, policy, registry, reports, conn)
-            decision = decide_promotion(inputs, wm, when).model_copy(update=extra)
-            if outside:
-                # Said first on the decision page and in the status tag: the gates were bypassed.
-                bypass = [f"{e.message}; recorded in the audit trail" for e in outside if e.message]
-                decision = decision.model_copy(update={"reasons": bypass + list(decision.reasons)})
-            ctx = MoveContext(
-                registry,
-                conn,
-                decision,
-                actor=actor,
-                now=when,
-                run_key=key,
-                report_path=str(page),
-                dag_id=dag_id,
-                run_id=run_id,
-            )
-            outcome = apply_decision(ctx, state, challenger_tags)
-            decision = decision.model_copy(update={"outcome": outcome})
-            fresh = record_decision(conn, decision, dag_id=dag_id, run_id=run_id)
+        decision, fresh, finished = _decide_and_act(run, lock_timeout_s)
+    _log_decision(decision)
+    return _publish(run, decision, fresh=fresh, finished=finished)
+
+
+def _decide_only(run: _Promotion) -> tuple[Decision, bool]:
+    """A dry run: no lock, no move; the decision row only. Returns the decision and whether its row is new."""
+    from lockgate.registry.audit import record_decision
+
+    with run.engine.connect() as read_conn:
+        inputs, _, _ = gather_inputs(run.model, run.policy, run.registry, run.reports, read_conn)
+    decision = decide_promotion(inputs, run.policy.model(run.model), run.when)
+    decision = decision.model_copy(update={**run.recorded(), "outcome": "dry_run"})
+    with run.engine.begin() as conn:
+        fresh = record_decision(conn, decision, dag_id=run.ctx.dag_id, run_id=run.ctx.run_id)
+    return decision, fresh
+
+
+def _decide_and_act(run: _Promotion, lock_timeout_s: float) -> tuple[Decision, bool, list[Decision]]:
+    """Inside the model's lock: finish interrupted moves, decide from fresh reads, act, record.
+
+    Returns:
+        The decision with its outcome, whether its row is new (False: this run key already moved an
+        alias), and the decisions of earlier runs whose moves this run finished.
+    """
+    from lockgate.registry.audit import model_lock, record_decision
+    from lockgate.registry.moves import MoveContext, apply_decision, reconcile, record_outside_moves
+
+    with model_lock(run.engine, run.model, timeout_s=lock_timeout_s) as conn:
+        finished = reconcile(run.registry, conn, run.model, actor=run.actor, now=run.when)
+        outside = record_outside_moves(run.registry, conn, run.model, run_key=run.key, now=run.when)
+        inputs, state, challenger_tags = gather_inputs(run.model, run.policy, run.registry, run.reports, conn)
+        decision = decide_promotion(inputs, run.policy.model(run.model), run.when).model_copy(update=run.recorded())
+        if outside:
+            # Said first on the decision page and in the status tag: the gates were bypassed.
+            bypass = [f"{e.message}; recorded in the audit trail" for e in outside if e.message]
+            decision = decision.model_copy(update={"reasons": bypass + list(decision.reasons)})
+        move = MoveContext(
+            run.registry,
+            conn,
+            decision,
+            actor=run.actor,
+            now=run.when,
+            run_key=run.key,
+            report_path=str(run.page),
+            dag_id=run.ctx.dag_id,
+            run_id=run.ctx.run_id,
+        )
+        outcome = apply_decision(move, state, challenger_tags)
+        decision = decision.model_copy(update={"outcome": outcome})
+        fresh = record_decision(conn, decision, dag_id=run.ctx.dag_id, run_id=run.ctx.run_id)
+    return decision, fresh, finished
+
+
+def _log_decision(decision: Decision) -> None:
     log.info(
         "%s: %s (outcome %s); champion %s, challenger %s; evidence %s, policy %s",
-        model_name,
+        decision.model_name,
         decision.action,
         decision.outcome,
         decision.champion,
@@ -117,33 +177,35 @@ def run_promotion(
         decision.policy_hash,
     )
     for reason in decision.reasons:
-        log.info("%s: %s", model_name, reason)
+        log.info("%s: %s", decision.model_name, reason)
+
+
+def _publish(run: _Promotion, decision: Decision, *, fresh: bool, finished: list[Decision]) -> Decision:
+    """After the lock: the pages of finished runs and of this one, and the metrics. Returns the run's decision."""
+    approvers = run.policy.model(run.model).approvers
+    mlflow_auth = run.policy.approvals.mlflow_auth
     for done in finished:
         # the interrupted run never wrote its page: write it now, from its own decision
         if done.report_path and not Path(done.report_path).exists():
             publish_decision(
-                done,
-                engine=engine,
-                reports_dir=reports,
-                approvers=wm.approvers,
-                mlflow_auth=policy.approvals.mlflow_auth,
+                done, engine=run.engine, reports_dir=run.reports, approvers=approvers, mlflow_auth=mlflow_auth
             )
     if not fresh:
         # This run already moved an alias; what a rerun finds is that move's consequence.
-        log.info("%s: run %s already moved an alias; its decision page %s is kept", model_name, key, page)
-        same_run = [d for d in finished if d.run_key == key]
+        log.info("%s: run %s already moved an alias; its decision page %s is kept", run.model, run.key, run.page)
+        same_run = [d for d in finished if d.run_key == run.key]
         return same_run[-1] if same_run else decision
     publish_decision(
         decision,
-        engine=engine,
-        reports_dir=reports,
-        approvers=wm.approvers,
-        dag_id=dag_id,
-        run_id=run_id,
-        mlflow_auth=policy.approvals.mlflow_auth,
+        engine=run.engine,
+        reports_dir=run.reports,
+        approvers=approvers,
+        dag_id=run.ctx.dag_id,
+        run_id=run.ctx.run_id,
+        mlflow_auth=mlflow_auth,
     )
-    if not dry_run:
-        export_decision_metrics(decision, engine, max_age_hours=policy.evidence.max_age_hours)
+    if not run.dry_run:
+        export_decision_metrics(decision, run.engine, max_age_hours=run.policy.evidence.max_age_hours)
     return decision
 
 
@@ -159,22 +221,21 @@ def approve(
 def cmd_run(args: argparse.Namespace) -> int:
     """`lockgate run promotion --model M [--dry-run]`."""
     actor = f"cli:{os.environ.get('USER') or 'unknown'}"
-    decision = run_promotion(args.model, dry_run=bool(getattr(args, "dry_run", False)), actor=actor)
+    decision = run_promotion(RunContext.for_cli(args.model), dry_run=bool(getattr(args, "dry_run", False)), actor=actor)
     print(format_decision(decision))
     return 0
 
 
-def promotion_task(model_name: str, *, dry_run: bool, run_id: str | None, dag_id: str = DAG_ID) -> dict[str, object]:
-    """`run_promotion` for an Airflow task: domain errors fail without retry, transient ones are retried.
+def promotion_task(ctx: RunContext, *, dry_run: bool) -> dict[str, object]:
+    """`run_promotion` for an Airflow task (`ctx` from `lockgate.task_edge.run_context`): domain errors
+    fail without retry, transient ones are retried.
 
     Returns the decision as JSON (the task's XCom).
     """
     from lockgate.task_edge import task_errors
 
     with task_errors():
-        decision = run_promotion(
-            model_name, dry_run=dry_run, run_key=run_id, dag_id=dag_id, run_id=run_id, actor=f"airflow:{dag_id}"
-        )
+        decision = run_promotion(ctx, dry_run=dry_run, actor=f"airflow:{ctx.dag_id or DAG_ID}")
     return decision.model_dump(mode="json")
 
 
