@@ -101,18 +101,20 @@ from lockgate.registry.approval_wait import AwaitApprovalOperator
 )
 def lockgate_promotion() -> None:
     @task(pool="lockgate_promotion")
-    def decide_and_act(model: str, params: dict | None = None, run_id: str | None = None) -> dict:
+    def decide_and_act(model: str, params: dict | None = None) -> dict:
         from lockgate.jobs.promotion import promotion_task
+        from lockgate.task_edge import run_context
 
-        return promotion_task(model, dry_run=bool((params or {}).get("dry_run")), run_id=run_id)
+        return promotion_task(run_context(model), dry_run=bool((params or {}).get("dry_run")))
 
     @task(pool="lockgate_promotion")
-    def act_on_approval(waited: dict, params: dict | None = None, run_id: str | None = None) -> dict:
+    def act_on_approval(waited: dict, params: dict | None = None) -> dict:
         if waited["event"] != "answered":
             return {"model": waited["model"], "skipped": waited["event"]}
         from lockgate.jobs.promotion import promotion_task
+        from lockgate.task_edge import run_context
 
-        return promotion_task(waited["model"], dry_run=bool((params or {}).get("dry_run")), run_id=run_id)
+        return promotion_task(run_context(waited["model"]), dry_run=bool((params or {}).get("dry_run")))
 
     # A mapped group: each model's wait and second decision follow that model's first decision only.
     @task_group(prefix_group_id=False)

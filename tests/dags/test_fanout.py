@@ -69,14 +69,13 @@ def world(tmp_path_factory: pytest.TempPathFactory, airflow_db: str) -> Iterator
 
 
 def _model_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """The model a job call serves: its `RunContext`'s (evidence jobs), else its first argument (promotion)."""
+    """The model a job call serves: its `RunContext`'s."""
     from lockgate.jobs.context import RunContext
 
     for value in (*args, *kwargs.values()):
         if isinstance(value, RunContext):
             return value.model
-    first = args[0] if args else kwargs.get("model_name")
-    return str(first) if first is not None else None
+    return None
 
 
 def _break_one_model(monkeypatch: pytest.MonkeyPatch, target: str) -> None:

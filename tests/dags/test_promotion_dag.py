@@ -92,9 +92,10 @@ class Model:
 
     def decided(self, run_key="setup"):
         """A first decision made outside the DAG (the same job), so a test's dag.test() is the step under test."""
+        from lockgate.jobs.context import RunContext
         from lockgate.jobs.promotion import run_promotion
 
-        return run_promotion(self.name, run_key=run_key)
+        return run_promotion(RunContext(self.name, run_key=run_key))
 
 
 def run(dag, model: Model, logical_date=None, **conf):
@@ -245,9 +246,10 @@ def test_two_runs_at_once_make_exactly_one_move(dag, model):
                     time.sleep(0.2)
 
     def cli_run():
+        from lockgate.jobs.context import RunContext
         from lockgate.jobs.promotion import run_promotion
 
-        cli_result.append(run_promotion(model.name, run_key="cli-run", actor="cli:test"))
+        cli_result.append(run_promotion(RunContext(model.name, run_key="cli-run"), actor="cli:test"))
 
     holder = threading.Thread(target=hold_until_both_wait)
     holder.start()
@@ -465,8 +467,9 @@ class Inbox:
     def act(self) -> None:
         """`act_on_approval`: the promotion job again, in the same run."""
         from lockgate.jobs.promotion import promotion_task
+        from lockgate.task_edge import run_context
 
-        promotion_task(self.model.name, dry_run=False, run_id=self.dag_run.run_id)
+        promotion_task(run_context(self.model.name, {"dag_run": self.dag_run}), dry_run=False)
 
 
 def test_the_inbox_request_names_model_version_evidence_gates_and_the_page(dag, model):

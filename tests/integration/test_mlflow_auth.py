@@ -33,6 +33,7 @@ from lockgate.devtools.testing.registry import (
     sqlite_mlflow_store,
     write_evidence,
 )
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.promotion import run_promotion
 from lockgate.policy.schema import ApprovalsConfig, Policy
 from lockgate.registry import tags as T
@@ -160,8 +161,7 @@ class Story:
         """A promotion run with lockgate's own MLflow user (the admin here)."""
         registry = self.as_user("admin")
         return run_promotion(
-            self.name,
-            run_key=run_key,
+            RunContext(self.name, run_key=run_key),
             policy=self.policy,
             registry=registry,
             state_url=self.state_url,

@@ -144,6 +144,7 @@ def test_register_logs_transformers_versions_with_aliases(registered):
 
 
 def test_tiny_challenger_becomes_champion_only_after_a_listed_approval(registered, tmp_path):
+    from lockgate.jobs.context import RunContext
     from lockgate.jobs.promotion import run_promotion
     from lockgate.registry.commands import ApprovalError, approve
 
@@ -155,11 +156,11 @@ def test_tiny_challenger_becomes_champion_only_after_a_listed_approval(registere
     write_evidence(reports, passing_evidence(name, "2", "1", datetime.now(UTC) - timedelta(hours=1)))
     kw = {"policy": policy, "registry": registry, "state_url": state_url, "reports_dir": reports}
 
-    assert run_promotion(name, run_key="first", **kw).action == "await_approval"
+    assert run_promotion(RunContext(name, run_key="first"), **kw).action == "await_approval"
     with pytest.raises(ApprovalError):
         approve(name, "2", "mallory", policy=policy, registry=registry, state_url=state_url)
-    assert run_promotion(name, run_key="second", **kw).action == "await_approval"
+    assert run_promotion(RunContext(name, run_key="second"), **kw).action == "await_approval"
     assert registry.state(name).champion == "1"
     approve(name, "2", "alice", policy=policy, registry=registry, state_url=state_url)
-    assert run_promotion(name, run_key="third", **kw).action == "promote"
+    assert run_promotion(RunContext(name, run_key="third"), **kw).action == "promote"
     assert registry.state(name) == RegistryState(champion="2", challenger=None, previous_champion="1")

@@ -29,6 +29,7 @@ from lockgate.devtools.testing.registry import (
     sqlite_mlflow_store,
     write_evidence,
 )
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.promotion import run_promotion
 from lockgate.observability.prometheus import METRIC_NAMES, export_evidence
 from lockgate.policy import Decision
@@ -75,13 +76,11 @@ class Story:
         summaries = passing_evidence(self.name, v2, v1, NOW - timedelta(hours=1), **evidence_kw)
         write_evidence(self.reports, summaries)
         return run_promotion(
-            self.name,
-            run_key=run_key,
+            RunContext(self.name, run_key=run_key, now=NOW),
             policy=policy_for(self.name),
             registry=self.registry,
             state_url=self.state_url,
             reports_dir=self.reports,
-            now=NOW,
         )
 
 

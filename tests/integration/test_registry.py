@@ -24,6 +24,7 @@ from lockgate.devtools.testing.registry import (
     write_evidence,
 )
 from lockgate.errors import ConcurrentMoveError, ServiceUnavailableError, UnknownModelVersionError
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.promotion import gather_inputs, run_promotion
 from lockgate.policy import Decision, decide_promotion
 from lockgate.registry import tags as T
@@ -107,13 +108,11 @@ class Story:
 
     def run(self, run_key: str, **kw):
         return run_promotion(
-            self.name,
-            run_key=run_key,
+            RunContext(self.name, run_key=run_key, now=kw.pop("now", NOW)),
             policy=self.policy,
             registry=kw.pop("registry", self.registry),
             state_url=self.state_url,
             reports_dir=self.reports,
-            now=kw.pop("now", NOW),
             **kw,
         )
 
@@ -759,6 +758,7 @@ KILLED_RUN = """
 import sys, time
 from datetime import datetime
 from pathlib import Path
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.promotion import run_promotion
 from lockgate.registry.adapter import ModelRegistry
 from lockgate.devtools.testing.registry import policy_for
@@ -770,9 +770,9 @@ def hook(step):
         Path(marker).write_text(step)
         time.sleep(300)
 
-run_promotion(name, run_key="r2", actor="airflow:lockgate_promotion", policy=policy_for(name),
-              registry=ModelRegistry(uri, fault_hook=hook), state_url=state_url, reports_dir=Path(reports),
-              now=datetime.fromisoformat(now))
+run_promotion(RunContext(name, run_key="r2", now=datetime.fromisoformat(now)), actor="airflow:lockgate_promotion",
+              policy=policy_for(name), registry=ModelRegistry(uri, fault_hook=hook), state_url=state_url,
+              reports_dir=Path(reports))
 """
 
 

@@ -23,6 +23,7 @@ from lockgate.devtools.testing.registry import (
     write_evidence,
 )
 from lockgate.errors import ServiceUnavailableError
+from lockgate.jobs.context import RunContext
 from lockgate.jobs.promotion import run_promotion
 from lockgate.registry import tags as T
 from lockgate.registry.adapter import ModelRegistry, RegistryState
@@ -109,10 +110,10 @@ def test_promotion_over_rest(mlflow_server, tmp_path, monkeypatch):
     write_evidence(reports, passing_evidence(name, v2, v1, datetime.now(UTC) - timedelta(hours=1)))
     kwargs = {"policy": policy, "registry": registry, "state_url": state_url, "reports_dir": reports}
 
-    assert run_promotion(name, run_key="r1", **kwargs).action == "await_approval"
+    assert run_promotion(RunContext(name, run_key="r1"), **kwargs).action == "await_approval"
     assert registry.versions_with_status(name, "awaiting_approval")[0][0] == v2
     approve(name, v2, "alice", policy=policy, registry=registry, state_url=state_url)
-    decision = run_promotion(name, run_key="r2", **kwargs)
+    decision = run_promotion(RunContext(name, run_key="r2"), **kwargs)
     assert decision.action == "promote" and decision.outcome == "moved"
     assert registry.state(name) == RegistryState(champion=v2, challenger=None, previous_champion=v1)
     assert registry.version_tags(name, v2)[T.STATUS] == "promoted"
