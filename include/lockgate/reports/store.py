@@ -95,6 +95,7 @@ class ReportStore:
         done = []
         for path in paths:
             rel = self.relative(path)
+            self._parent(rel)
             fs.put_file(str(path), self.key(rel))
             done.append(rel)
         log.info("reports store: %d files put in %s", len(done), self.url)
@@ -113,8 +114,15 @@ class ReportStore:
 
             write_text_atomic(self.reports_dir / rel, text)
         else:
+            self._parent(rel)
             self._fs_root[0].pipe_file(self.key(rel), text.encode())
         return self.location(rel)
+
+    def _parent(self, rel: str) -> None:
+        """A folder on a local filesystem must exist before a file is put in it; object stores have none."""
+        fs = self._fs_root[0]
+        if "file" in _protocols(fs):
+            fs.makedirs(fs._parent(self.key(rel)), exist_ok=True)
 
     def is_file(self, rel: str) -> bool:
         return bool(self._fs_root[0].isfile(self.key(rel)))
