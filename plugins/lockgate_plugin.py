@@ -7,7 +7,9 @@ permission to read the runs of the DAG that produced it (lockgate.report_access)
 only those, and a user who may read no lockgate DAG's runs gets 403. The one exception is MLflow's
 registry webhook (`/lockgate-hooks/mlflow`, see lockgate.registry.webhook_receiver): MLflow cannot
 log in, so it is trusted only when signed.
-Files are served only from LOCKGATE_REPORTS_DIR, resolved and checked to stay inside it.
+Files are served only from the reports store (lockgate.reports.store): LOCKGATE_REPORTS_DIR, resolved
+and checked to stay inside it, or the objects under LOCKGATE_REPORTS_URL (`s3://...`), by plain
+relative keys only.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from urllib.parse import quote, urlencode
 from airflow.api_fastapi.core_api.security import get_user
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from lockgate.registry.webhook_receiver import app as webhook_app
 from lockgate.report_access import (
@@ -193,23 +195,38 @@ def run_report(access: Access, dag_id: str, run_id: str) -> RedirectResponse | H
 
 
 @app.get("/reports/{path:path}", response_model=None)
-def report_file(access: Access, path: str) -> FileResponse:
-    root = _reports_dir()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root):
-        raise HTTPException(status_code=404, detail="no such report")
+def report_file(access: Access, path: str) -> FileResponse | Response:
+    from lockgate.reports.store import clean_key, reports_store
+
+    store = reports_store()
+    if store.is_local:
+        root = _reports_dir()
+        target = (root / path).resolve()
+        if not target.is_relative_to(root):
+            raise HTTPException(status_code=404, detail="no such report")
+        parts = target.relative_to(root).parts
+    else:
+        # An object store has no links to resolve: a plain relative key is the whole guard.
+        key = clean_key(path)
+        if key is None:
+            raise HTTPException(status_code=404, detail="no such report")
+        parts = tuple(key.split("/"))
     # `<kind>/<model>/<run>/...`: the kind's DAG guards the file. Checked before whether the file
     # exists, so that 403 and 404 do not tell someone who may not read it which runs have reports.
-    parts = target.relative_to(root).parts
     if len(parts) < 2 or parts[0] not in KIND_DAGS:
         raise HTTPException(status_code=404, detail="no such report")
     access.require_kind(parts[0])
-    if not target.is_file():
-        raise HTTPException(status_code=404, detail="no such report")
-    media = SERVED_SUFFIXES.get(target.suffix.lower())
+    media = SERVED_SUFFIXES.get(Path(parts[-1]).suffix.lower())
     if media is None:
         raise HTTPException(status_code=404, detail="no such report")
-    return FileResponse(target, media_type=media)
+    if store.is_local:
+        if not target.is_file():
+            raise HTTPException(status_code=404, detail="no such report")
+        return FileResponse(target, media_type=media)
+    try:
+        return Response(store.read_bytes("/".join(parts)), media_type=media)
+    except FileNotFoundError:
+        raise HTTPException(status_code=404, detail="no such report") from None
 
 
 @app.get("/api/reports")

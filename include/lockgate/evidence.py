@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -145,33 +144,12 @@ def read_summary(path: Path) -> EvidenceSummary:
         raise EvidenceError(f"malformed evidence summary {path}: {exc.errors()[0]['msg']}") from None
 
 
-def promote_latest(summary_path: Path, latest: Path, summary: EvidenceSummary) -> bool:
-    """Copy a run's summary to the model's `latest.json`, unless the latest one describes a later window.
-
-    A backfill or a rerun of an old run must not replace fresher evidence. Returns whether it was copied.
-    """
-    if latest.exists():
-        try:
-            current: EvidenceSummary | None = read_summary(latest)
-        except EvidenceError:
-            current = None
-        if (
-            current is not None
-            and current.window_end is not None
-            and summary.window_end is not None
-            and current.window_end > summary.window_end
-        ):
-            log.info("kept %s: it describes a later window (%s)", latest, current.window_end.isoformat())
-            return False
-    latest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = latest.with_suffix(".json.tmp")
-    shutil.copyfile(summary_path, tmp)
-    tmp.replace(latest)
-    return True
-
-
 def latest_summary_path(reports_dir: Path, kind: EvidenceKind, model_name: str) -> Path:
-    """Where the newest summary of a kind for a model is kept (a copy of the run's)."""
+    """Where the copy of the newest summary of a kind for a model is kept, for people and scripts.
+
+    The authoritative latest summary is the state database's (`reports.summaries.read_latest`); the
+    publish step writes this copy after it, into the reports store (`reports.store`).
+    """
     return reports_dir / kind / _safe(model_name) / "latest.json"
 
 
@@ -196,7 +174,8 @@ class EvidencePayload(TypedDict):
     """The `extra` of every evidence Asset event (`lockgate_<kind>_summary`) and its task's return value.
 
     Small and JSON-safe: where the summary is and enough to tell what it says. A consumer that needs
-    more opens `summary_path`; the gates read `latest.json`, never this payload.
+    more opens `summary_path`; the gates read the latest summary in the state database
+    (`reports.summaries`), never this payload.
     """
 
     kind: str

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
         validation_alias="LOCKGATE_REPORTS_DIR",
         description="HTML reports and JSON summaries (the plugin serves them). Default: <home>/reports.",
     )
+    reports_url: str | None = Field(
+        None,
+        validation_alias="LOCKGATE_REPORTS_URL",
+        pattern=r"^[a-z][a-z0-9+.-]*://\S+$",
+        description="Where the plugin reads reports from, as an fsspec URL (`s3://bucket/prefix`: `lockgate[s3]`); "
+        "the jobs write into LOCKGATE_REPORTS_DIR, then upload each run there (lockgate.reports.store). "
+        "None: LOCKGATE_REPORTS_DIR itself.",
+    )
     logs_db_url: str | None = Field(
         None, validation_alias="LOCKGATE_LOGS_DB_URL", description="Explicit URL; None means: resolve at use."
     )

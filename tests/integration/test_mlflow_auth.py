@@ -200,8 +200,9 @@ def story(auth_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     policy = policy_for(name, approvers=("alice", "bob", "carol"))
     policy = policy.model_copy(update={"approvals": ApprovalsConfig(mlflow_auth=True)})
     reports = tmp_path / "reports"
-    write_evidence(reports, passing_evidence(name, v2, v1, datetime.now(UTC) - timedelta(hours=1)))
-    s = Story(url, name, v1, v2, policy, f"sqlite:///{tmp_path / 'state.db'}", reports, monkeypatch)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    write_evidence(reports, passing_evidence(name, v2, v1, datetime.now(UTC) - timedelta(hours=1)), state_url)
+    s = Story(url, name, v1, v2, policy, state_url, reports, monkeypatch)
     assert s.promote("r1").action == "await_approval"
     return s
 

@@ -153,7 +153,7 @@ def test_tiny_challenger_becomes_champion_only_after_a_listed_approval(registere
     policy = policy_for(name)
     reports = tmp_path / "reports"
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
-    write_evidence(reports, passing_evidence(name, "2", "1", datetime.now(UTC) - timedelta(hours=1)))
+    write_evidence(reports, passing_evidence(name, "2", "1", datetime.now(UTC) - timedelta(hours=1)), state_url)
     kw = {"policy": policy, "registry": registry, "state_url": state_url, "reports_dir": reports}
 
     assert run_promotion(RunContext(name, run_key="first"), **kw).action == "await_approval"

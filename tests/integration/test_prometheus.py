@@ -74,7 +74,7 @@ class Story:
         v1 = register_stub_version(self.name, self.registry.uri, alias="champion")
         v2 = register_stub_version(self.name, self.registry.uri, alias="challenger")
         summaries = passing_evidence(self.name, v2, v1, NOW - timedelta(hours=1), **evidence_kw)
-        write_evidence(self.reports, summaries)
+        write_evidence(self.reports, summaries, self.state_url)
         return run_promotion(
             RunContext(self.name, run_key=run_key, now=NOW),
             policy=policy_for(self.name),

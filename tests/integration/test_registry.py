@@ -103,7 +103,9 @@ class Story:
         challenger = challenger if challenger is not None else self.v2
         champion = champion if champion is not None else self.v1
         return write_evidence(
-            self.reports, passing_evidence(self.name, challenger, champion, NOW - timedelta(hours=1), **kw)
+            self.reports,
+            passing_evidence(self.name, challenger, champion, NOW - timedelta(hours=1), **kw),
+            self.state_url,
         )
 
     def run(self, run_key: str, **kw):

@@ -1,4 +1,5 @@
-"""One publish step for every evidence job: a backfill never replaces fresher evidence, every run is indexed."""
+"""One publish step for every evidence job: a backfill never replaces fresher evidence, every run is indexed,
+and the latest evidence the promotion reads is the state database's, with or without the files."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from lockgate.evidence import EvidenceKind, EvidenceSummary, latest_summary_path, read_summary, write_summary
 from lockgate.reports.index import ReportEntry, list_reports
+from lockgate.reports.summaries import latest_evidence, read_latest, record_summary, supersedes
 
 DAY = datetime(2026, 12, 5, tzinfo=UTC)
 
@@ -42,3 +44,51 @@ def test_a_backfill_is_indexed_but_never_replaces_the_latest_evidence(
     assert {e.run_key for e in list_reports(kind=kind, model_name="m")} == {"today", "backfill"}
     assert run("tomorrow", DAY + timedelta(days=1)) is True
     assert read_summary(latest_summary_path(reports, kind, "m")).run_id == "tomorrow"
+    # The row is authoritative: the promotion's reading needs no file.
+    latest_summary_path(reports, kind, "m").unlink()
+    for run_dir in (reports / kind / "m").iterdir():
+        for f in run_dir.iterdir():
+            f.unlink()
+    stored = latest_evidence(kind, "m")
+    assert stored is not None and stored.run_id == "tomorrow"
+    evidence, errors = read_latest("m", [kind, "drift" if kind != "drift" else "live"])
+    assert evidence[kind] == stored and errors == {}
+    assert run("tomorrow", DAY + timedelta(days=1)) is True  # a rerun of the latest run replaces it
+
+
+def _summary(run_key: str, window_end: datetime | None) -> EvidenceSummary:
+    return EvidenceSummary(kind="drift", model_name="m", created_at=DAY, window_end=window_end, run_key=run_key)
+
+
+@pytest.mark.parametrize(
+    ("new_end", "current_end", "current_key", "expected"),
+    [
+        (DAY, None, "", True),  # nothing yet
+        (DAY, DAY - timedelta(days=1), "old", True),
+        (DAY, DAY, "same-window", True),
+        (DAY - timedelta(days=1), DAY, "fresh", False),  # a backfill
+        (DAY - timedelta(days=1), DAY, "run", True),  # the latest run itself, rerun
+        (None, DAY, "fresh", True),  # no window to compare: the newer run wins
+    ],
+)
+def test_supersedes(new_end: datetime | None, current_end: datetime | None, current_key: str, expected: bool) -> None:
+    current = _summary(current_key, current_end) if current_key else None
+    assert supersedes(_summary("run", new_end), "run", current, current_key) is expected
+
+
+def test_a_malformed_latest_row_is_an_error_the_gates_see(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from lockgate.reports.summaries import summaries_table
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'state.db'}")
+    assert record_summary(_summary("a", DAY), "a", engine) is True
+    assert record_summary(_summary("b", DAY - timedelta(days=1)), "b", engine) is False
+    assert record_summary(_summary("c", DAY - timedelta(days=2)), "c", engine, force=True) is True  # hand-made
+    with engine.begin() as conn:
+        latest = conn.execute(sa.select(summaries_table.c.run_key).where(summaries_table.c.is_latest)).scalars().all()
+        assert latest == ["c"]
+        conn.execute(summaries_table.update().values(summary='{"kind": "drift"}'))
+    with engine.connect() as conn:
+        evidence, errors = read_latest("m", ["drift"], conn)
+    assert evidence == {"drift": None} and "malformed evidence summary" in errors["drift"]

@@ -48,6 +48,16 @@ def test_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert s.mlflow_webhook_secret is None  # the webhook receiver is off unless given a secret
     assert s.public_url == "http://127.0.0.1:8080"  # report links: the local stack's pages
     assert s.in_airflow is False  # outside a task, connections come from AIRFLOW_CONN_* only
+    assert s.reports_url is None  # reports are served from LOCKGATE_REPORTS_DIR itself
+
+
+def test_the_reports_url_is_a_url(clean_env: pytest.MonkeyPatch) -> None:
+    from lockgate.errors import ConfigError
+
+    clean_env.setenv("LOCKGATE_REPORTS_URL", "/srv/reports")  # a folder is LOCKGATE_REPORTS_DIR's job
+    with pytest.raises(ConfigError) as err:
+        get_settings()
+    assert err.value.key == "LOCKGATE_REPORTS_URL"
 
 
 def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -55,6 +65,7 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
         "LOCKGATE_CONFIG": str(tmp_path / "policy.yaml"),
         "LOCKGATE_HOME": str(tmp_path / "home"),
         "LOCKGATE_REPORTS_DIR": str(tmp_path / "reports"),
+        "LOCKGATE_REPORTS_URL": "s3://bucket/lockgate/reports",
         "LOCKGATE_LOGS_DB_URL": "postgresql://u@h/logs",
         "LOCKGATE_STATE_DB_URL": "sqlite:///state.db",
         "MLFLOW_TRACKING_URI": "http://mlflow:5001",
@@ -77,6 +88,7 @@ def test_every_setting_has_an_env_override(clean_env: pytest.MonkeyPatch, tmp_pa
     assert s.config_path == tmp_path / "policy.yaml"
     assert s.home == tmp_path / "home"
     assert s.reports_dir == tmp_path / "reports"
+    assert s.reports_url == "s3://bucket/lockgate/reports"
     assert s.logs_db_url == "postgresql://u@h/logs"
     assert s.state_db_url == "sqlite:///state.db"
     assert s.mlflow_tracking_uri == "http://mlflow:5001"

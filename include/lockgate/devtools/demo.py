@@ -107,6 +107,9 @@ def reset_demo_model(model_name: str, logs_url: str, reports_dir: Path) -> None:
     table = create_schema(engine)
     with engine.begin() as conn:
         conn.execute(table.delete().where(table.c.model_name == model_name))
+    from lockgate.reports.summaries import forget_model
+
+    forget_model(model_name)  # the latest evidence the promotion reads
     for kind in ("benchmark", "drift", "quality", "live"):
         latest = reports_dir / kind / model_name / "latest.json"
         latest.unlink(missing_ok=True)

@@ -2,10 +2,15 @@
 
 The run's report page and `summary.json` are already written into its run folder (each job its
 own page). Then, in this order:
-1. the summary becomes the model's `latest.json` of its kind, unless the latest one describes a
-   later window: a backfill or a rerun of an old run never replaces fresher evidence;
-2. only evidence that became the latest is pushed to Prometheus (it is what the gates read now);
-3. every run, a backfill too, is recorded in the reports index and the history tables.
+1. the run folder's files go into the reports store (`reports.store`: nothing to do for the local
+   folder; with `LOCKGATE_REPORTS_URL=s3://...`, one atomic PUT per file, the summary last);
+2. the summary is recorded in lockgate's state database (`reports.summaries.record_summary`), the
+   authoritative copy the promotion reads, and becomes the model's latest evidence of its kind
+   unless the latest one describes a later window: a backfill or a rerun of an old run never
+   replaces fresher evidence;
+3. evidence that became the latest is copied to the model's `latest.json` in the store (for people
+   and scripts) and pushed to Prometheus (it is what the gates read now);
+4. every run, a backfill too, is recorded in the reports index and the history tables.
 
 It is also the one place that knows where a run's files are (`run_files`: the run folder, its
 `report.html` and `summary.json`; `evidence.latest_summary_path` for `latest.json`), and how a
@@ -24,7 +29,6 @@ from lockgate.evidence import (
     EvidenceKind,
     EvidenceSummary,
     latest_summary_path,
-    promote_latest,
     write_text_atomic,
 )
 from lockgate.reports.html import report_dir
@@ -67,9 +71,16 @@ def publish_evidence(
     from lockgate.observability.prometheus import export_evidence
     from lockgate.reports.history import record_evidence
     from lockgate.reports.index import record_report
+    from lockgate.reports.store import reports_store
+    from lockgate.reports.summaries import record_summary
 
-    latest = promote_latest(summary_path, latest_summary_path(reports_dir, summary.kind, summary.model_name), summary)
+    store = reports_store(reports_dir)
+    store.put_run(summary_path.parent)
+    latest = record_summary(summary, run_key)
     if latest:
+        # The file the run wrote, byte for byte: latest.json is a copy of a run's summary.json.
+        rel = latest_summary_path(reports_dir, summary.kind, summary.model_name).relative_to(reports_dir)
+        store.write_text(rel.as_posix(), summary_path.read_text(encoding="utf-8"))
         export_evidence(summary)
     record_report(report)
     record_evidence(summary, run_key)

@@ -7,6 +7,7 @@ the MLflow UI): the functions here turn a decision into plain rows and facts, an
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ from lockgate.registry.audit import AuditEntry, DecisionRow
 from lockgate.reports.charts import ForestRow, ForestStatus, forest_plot
 from lockgate.reports.html import Badge, Link, Table, fmt
 from lockgate.reports.templating import render
+
+log = logging.getLogger(__name__)
 
 PAGE_NAME = "index.html"
 AUDIT_HEADERS = (
@@ -367,9 +370,18 @@ def render_decision_page(
 
 
 def write_decision_page(path: Path, html_text: str) -> Path:
-    """Write atomically: a reader (the Airflow plugin) never sees half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(html_text, encoding="utf-8")
-    tmp.replace(path)
+    """Write atomically (a reader, the Airflow plugin, never sees half a page), then put it in the reports store.
+
+    A page outside the reports folder (a test's, a script's) stays where it is written.
+    """
+    from lockgate.evidence import write_text_atomic
+    from lockgate.reports.store import reports_store
+
+    write_text_atomic(path, html_text)
+    store = reports_store()
+    if not store.is_local:
+        try:
+            store.put_files([path])
+        except ValueError:
+            log.warning("decision page %s is outside the reports folder: not put in %s", path, store.url)
     return path

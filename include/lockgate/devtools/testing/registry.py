@@ -146,15 +146,31 @@ def passing_evidence(
     return {"benchmark": bench, "drift": drift, "quality": quality, "live": live}
 
 
-def write_evidence(reports_dir: Path, summaries: dict[EvidenceKind, EvidenceSummary]) -> dict[EvidenceKind, Path]:
-    """Write each summary where the promotion job reads the latest one, with a small report beside it."""
+def write_evidence(
+    reports_dir: Path, summaries: dict[EvidenceKind, EvidenceSummary], state_url: str | None = None
+) -> dict[EvidenceKind, Path]:
+    """Make each summary the model's latest evidence of its kind, with a small report beside it.
+
+    Recorded as the latest in the state database `state_url` (default: the settings'), what the
+    promotion reads, whatever its window (hand-made evidence replaces the latest), and written to
+    `latest.json`, as the publish step does.
+    """
+    from lockgate.logs.db import make_engine
+    from lockgate.reports.summaries import record_summary
+    from lockgate.settings import resolve_state_db_url
+
+    engine = make_engine(state_url or resolve_state_db_url())
+
     out: dict[EvidenceKind, Path] = {}
     for kind, summary in summaries.items():
         path = latest_summary_path(reports_dir, kind, summary.model_name)
         report = path.parent / "index.html"
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(f"<html><body>{kind} evidence (hand-made)</body></html>")
-        out[kind] = write_summary(summary.model_copy(update={"report_path": str(report)}), path)
+        made = summary.model_copy(update={"report_path": str(report)})
+        out[kind] = write_summary(made, path)
+        record_summary(made, made.run_key or "hand-made", engine, force=True)
+    engine.dispose()
     return out
 
 

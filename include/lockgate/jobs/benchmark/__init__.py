@@ -9,7 +9,8 @@
    and decide whether the run is steady enough to use (`lockgate.benchmark.analysis`);
 6. log one MLflow run per version (metrics, params, fingerprint, report; tagged with the model
    version, which gets `lockgate.benchmark_run_id`), write `report.html` and `summary.json` into
-   the run folder (`jobs.publish.run_files`), then the one publish step (`latest.json`, index).
+   the run folder (`jobs.publish.run_files`), then the one publish step (the
+   reports store, the latest summary in the state database, `latest.json`, index).
 
 Bad input (an unknown version or alias, a version that is not a causal LM or lacks artifacts,
 no GPU where the policy requires one, invalid overrides) ends in an `error` summary and a report

@@ -14,8 +14,9 @@
 4. compare the challenger with the champion in the same hours, and the champion now with its
    baseline (`lockgate.live.compare`), raw and stratified by prompt length;
 5. write the page and `summary.json` (the gates read the stratified estimates), then the one
-   publish step (`jobs.publish.publish_evidence`: the model's `latest.json`, never replacing
-   evidence of a later window, and the reports index).
+   publish step (`jobs.publish.publish_evidence`: the reports store, the model's latest summary in
+   the state database and its `latest.json`, never replacing evidence of a later window, and the
+   reports index).
 
 A version below `live.min_requests` has no estimates: its gates are missing, never passed.
 

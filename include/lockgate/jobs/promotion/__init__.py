@@ -21,7 +21,7 @@ lock-free `preview`), `outputs` (the decision page, the reports index row, the m
 
 from __future__ import annotations
 
-from lockgate.jobs.promotion.inputs import gather_inputs, preview, read_latest_evidence
+from lockgate.jobs.promotion.inputs import gather_inputs, preview
 from lockgate.jobs.promotion.job import DAG_ID, approve, cmd_run, promotion_task, run_promotion, watched_model_names
 from lockgate.jobs.promotion.outputs import (
     decision_page_path,
@@ -41,7 +41,6 @@ __all__ = [
     "preview",
     "promotion_task",
     "publish_decision",
-    "read_latest_evidence",
     "run_promotion",
     "watched_model_names",
 ]

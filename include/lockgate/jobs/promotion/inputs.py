@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lockgate.errors import EvidenceError
-from lockgate.evidence import EvidenceKind, EvidenceSummary, latest_summary_path, read_summary
 from lockgate.policy import Decision, PromotionInputs, decide_promotion, gate_kinds
 from lockgate.policy.schema import Policy, load_policy
 from lockgate.registry.adapter import ModelRegistry, RegistryState, approval_record
@@ -21,26 +19,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
-
-
-def read_latest_evidence(
-    reports_dir: Path, model_name: str, kinds: list[EvidenceKind]
-) -> tuple[dict[EvidenceKind, EvidenceSummary | None], dict[EvidenceKind, str]]:
-    """The latest summary of each kind; an unreadable one is None with the reason beside it."""
-    evidence: dict[EvidenceKind, EvidenceSummary | None] = {}
-    errors: dict[EvidenceKind, str] = {}
-    for kind in kinds:
-        path = latest_summary_path(reports_dir, kind, model_name)
-        if not path.exists():
-            evidence[kind] = None
-            continue
-        try:
-            evidence[kind] = read_summary(path)
-        except EvidenceError as exc:
-            log.warning("%s", exc)
-            evidence[kind] = None
-            errors[kind] = str(exc)
-    return evidence, errors
 
 
 def gather_inputs(
@@ -63,7 +41,10 @@ def gather_inputs(
     """
     wm = policy.model(model_name)
     state = registry.state(model_name)
-    evidence, errors = read_latest_evidence(reports_dir, model_name, gate_kinds(wm.gates))
+    from lockgate.reports.summaries import read_latest
+
+    # The state database's latest rows are the evidence (latest.json files are copies for people).
+    evidence, errors = read_latest(model_name, gate_kinds(wm.gates), state_conn)
     challenger_tags: dict[str, str] = {}
     approval = None
     if state.challenger is not None and state.challenger != state.champion:

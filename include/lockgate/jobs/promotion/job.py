@@ -80,7 +80,7 @@ def run_promotion(
         policy: the policy (default: `load_policy()`).
         registry: the registry adapter (default: the configured MLflow).
         state_url: lockgate's state database (default: `resolve_state_db_url()`).
-        reports_dir: where evidence summaries are read and the page is written.
+        reports_dir: where the decision page is written (evidence comes from the state database).
         lock_timeout_s: how long to wait for another promotion of the same model.
 
     Returns:
