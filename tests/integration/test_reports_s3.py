@@ -169,3 +169,20 @@ def test_the_live_job_publishes_into_s3_and_the_state_database(env: Path, plugin
     assert latest is not None and latest.run_key == "current-run"
     assert json.loads(s3.cat_file(latest_key))["run_key"] == "current-run"
     assert reports_store().list(f"live/{MODEL}/backfill-run")[-1].endswith("summary.json")
+
+
+def test_replayed_answers_reach_a_judge_on_another_host_through_the_store(env: Path) -> None:
+    """The quality job's replay runs on the GPU queue and its judge on the default one: the replayed
+    answers travel through the reports store, not a shared folder."""
+    from lockgate.jobs.quality.replay import fetch_replay, share_replay
+
+    run_dir = env / "reports" / "quality" / MODEL / "replay-run"
+    run_dir.mkdir(parents=True)
+    replay = run_dir / "replay.jsonl"
+    replay.write_text('{"request_id": "r1", "prompt": "p", "response": "a"}\n')
+    share_replay(replay)
+    assert _s3().cat_file(f"{BUCKET}/reports/quality/{MODEL}/replay-run/replay.jsonl").startswith(b'{"request_id"')
+    replay.unlink()  # the judge's host: no such file
+    assert fetch_replay(replay) is True
+    assert replay.read_text().startswith('{"request_id": "r1"')
+    assert fetch_replay(replay) is False  # already here: nothing to fetch

@@ -12,7 +12,7 @@ from typing import Any
 from lockgate.errors import ConfigError
 from lockgate.evidence import EvidenceSummary, MetricEvidence
 from lockgate.jobs.quality.plan import REPLAY_FILE, QualityPlan
-from lockgate.jobs.quality.replay import read_replay, sample_version
+from lockgate.jobs.quality.replay import fetch_replay, read_replay, sample_version
 from lockgate.policy.schema import Policy, load_policy
 from lockgate.settings import get_settings
 
@@ -121,6 +121,7 @@ def _replayed_samples(j: Judging, replay_path: str | None) -> None:
     if plan.mode != "replay" or not plan.challenger_version:
         return
     path = Path(replay_path) if replay_path else Path(plan.run_dir) / REPLAY_FILE
+    fetch_replay(path)  # written on the replay task's host: from the reports store where it is not here
     if not path.exists():
         raise ConfigError(f"replay mode but no replay file at {path}: run the replay step first", key="replay")
     rows = read_replay(path)

@@ -59,6 +59,7 @@ def replay_challenger(plan: QualityPlan, policy: Policy | None = None) -> str | 
 
     pol = policy or load_policy()
     path = Path(plan.run_dir) / REPLAY_FILE
+    fetch_replay(path)
     sample = sample_version(plan, pol, plan.champion_version)
     rows = [r for r in sample.rows if r.get("prompt")]
     if path.exists():
@@ -78,6 +79,7 @@ def replay_challenger(plan: QualityPlan, policy: Policy | None = None) -> str | 
     write_text_atomic(
         path, "".join(json.dumps({**reply, "model_version": plan.challenger_version}) + "\n" for reply in replies)
     )
+    share_replay(path)
     log.info(
         "replayed %d prompts through challenger %s in %.1f s",
         len(replies),
@@ -85,6 +87,29 @@ def replay_challenger(plan: QualityPlan, policy: Policy | None = None) -> str | 
         time.perf_counter() - started,
     )
     return str(path)
+
+
+def share_replay(path: Path) -> None:
+    """Put the replayed answers in the reports store: the judge task may run on another host (the replay
+    runs on the GPU queue), which then reads them from there (`fetch_replay`)."""
+    from lockgate.reports.store import reports_store
+
+    reports_store().put_files([path])
+
+
+def fetch_replay(path: Path) -> bool:
+    """Copy the run's replayed answers from the reports store where this host has none; whether it did."""
+    from lockgate.reports.store import reports_store
+
+    store = reports_store()
+    if path.exists() or store.is_local:
+        return False
+    rel = store.relative(path)
+    if not store.is_file(rel):
+        return False
+    write_text_atomic(path, store.read_bytes(rel).decode())
+    log.info("replayed answers read from the reports store: %s", store.location(rel))
+    return True
 
 
 def read_replay(path: Path) -> list[dict[str, Any]]:
