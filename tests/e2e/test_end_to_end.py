@@ -256,3 +256,36 @@ def test_a_new_challenger_becomes_an_asset_event_for_its_model_at_once(stack) ->
                 )
         for dag_id in ("lockgate_benchmark", "lockgate_quality"):
             stack.api("DELETE", f"/api/v2/dags/{dag_id}/assets/queuedEvents")
+
+
+def test_two_triggers_at_the_same_moment_both_create_their_run(stack) -> None:
+    """Probe of issue 14: two people triggering at once got HTTP 500 ("database is locked") from the SQLite
+    metadata database; the local stack now keeps Airflow's metadata on PostgreSQL. The DAG is paused so the
+    runs are only created (queued), then deleted."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    dag_id = "lockgate_drift"
+    was_paused = stack.api_json("GET", f"/api/v2/dags/{dag_id}")["is_paused"]
+    stack.api_json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": True})
+    start = Barrier(2)
+    stack.token()  # one token for both, fetched before the race
+
+    def trigger(i: int) -> httpx.Response:
+        start.wait()
+        return stack.api(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {"model": stack.model}}
+        )
+
+    answers: list[httpx.Response] = []
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(pool.map(trigger, range(2)))
+        assert [r.status_code for r in answers] == [200, 200], [r.text[:300] for r in answers]
+        run_ids = {r.json()["dag_run_id"] for r in answers}
+        assert len(run_ids) == 2, run_ids
+    finally:
+        for r in answers:
+            if r.status_code == 200:
+                stack.api("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{quote(r.json()['dag_run_id'], safe='')}")
+        stack.api_json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": was_paused})
