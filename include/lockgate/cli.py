@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--print-sql", action="store_true", help="print the statements instead of running them")
     migrate.add_argument("--db-url", default=None, help="override the log database URL")
+    forget = _add(
+        logs_sub,
+        "forget-rollups",
+        "lockgate.logs.commands:cmd_forget_rollups",
+        "Drop the live job's stored per-hour aggregates of a model (after rewriting logs in place: a re-import "
+        "with the same row counts, late feedback), so the next run aggregates those hours again.",
+    )
+    forget.add_argument("--model", required=True, help="the registered model")
+    forget.add_argument("--since", default=None, help="only hours from this ISO date or time on (default: all)")
 
     # models
     models = sub.add_parser("models", help="Build and register model versions.")

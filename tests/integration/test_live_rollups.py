@@ -152,3 +152,29 @@ def test_a_different_quarantine_rule_does_not_reuse_the_rollups(engines) -> None
     counts = rollups.window_counts(hours, CUTS)
     assert counts.quarantined == aggregates.window_counts(logs, MODEL, _window(), CUTS, cfg, spec).quarantined
     assert counts.quarantined.get("invalid_latency", 0) > 100
+
+
+def test_logs_rewritten_with_the_same_counts_need_forget_rollups(engines) -> None:
+    """Rows deleted and re-inserted with the same count per hour (a re-import, the demo's reseeding) look
+    unchanged to the row-count check: `forget_rollups` (and `lockgate logs forget-rollups`) makes the next
+    run aggregate those hours again."""
+    logs, state = engines
+    now = T0 + timedelta(hours=12)
+    _aggregate(logs, state, now=now)
+    with logs.begin() as conn:  # every row of version 3 becomes version 2: same rows per hour
+        conn.execute(sa.text("UPDATE inference_logs SET model_version = '2' WHERE model_version = '3'"))
+    hours, use = _aggregate(logs, state, now=now)
+    assert use.hours_reused == 9  # unseen, as documented
+    assert "3" in rollups.window_counts(hours, CUTS).rows_by_version
+
+    assert rollups.forget_rollups(state, MODEL, since=T0 + timedelta(hours=5)) == 5  # hours 5..9
+    hours, use = _aggregate(logs, state, now=now)
+    assert (use.hours_reused, use.hours_stored) == (4, 5)
+    assert rollups.forget_rollups(state, MODEL) == 9
+    hours, use = _aggregate(logs, state, now=now)
+    assert (use.hours_reused, use.hours_stored) == (0, 9)
+    exact_counts, exact_q = _exact(logs)
+    assert "3" not in exact_counts.rows_by_version
+    _assert_same(
+        rollups.window_counts(hours, CUTS), rollups.window_quantiles(hours, ["1", "2", "3"]), exact_counts, exact_q
+    )

@@ -110,6 +110,15 @@ def reset_demo_model(model_name: str, logs_url: str, reports_dir: Path) -> None:
     from lockgate.reports.summaries import forget_model
 
     forget_model(model_name)  # the latest evidence the promotion reads
+    # The reseeded rows may match the old ones hour for hour in number: the rollups could not tell.
+    from lockgate.live.rollups import forget_rollups
+    from lockgate.settings import resolve_state_db_url
+
+    state = make_engine(resolve_state_db_url())
+    try:
+        forget_rollups(state, model_name)
+    finally:
+        state.dispose()
     for kind in ("benchmark", "drift", "quality", "live"):
         latest = reports_dir / kind / model_name / "latest.json"
         latest.unlink(missing_ok=True)

@@ -242,6 +242,22 @@ def _save(state_engine: Engine, source: str, model_name: str, aggs: Sequence[Hou
         )
 
 
+def forget_rollups(state_engine: Engine, model_name: str, since: datetime | None = None) -> int:
+    """Delete a model's stored hours (from `since` on, else all); the number deleted.
+
+    For logs rewritten in place, which the row-count check cannot see: a re-import that deletes
+    and re-inserts an hour's rows with the same count, or a backfill of late `feedback`.
+    """
+    metadata.create_all(state_engine, checkfirst=True)
+    t = rollups_table
+    conds = [t.c.model_name == model_name]
+    if since is not None:
+        conds.append(t.c.hour + HOUR_SECONDS > _epoch(since))
+    with state_engine.begin() as conn:
+        result = conn.execute(t.delete().where(*conds))
+    return int(result.rowcount or 0)
+
+
 # --------------------------------------------------------------------------- merging (pure)
 
 

@@ -1,4 +1,5 @@
-"""`lockgate logs migrate-sample-index` (`lockgate logs seed` is dev tooling: `lockgate.devtools.seed`)."""
+"""`lockgate logs migrate-sample-index` and `lockgate logs forget-rollups` (`lockgate logs seed` is dev tooling:
+`lockgate.devtools.seed`)."""
 
 from __future__ import annotations
 
@@ -27,5 +28,31 @@ def cmd_migrate_sample_index(args: argparse.Namespace) -> int:
     print(
         f"{policy.logs.table} in {safe_url(url)}: samples with seed {seed} now read the index in hash order; "
         "other seeds rank every row of the window as before"
+    )
+    return 0
+
+
+def cmd_forget_rollups(args: argparse.Namespace) -> int:
+    """Drop the live job's stored hours of a model (see lockgate.live.rollups.forget_rollups)."""
+    from datetime import UTC, datetime
+
+    from lockgate.errors import ConfigError
+    from lockgate.live.rollups import forget_rollups
+    from lockgate.settings import resolve_state_db_url
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ConfigError(f"--since must be an ISO date or time, got {args.since!r}", key="--since") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    engine = make_engine(resolve_state_db_url())
+    check_connection(engine)
+    n = forget_rollups(engine, args.model, since)
+    print(
+        f"{n} stored hours of {args.model} dropped"
+        + (f" from {since.isoformat()} on" if since else "")
+        + ": the next live run aggregates them again from the logs"
     )
     return 0
