@@ -280,3 +280,24 @@ def test_components_create_private_files(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-c", f"import os; os.mkdir({str(folder)!r})"], check=True)
     assert _mode(created) == 0o600 and _mode(folder) == 0o700
     assert _current_umask() == before  # the CLI's own umask is restored afterwards
+
+
+def test_the_mlflow_webhook_encryption_key_is_kept_with_the_homes_secrets(tmp_path: Path) -> None:
+    """MLflow encrypts the webhook's secret with MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY and makes one up per
+    start without it: the next start of the same home could not list its webhook (HTTP 500)."""
+    from cryptography.fernet import Fernet
+
+    from lockgate.devtools.stack.env import StackPaths, load_or_create_secrets
+
+    paths = StackPaths(home=tmp_path / "home")
+    first = load_or_create_secrets(paths)
+    Fernet(first.mlflow_webhook_encryption_key.encode())  # a valid key
+    assert load_or_create_secrets(paths).mlflow_webhook_encryption_key == first.mlflow_webhook_encryption_key
+    # a home written before the key existed gets one, once
+    import json
+
+    stored = json.loads(paths.secrets_file.read_text())
+    del stored["mlflow_webhook_encryption_key"]
+    paths.secrets_file.write_text(json.dumps(stored))
+    added = load_or_create_secrets(paths).mlflow_webhook_encryption_key
+    assert added and load_or_create_secrets(paths).mlflow_webhook_encryption_key == added

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -466,11 +467,20 @@ def _register_mlflow_webhook(ports: StackPorts, stack_secrets: StackSecrets) -> 
     from lockgate.registry.webhook import ensure_mlflow_webhook
 
     url = f"{ports.airflow_url}/lockgate-hooks/mlflow"
+    # The server is up: an error is an answer, not an outage, and retrying it only delays the stack
+    # (a home made before the webhook key was kept answers 500 to every listing).
+    saved = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     try:
         ensure_mlflow_webhook(ports.mlflow_url, url, stack_secrets.mlflow_webhook_secret)
     except Exception as exc:  # noqa: BLE001 - without it, new challengers are found by the poll alone
         _progress(f"MLflow webhook not registered ({exc}); new challengers are found by the triggerer's poll")
         return
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = saved
     _progress(f"MLflow webhook: model_version_alias.created -> {url}")
 
 

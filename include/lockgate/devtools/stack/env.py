@@ -209,6 +209,9 @@ class StackSecrets(BaseModel):
     fernet_key: str
     admin_password: str
     mlflow_webhook_secret: str
+    # MLflow encrypts each webhook's secret with this key; without one it makes up a key per start, and
+    # the next start cannot read the webhook back (HTTP 500 on every listing).
+    mlflow_webhook_encryption_key: str
 
 
 def _generate_secrets() -> dict[str, str]:
@@ -220,6 +223,7 @@ def _generate_secrets() -> dict[str, str]:
         "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "admin_password": secrets.token_urlsafe(12),
         "mlflow_webhook_secret": secrets.token_urlsafe(32),
+        "mlflow_webhook_encryption_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     }
 
 
@@ -377,6 +381,7 @@ def stack_overrides(
         # The MLflow server's registry webhook to the plugin (lockgate.registry.webhook): signed with
         # this secret, delivered over plain HTTP to 127.0.0.1, which MLflow refuses unless told.
         "LOCKGATE_MLFLOW_WEBHOOK_SECRET": stack_secrets.mlflow_webhook_secret,
+        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": stack_secrets.mlflow_webhook_encryption_key,
         "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
         "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
         # No downloads, no telemetry, no tokenizer thread pools fighting over the cores.
