@@ -189,6 +189,28 @@ class WindowCounts:
     by_cutoffs: list[dict[str, VersionCounts]]
 
 
+def stratum_count_columns(r: Any, with_cached: bool) -> list[Any]:
+    """The aggregates of `StratumCounts`, over a subquery `r` with the per-row columns status, feedback,
+    prompt_tokens, empty (and cached, `with_cached`), each labelled as its field."""
+
+    def count_if(cond: Any) -> Any:
+        return sa.func.sum(sa.case((cond, 1), else_=0))
+
+    cols = [
+        sa.func.count().label("requests"),
+        count_if(r.status == "error").label("errors"),
+        count_if(r.status == "timeout").label("timeouts"),
+        count_if(r.empty).label("empty"),
+        count_if(r.feedback.is_not(None)).label("rated"),
+        count_if(r.feedback < 0).label("negative"),
+    ]
+    if with_cached:
+        known = sa.and_(r.cached.is_not(None), r.prompt_tokens > 0)
+        cols.append(sa.func.sum(sa.case((known, r.cached), else_=0)).label("cached_tokens"))
+        cols.append(sa.func.sum(sa.case((known, r.prompt_tokens), else_=0)).label("cached_prompt_tokens"))
+    return cols
+
+
 def window_counts(
     engine: Engine,
     model_name: str,
@@ -202,9 +224,6 @@ def window_counts(
     table = checked_log_table(engine, config)
     c = table.c
     cached = cached_tokens_expr(engine, table, cached_spec)
-
-    def count_if(cond: Any) -> Any:
-        return sa.func.sum(sa.case((cond, 1), else_=0))
 
     # The per-row expressions in a subquery, then one GROUP BY over its small set of keys.
     per_row = [
@@ -221,20 +240,7 @@ def window_counts(
     rows = sa.select(*per_row).where(*_window_conds(table, model_name, window)).subquery()
     r = rows.c
     keys = [r.version, r.reason, *[r[f"s{i}"] for i in range(len(cutoff_sets))]]
-    cols = [
-        *keys,
-        sa.func.count().label("requests"),
-        count_if(r.status == "error").label("errors"),
-        count_if(r.status == "timeout").label("timeouts"),
-        count_if(r.empty).label("empty"),
-        count_if(r.feedback.is_not(None)).label("rated"),
-        count_if(r.feedback < 0).label("negative"),
-    ]
-    if cached is not None:
-        known = sa.and_(r.cached.is_not(None), r.prompt_tokens > 0)
-        cols.append(sa.func.sum(sa.case((known, r.cached), else_=0)).label("cached_tokens"))
-        cols.append(sa.func.sum(sa.case((known, r.prompt_tokens), else_=0)).label("cached_prompt_tokens"))
-    stmt = sa.select(*cols).group_by(*keys)
+    stmt = sa.select(*keys, *stratum_count_columns(r, cached is not None)).group_by(*keys)
     out = WindowCounts({}, {}, [{} for _ in cutoff_sets])
     with _session(engine) as conn:
         for row in conn.execute(stmt).mappings():

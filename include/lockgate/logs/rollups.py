@@ -32,6 +32,7 @@ from lockgate.logs.aggregates import (
     _blank,
     cached_tokens_expr,
     quarantine_reason_expr,
+    stratum_count_columns,
     timing_conditions,
 )
 from lockgate.logs.sampling import Window
@@ -176,9 +177,6 @@ def hourly_aggregates(
     pt_key = sa.case((valid, r.pt), else_=None)
     bins = {name: sa.case((valid, r[f"b_{name}"]), else_=None) for name in timing}
 
-    def count_if(cond: Any) -> Any:
-        return sa.func.sum(sa.case((cond, 1), else_=0))
-
     cols = [
         r.hour,
         r.version,
@@ -186,17 +184,8 @@ def hourly_aggregates(
         pt_key.label("ptk"),
         *[b.label(f"h_{name}") for name, b in bins.items()],
         sa.func.grouping(*bins.values()).label("set"),
-        sa.func.count().label("requests"),
-        count_if(r.status == "error").label("errors"),
-        count_if(r.status == "timeout").label("timeouts"),
-        count_if(r.empty).label("empty"),
-        count_if(r.feedback.is_not(None)).label("rated"),
-        count_if(r.feedback < 0).label("negative"),
+        *stratum_count_columns(r, cached is not None),
     ]
-    if cached is not None:
-        known = sa.and_(r.cached.is_not(None), r.prompt_tokens > 0)
-        cols.append(sa.func.sum(sa.case((known, r.cached), else_=0)).label("cached_tokens"))
-        cols.append(sa.func.sum(sa.case((known, r.prompt_tokens), else_=0)).label("cached_prompt_tokens"))
     sets = [sa.tuple_(r.hour, r.version, r.reason, pt_key)] + [sa.tuple_(r.hour, r.version, b) for b in bins.values()]
     stmt = sa.select(*cols).group_by(sa.func.grouping_sets(*sets))
     names = list(bins)
