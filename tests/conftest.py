@@ -130,50 +130,21 @@ def lockgate_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on a free port (SQLite backend in a temporary folder, job runner off); yields its URL."""
-    import signal
-    import socket
-    import subprocess
     import sys
-    import time
-
-    import httpx
 
     from lockgate.devtools.testing.registry import sqlite_mlflow_store
+    from lockgate.devtools.testing.servers import free_port, running_server
 
     root = tmp_path_factory.mktemp("mlflow_server")
     backend = sqlite_mlflow_store(root / "mlflow.db")  # a migrated store: the server starts faster
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "DO_NOT_TRACK": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     args = [mlflow_bin, "server", "--backend-store-uri", backend, "--default-artifact-root", (root / "a").as_uri()]
     args += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    with (root / "server.log").open("w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        try:
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"mlflow server exited {proc.returncode}:\n{(root / 'server.log').read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server not healthy in 180 s:\n{(root / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    with running_server(args, env, root / "server.log", f"http://127.0.0.1:{port}") as url:
+        yield url
 
 
 # --------------------------------------------------------------------------- monitoring

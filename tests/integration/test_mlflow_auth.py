@@ -10,11 +10,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -33,6 +29,7 @@ from lockgate.devtools.testing.registry import (
     sqlite_mlflow_store,
     write_evidence,
 )
+from lockgate.devtools.testing.servers import free_port, running_server
 from lockgate.jobs.context import RunContext
 from lockgate.jobs.promotion import run_promotion
 from lockgate.policy.schema import ApprovalsConfig, Policy
@@ -48,12 +45,6 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = "lockgate-auth"
 PASSWORDS = {"admin": "admin-password-0123", "alice": "alice-password-0123", "bob": "bob-password-0123"}
 PASSWORDS["carol"] = "carol-password-0123"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _entry_point_path(root: Path) -> list[str]:
@@ -89,7 +80,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         # each request's password check costs ~0.3 s of PBKDF2 on a small CPU: once per user here
         "auth_cache_ttl_seconds = 600\n"
     )
-    port = _free_port()
+    port = free_port()
     python_path = [*_entry_point_path(root), str(ROOT / "include"), os.environ.get("PYTHONPATH", "")]
     env = {
         **os.environ,
@@ -105,23 +96,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     args = [str(Path(sys.executable).with_name("mlflow")), "server", "--app-name", APP]
     args += ["--backend-store-uri", backend, "--default-artifact-root", (root / "artifacts").as_uri()]
     args += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log_path = root / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy in 180 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with running_server(args, env, root / "server.log", f"http://127.0.0.1:{port}") as url:
         for user in ("alice", "bob", "carol"):
             resp = httpx.post(
                 f"{url}/api/2.0/mlflow/users/create",
@@ -131,13 +106,6 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             )
             assert resp.status_code == 200, resp.text
         yield Server(url, backend)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 @dataclass
