@@ -236,3 +236,18 @@ def resolve_mlflow_uri(settings: Settings | None = None) -> str:
         return uri.rstrip("/")
     ensure_home(s)
     return s.embedded_mlflow_uri
+
+
+def read_yaml_file(path: Path, what: str) -> object:
+    """A YAML file's data; an unreadable file or invalid YAML is one `ConfigError` naming the file
+    (`what`: "policy file", "settings file", ...)."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what}: {exc.strerror}", source=str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,7 +31,7 @@ from lockgate import metrics as metric_catalogue
 from lockgate.errors import ConfigError
 from lockgate.evidence import EvidenceKind
 from lockgate.metrics import DRIFT_COLUMNS
-from lockgate.settings import format_validation_error, get_settings
+from lockgate.settings import format_validation_error, get_settings, read_yaml_file
 
 
 class _Strict(BaseModel):
@@ -700,12 +699,4 @@ def parse_policy(data: Any, source: str = "<policy>") -> Policy:
 def load_policy(path: str | Path | None = None) -> Policy:
     """Read and validate the policy file (`LOCKGATE_CONFIG` or the default)."""
     p = Path(path) if path else get_settings().config_path
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read policy file: {exc.strerror}", source=str(p)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from None
-    return parse_policy(data, source=str(p))
+    return parse_policy(read_yaml_file(p, "policy file"), source=str(p))

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lockgate.devtools.stack.env import (
@@ -42,7 +41,7 @@ from lockgate.devtools.stack.env import (
 )
 from lockgate.devtools.stack.processes import StackError, is_alive, load_state, stack_lock, tail
 from lockgate.errors import ConfigError, ServiceUnavailableError
-from lockgate.settings import PROJECT_ROOT, Settings, get_settings
+from lockgate.settings import PROJECT_ROOT, Settings, get_settings, read_yaml_file
 
 logger = logging.getLogger(__name__)
 
@@ -191,15 +190,7 @@ def parse_settings(data: Any, source: str = "<airflow_settings>") -> AstroSettin
 
 def load_settings_file(path: str | Path | None = None) -> AstroSettings:
     p = Path(path) if path else DEFAULT_SETTINGS_FILE
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read settings file: {exc.strerror}", source=str(p)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(p)) from None
-    return parse_settings(data, source=str(p))
+    return parse_settings(read_yaml_file(p, "settings file"), source=str(p))
 
 
 def _blank_to_none(v: str | None) -> str | None:
