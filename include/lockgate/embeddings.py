@@ -45,54 +45,13 @@ def _device() -> str:
 
 
 def _threads() -> int:
-    """Torch threads while encoding: `LOCKGATE_EMBEDDINGS_THREADS`, else by how busy the machine is.
-
-    More threads than the cores other processes leave free encode slower, not faster: torch's
-    spinning threads fight those processes for the cores (measurements in docs/benchmarks.md).
-    So: every core other processes leave free, at least one.
-    """
+    """Torch threads while encoding: `LOCKGATE_EMBEDDINGS_THREADS`, else the cores other processes
+    leave free (`lockgate.cpu.free_cores`; measurements in docs/benchmarks.md)."""
+    from lockgate.cpu import free_cores
     from lockgate.settings import get_settings
 
     configured = get_settings().embeddings_threads
-    if configured is not None:
-        return configured
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, round(cores - _busy_elsewhere())))
-
-
-def _busy_elsewhere() -> float:
-    """How many cores other processes keep busy now.
-
-    The instantaneous count of runnable tasks minus this process's own running threads
-    (the caller among them): the 1-minute load average would count this very job's earlier
-    work (the drift job's tabular statistics, the previous batch) as somebody else's and
-    throttle the encoder to one thread on an otherwise idle machine.
-    """
-    try:
-        return float(max(0, _runnable_tasks() - max(_own_running_threads(), 1)))
-    except (OSError, ValueError, IndexError):  # no /proc: the load average, less the caller
-        try:
-            return max(0.0, os.getloadavg()[0] - 1)
-        except OSError:  # not available on this platform
-            return 0.0
-
-
-def _runnable_tasks() -> int:
-    """Runnable threads on the machine now (`/proc/loadavg`'s fourth field, before the slash)."""
-    with open("/proc/loadavg", encoding="ascii") as f:
-        return int(f.read().split()[3].split("/")[0])
-
-
-def _own_running_threads() -> int:
-    own = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/stat", encoding="ascii") as f:
-                # the state follows the command name, which is in parentheses and may hold spaces
-                own += f.read().rsplit(")", 1)[1].split()[0] == "R"
-        except OSError:  # the thread ended meanwhile
-            continue
-    return own
+    return configured if configured is not None else free_cores()
 
 
 def get_model() -> Any:
@@ -146,31 +105,27 @@ def embed_texts(texts: list[str], batch_size: int = 32) -> np.ndarray:
 
 def _encode(texts: list[str], batch_size: int) -> np.ndarray:
     import numpy as np
-    import torch
+
+    from lockgate.cpu import torch_threads
 
     model = get_model()
-    # Scoped: the thread count is process-wide, other torch work in the process keeps its own.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(_threads())
     parts: list[np.ndarray] = []
-    try:
-        with _autocast(str(model.device)):
-            # In chunks, so a long encoding reports its count as it goes (instead of a progress
-            # bar on stderr, which Airflow's task log shows as ERROR lines).
-            for start in range(0, len(texts), PROGRESS_CHUNK):
-                chunk = texts[start : start + PROGRESS_CHUNK]
-                vectors = model.encode(
-                    chunk,
-                    batch_size=batch_size,
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-                parts.append(np.asarray(vectors, dtype=np.float32))
-                if len(texts) > PROGRESS_CHUNK:
-                    count_progress("MiniLM: texts encoded", start + len(chunk), len(texts))
-    finally:
-        torch.set_num_threads(previous)
+    # Scoped: the thread count is process-wide, other torch work in the process keeps its own.
+    with torch_threads(_threads()), _autocast(str(model.device)):
+        # In chunks, so a long encoding reports its count as it goes (instead of a progress
+        # bar on stderr, which Airflow's task log shows as ERROR lines).
+        for start in range(0, len(texts), PROGRESS_CHUNK):
+            chunk = texts[start : start + PROGRESS_CHUNK]
+            vectors = model.encode(
+                chunk,
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            parts.append(np.asarray(vectors, dtype=np.float32))
+            if len(texts) > PROGRESS_CHUNK:
+                count_progress("MiniLM: texts encoded", start + len(chunk), len(texts))
     return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 

@@ -1,4 +1,4 @@
-"""How many torch threads the MiniLM encoder takes."""
+"""How many torch threads the MiniLM encoder (and the local judge) take: `lockgate.cpu`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from lockgate import embeddings
+from lockgate import cpu, embeddings
 from lockgate.errors import ConfigError
 
 
@@ -21,21 +21,30 @@ def test_explicit_thread_count_wins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_own_running_threads_are_not_load_from_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     """This job's own threads (the tabular statistics beside the encoder) are not another process's load."""
-    assert embeddings._own_running_threads() >= 1  # the caller itself is running
-    assert embeddings._runnable_tasks() >= 1
-    monkeypatch.setattr(embeddings, "_runnable_tasks", lambda: 3)
-    monkeypatch.setattr(embeddings, "_own_running_threads", lambda: 2)
-    assert embeddings._busy_elsewhere() == 1.0
-    monkeypatch.setattr(embeddings, "_own_running_threads", lambda: 0)  # counted between two reads
-    assert embeddings._busy_elsewhere() == 2.0
-    monkeypatch.setattr(embeddings, "_own_running_threads", lambda: 5)
-    assert embeddings._busy_elsewhere() == 0.0
+    assert cpu.own_running_threads() >= 1  # the caller itself is running
+    assert cpu.runnable_tasks() >= 1
+    monkeypatch.setattr(cpu, "runnable_tasks", lambda: 3)
+    monkeypatch.setattr(cpu, "own_running_threads", lambda: 2)
+    assert cpu.busy_elsewhere() == 1.0
+    monkeypatch.setattr(cpu, "own_running_threads", lambda: 0)  # counted between two reads
+    assert cpu.busy_elsewhere() == 2.0
+    monkeypatch.setattr(cpu, "own_running_threads", lambda: 5)
+    assert cpu.busy_elsewhere() == 0.0
 
 
 def test_thread_count_follows_other_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCKGATE_EMBEDDINGS_THREADS", raising=False)
     cores = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(embeddings, "_busy_elsewhere", lambda: 0.0)
+    monkeypatch.setattr(cpu, "busy_elsewhere", lambda: 0.0)
     assert embeddings._threads() == cores
-    monkeypatch.setattr(embeddings, "_busy_elsewhere", lambda: float(cores + 4))
+    monkeypatch.setattr(cpu, "busy_elsewhere", lambda: float(cores + 4))
     assert embeddings._threads() == 1
+
+
+def test_torch_threads_are_restored_after_the_block() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    with cpu.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
