@@ -179,8 +179,18 @@ def _tiny_architecture(out: Path, model_type: str) -> Path:
     return out
 
 
+@pytest.mark.parametrize("attention", ["split", "concatenated"])
 @pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
-def test_last_position_forward_equals_the_models_own_forward(tmp_path: Path, model_type: str) -> None:
+def test_last_position_forward_equals_the_models_own_forward(
+    tmp_path: Path, model_type: str, attention: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both attention paths: the split one (CPU flash kernel) and the concatenated one (what a GPU runs)."""
+    from lockgate.judge.backends import local
+
+    if attention == "concatenated":
+        monkeypatch.setattr(local, "_flash_cpu", lambda: None)
+    else:
+        assert local._flash_cpu() is not None, "this PyTorch build should have the CPU flash kernel"
     judge = LocalJudge(_tiny_architecture(tmp_path / model_type, model_type), device="cpu", dtype="float32")
     assert judge.last_position_forward, f"{model_type} should take the last-position forward"
     batch = reqs(5, "faithfulness")

@@ -494,7 +494,9 @@ class JudgeConfig(_Strict):
         None, description="Model name sent to the endpoint; backend mlflow: an MLflow model URI (openai:/gpt-4o-mini)."
     )
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
-    batch_size: int = Field(8, gt=0, description="Prompts per forward pass (backend: local).")
+    batch_size: int = Field(
+        32, gt=0, description="Prompts per forward pass (backend: local); on a CPU 32 ran faster than 8 or 16."
+    )
     concurrency: int = Field(4, gt=0, description="Requests in flight at once (backend: openai).")
     timeout_s: float = Field(60, gt=0, description="Per-request timeout (backend: openai).")
     max_retries: int = Field(3, ge=0, description="Retries of a request on 429, 5xx, timeouts, connection errors.")
@@ -506,6 +508,12 @@ class JudgeConfig(_Strict):
     rationale: bool = Field(False, description="Also generate a one-sentence rationale per judgment.")
     rationale_max_new_tokens: int = Field(48, gt=0)
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present (backend: local).")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="Torch threads while a local judge scores on a CPU; None: the cores other processes "
+        "leave free at the time (backend: local).",
+    )
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="auto: bfloat16 where it is native (CUDA, CPUs with AVX512-BF16/AMX), else float32 "

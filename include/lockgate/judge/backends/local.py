@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ class LocalJudge:
         self,
         model_path: str | Path,
         *,
-        batch_size: int = 8,
+        batch_size: int = 32,
         device: str = "auto",
         dtype: str = "auto",
         rationale: bool = False,
@@ -90,6 +91,7 @@ class LocalJudge:
         min_score_mass: float = 0.0,
         placeholder: bool = False,
         prefix_cache: bool = True,
+        threads: int | None = None,
     ) -> None:
         import torch
 
@@ -109,6 +111,7 @@ class LocalJudge:
         self.max_positions = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
         self._labels: dict[str, LabelTokens] = {}
         self.prefix_cache = prefix_cache
+        self.threads = threads
         self._prefix_states: dict[tuple[int, ...], Any] = {}
         self._known_ids: dict[str, list[int]] = {}
         self.last_position_forward = _supports_last_position_forward(self.model)
@@ -136,6 +139,7 @@ class LocalJudge:
             max_input_chars=config.max_input_chars,
             min_score_mass=config.min_score_mass,
             placeholder=placeholder,
+            threads=config.threads,
         )
 
     @property
@@ -323,7 +327,10 @@ class LocalJudge:
         last = torch.tensor([len(r) - 1 for r in rest], device=self.device)
         if self.last_position_forward and _window_allows(self.model, shared + width):
             try:
-                logits = _last_position_logits(self.model, input_ids, last, shared, prefix_state())
+                # reads the shared prefix's cache, never extends it: no per-batch copy
+                logits = _last_position_logits(
+                    self.model, input_ids, last, shared, self._prefix_state(tuple(first[:shared]))
+                )
             except Exception as exc:  # noqa: BLE001 - a layer that differs after all: the model's own forward
                 log.warning("last-position forward unavailable for this model (%s); using its own forward", exc)
                 self.last_position_forward = False
@@ -381,10 +388,18 @@ class LocalJudge:
 
         Every prompt is tokenized up front in one call (the Rust tokenizer runs it on all cores).
         """
+        from lockgate.cpu import free_cores, torch_threads
+
         texts = [self.prompt_text(r) for r in requests]
         self._known_ids = dict(zip(texts, self._tokenize(texts), strict=True)) if texts else {}
+        # On a CPU, the cores other processes leave free (lockgate.cpu): batched passes on contended
+        # cores wait on their slowest thread.
+        threads: AbstractContextManager[None] = (
+            torch_threads(self.threads or free_cores()) if self.device == "cpu" else nullcontext()
+        )
         try:
-            return self._judge_sorted(requests, texts, progress)
+            with threads:
+                return self._judge_sorted(requests, texts, progress)
         finally:
             self._known_ids = {}
 
@@ -502,28 +517,91 @@ def _heads(attn: Any, x: Any, which: str, cos: Any = None, sin: Any = None) -> A
     return out
 
 
-def _attention(query: Any, keys: Any, values: Any, mask: Any, scale: float) -> Any:
+def _flash_cpu() -> Any:
+    """PyTorch's CPU flash-attention kernel, which also returns the log-sum-exp of each query's scores.
+
+    `F.scaled_dot_product_attention` runs the same kernel but drops the log-sum-exp, without which
+    two partial attentions (over the shared prefix, over a row's own tokens) cannot be merged.
+    None where this build of PyTorch lacks it: the concatenated path serves then.
+    """
+    import torch
+
+    return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def _repeat_kv(x: Any, heads: int) -> Any:
+    """Keys or values with one copy per query head (grouped-query attention)."""
+    groups = heads // x.shape[1]
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+
+
+def _attend_split(
+    query: Any, keys: Any, values: Any, prefix: tuple[Any, Any], own_mask: Any, scale: float, flash: Any
+) -> Any:
+    """Attention of each row's queries over the shared prefix and the row's own tokens, in two parts.
+
+    The prefix's keys are the same for every row, so all rows' queries (and, under grouped-query
+    attention, all query heads of a key head) attend to them in one call at batch size 1: no
+    per-row or per-head copy of the prefix, no mask. Each row's own tokens are attended to under
+    the causal mask (or `own_mask`), and the two parts are merged exactly through their
+    log-sum-exps: the same softmax as over the concatenated keys.
+    """
+    import torch
+
+    batch, heads, length, dim = query.shape
+    kv_heads = prefix[0].shape[1]
+    groups = heads // kv_heads
+    # query head h reads key head h // groups (transformers' repeat_kv), so the query heads of one
+    # key head are consecutive: fold them, with the rows, into one long query sequence per key head
+    folded = query.view(batch, kv_heads, groups, length, dim).permute(1, 2, 0, 3, 4)
+    folded = folded.reshape(1, kv_heads, groups * batch * length, dim)
+    on_prefix, lse_prefix = flash(folded, prefix[0], prefix[1], 0.0, False, scale=scale)
+    on_prefix = on_prefix.view(kv_heads, groups, batch, length, dim).permute(2, 0, 1, 3, 4)
+    on_prefix = on_prefix.reshape(batch, heads, length, dim)
+    lse_prefix = lse_prefix.view(kv_heads, groups, batch, length).permute(2, 0, 1, 3).reshape(batch, heads, length)
+    keys, values = _repeat_kv(keys, heads), _repeat_kv(values, heads)
+    if own_mask is None:
+        on_own, lse_own = flash(query, keys, values, 0.0, True, scale=scale)
+    else:
+        on_own, lse_own = flash(query, keys, values, 0.0, False, attn_mask=own_mask, scale=scale)
+    total = torch.logaddexp(lse_prefix, lse_own)
+    merged = on_prefix.float() * torch.exp(lse_prefix - total).unsqueeze(-1)
+    merged += on_own.float() * torch.exp(lse_own - total).unsqueeze(-1)
+    return merged.to(query.dtype)
+
+
+def _attend_concat(query: Any, keys: Any, values: Any, prefix: tuple[Any, Any], own_mask: Any, scale: float) -> Any:
+    """The same attention through the public kernel: the prefix copied per row, one additive mask."""
     import torch
     import torch.nn.functional as F  # noqa: N812 - the usual name
 
-    if query.device.type == "cpu" and query.dtype != torch.float32:
-        # PyTorch's CPU flash attention ran slower in bfloat16 than in float32 on this project's
-        # machines (head_dim 16); the projections stay in bfloat16, where they gain.
-        out = F.scaled_dot_product_attention(
-            query.float(), keys.float(), values.float(), attn_mask=mask, scale=scale, enable_gqa=True
-        )
-        return out.to(query.dtype)
+    batch, _, length, _ = query.shape
+    past, width = prefix[0].shape[-2], keys.shape[-2]
+    keys = torch.cat([prefix[0].expand(batch, -1, -1, -1), keys], dim=-2)
+    values = torch.cat([prefix[1].expand(batch, -1, -1, -1), values], dim=-2)
+    if own_mask is None:
+        allowed = torch.ones(width, width, dtype=torch.bool, device=query.device).tril()
+        own_mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
+        own_mask = own_mask.masked_fill(~allowed, torch.finfo(query.dtype).min)[None, None]
+    mask = torch.cat([own_mask.new_zeros((*own_mask.shape[:-1], past)), own_mask], dim=-1)
+    mask = mask.expand(batch, 1, length, past + width)
     return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
 
 
-def _last_position_logits(model: Any, input_ids: Any, last: Any, past: int, cache: Any) -> Any:
-    """Next-token logits at position `last[b]` of each right-padded row, after `past` cached tokens.
+def _prefix_layer(cache: Any, index: int) -> tuple[Any, Any]:
+    """The cached prefix's keys and values of one layer, (1, kv_heads, prefix, head_dim) each."""
+    layer = cache.layers[index]
+    return layer.keys, layer.values
 
-    Every layer but the last runs on all positions (their keys and values feed the next
-    layer); the last layer computes keys and values for all positions but its query,
-    attention output and MLP only at each row's last real token. Right padding needs no
-    padding mask: under the causal mask a real token never sees the padding after it, so
-    one additive causal mask, built once, serves every row and every layer.
+
+def _last_position_logits(model: Any, input_ids: Any, last: Any, past: int, cache: Any) -> Any:
+    """Next-token logits at position `last[b]` of each right-padded row, after the `past` tokens of `cache`.
+
+    `cache` holds the shared prefix at batch size 1 and is only read. Every layer but the last
+    runs on all positions (their keys and values feed the next layer); the last layer computes
+    keys and values for all positions but its query, attention output and MLP only at each row's
+    last real token. Right padding needs no padding mask in the other layers: under the causal
+    mask a real token never sees the padding after it.
     """
     import torch
 
@@ -531,29 +609,31 @@ def _last_position_logits(model: Any, input_ids: Any, last: Any, past: int, cach
     batch, width = input_ids.shape
     device = input_ids.device
     rows = torch.arange(batch, device=device)
+    flash = _flash_cpu() if device.type == "cpu" else None
     with torch.inference_mode():
         hidden = core.embed_tokens(input_ids)
         positions = torch.arange(past, past + width, device=device).expand(batch, width)
         cos, sin = core.rotary_emb(hidden, position_ids=positions)
-        mask_dtype = torch.float32 if device.type == "cpu" else hidden.dtype
-        allowed = torch.ones(width, past + width, dtype=torch.bool, device=device).tril(diagonal=past)
-        mask = torch.zeros(width, past + width, dtype=mask_dtype, device=device)
-        mask = mask.masked_fill(~allowed, torch.finfo(mask_dtype).min)[None, None]
         final = len(core.layers) - 1
         for index, layer in enumerate(core.layers):
             attn = layer.self_attn
             normed = layer.input_layernorm(hidden)
-            keys = _heads(attn, normed, "k", cos, sin)
-            keys, values = cache.update(keys, _heads(attn, normed, "v"), attn.layer_idx)
+            keys, values = _heads(attn, normed, "k", cos, sin), _heads(attn, normed, "v")
+            own_mask = None
             if index == final:
                 hidden = hidden[rows, last][:, None]
                 at_last = (normed[rows, last][:, None], cos[rows, last][:, None], sin[rows, last][:, None])
                 query = _heads(attn, at_last[0], "q", at_last[1], at_last[2])
-                layer_mask = mask[0, 0][last][:, None, None, :]
+                allowed = torch.arange(width, device=device)[None, :] <= last[:, None]
+                own_mask = torch.zeros(allowed.shape, dtype=query.dtype, device=device)
+                own_mask = own_mask.masked_fill(~allowed, torch.finfo(query.dtype).min)[:, None, None, :]
             else:
                 query = _heads(attn, normed, "q", cos, sin)
-                layer_mask = mask
-            context = _attention(query, keys, values, layer_mask, attn.scaling)
+            prefix = _prefix_layer(cache, attn.layer_idx)
+            if flash is not None:
+                context = _attend_split(query, keys, values, prefix, own_mask, attn.scaling, flash)
+            else:
+                context = _attend_concat(query, keys, values, prefix, own_mask, attn.scaling)
             hidden = hidden + attn.o_proj(context.transpose(1, 2).reshape(*hidden.shape[:2], -1))
             hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
         return model.lm_head(core.norm(hidden))[:, 0]
