@@ -165,12 +165,28 @@ def embedding_part(
     embeddings: Mapping[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]],
     min_effects: Mapping[str, float],
 ) -> EvidentlyPart:
-    """Evidently's `EmbeddingsDrift` of each embedding set."""
+    """Evidently's `EmbeddingsDrift` of each embedding set, the sets' reports side by side.
+
+    Each report is mostly its t-SNE on one OpenMP thread, partly outside the GIL: two sets in two
+    threads took 1.9 s where one after the other took 3.0 s (docs/benchmarks.md).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
     part = EvidentlyPart()
-    for name, (ref_emb, cur_emb) in embeddings.items():
-        if len(ref_emb) < 2 or len(cur_emb) < 2:
-            continue
-        page, value = _embedding_report(name, ref_emb, cur_emb, min_effects[name])
+    sets = {name: pair for name, pair in embeddings.items() if len(pair[0]) >= 2 and len(pair[1]) >= 2}
+    if not sets:
+        return part
+    # One limit around both threads: each report's own limit restores the count it found when it
+    # ends, which must not lift the other's while it runs.
+    with threadpool_limits(1, user_api="openmp"), ThreadPoolExecutor(len(sets)) as pool:
+        futures = {
+            name: pool.submit(_embedding_report, name, ref_emb, cur_emb, min_effects[name])
+            for name, (ref_emb, cur_emb) in sets.items()
+        }
+        reports = {name: future.result() for name, future in futures.items()}
+    for name, (page, value) in reports.items():
         if value is not None:
             part.values[name] = value
         part.methods[name] = "embeddings model (AUC)"

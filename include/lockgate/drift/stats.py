@@ -282,6 +282,24 @@ def classifier_test(
     )
 
 
+def classifier_test_power(n_reference: int, n_current: int, min_gini: float, alpha: float, min_rows: int = 20) -> float:
+    """Chance that `classifier_test` rejects "same distribution" at level `alpha` when the windows
+    differ by exactly the minimum effect (held-out AUC 0.5 + min_gini / 2).
+
+    Normal approximation of the one-sided Mann-Whitney test on the held-out halves, with the
+    null variance of the AUC, (m + n + 1) / (12 m n); `alpha` is the level before any multiple-
+    testing correction, so this is an upper bound on the power within the job's
+    Benjamini-Hochberg family.
+    """
+    from scipy import stats
+
+    if n_reference < min_rows or n_current < min_rows:  # `classifier_test` does not test then
+        return 0.0
+    held_ref, held_cur = n_reference - n_reference // 2, n_current - n_current // 2
+    se = math.sqrt((held_ref + held_cur + 1) / (12 * held_ref * held_cur))
+    return float(stats.norm.cdf((min_gini / 2) / se - stats.norm.ppf(1 - alpha)))
+
+
 # --------------------------------------------------------------------------- correction and decision
 
 
