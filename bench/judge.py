@@ -101,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="alternations of the approaches within one run")
     parser.add_argument("--runs", type=int, default=5, help="runs, each a fresh process; the target is on their median")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="lockgate's judge.threads (default: the cores other processes leave free)",
+    )
+    parser.add_argument(
         "--baseline-threads",
         choices=["free", "default"],
         default="free",
@@ -137,7 +143,9 @@ def measure(args: argparse.Namespace) -> dict:
                 Path(tmp) / "judge", seed=args.seed, hidden=args.hidden, layers=args.layers, heads=args.heads
             )
         )
-        judge = LocalJudge(model_dir, batch_size=args.batch_size, device=args.device, dtype=args.dtype)
+        judge = LocalJudge(
+            model_dir, batch_size=args.batch_size, device=args.device, dtype=args.dtype, threads=args.threads
+        )
         # The baseline runs in whichever dtype is faster for it here: one-at-a-time decoding in
         # bfloat16 on a CPU is slower than in float32 (per-step overheads), so both are timed.
         base_judges = {judge.dtype: judge}
@@ -152,7 +160,8 @@ def measure(args: argparse.Namespace) -> dict:
         print(
             f"model: {model_dir.name}, {judge.n_params:,} parameters, device {judge.device}, "
             f"lockgate dtype {judge.dtype}, torch threads: baseline {base_threads}, lockgate "
-            f"free cores ({free_cores()} now); last-position forward: {judge.last_position_forward}"
+            f"{args.threads or f'free cores ({free_cores()} now)'}; "
+            f"last-position forward: {judge.last_position_forward}"
         )
         print(
             f"samples: {len(reqs)} (baseline {len(base_reqs)}), judge prompt tokens: median "
