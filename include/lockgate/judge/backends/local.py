@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 
 _ANSWER_CUE = "\nAnswer:"
 MIN_SHARED_PREFIX = 32  # tokens; below this the plain padded batch is as fast
+# Tokenizing the shared instructions once: worth it from this many texts and characters.
+SPLIT_MIN_TEXTS = 8
+SPLIT_MIN_CHARS = 200
+# First characters of every kind that can follow the instructions' last line break.
+SPLIT_PROBES = (
+    "Can I", "can", " leading space", "  two", "\tTab", "\nNewline", "\r\nCRLF", "\n\n", "7 days", "'quote'",
+    '"double"', "(paren", "[END]", "<b>", "-dash", ".dot", "_under", "Élan", "日本語", "😀 emoji", "\u0301accent",
+    "\u00a0nbsp", "",
+)  # fmt: skip
 # Decoder layers whose forward is input norm -> (q, k, v, optional q/k norm, rotary) attention ->
 # o_proj -> residual -> post-attention norm -> MLP -> residual, as in transformers' Llama.
 LAST_POSITION_LAYERS = frozenset({"LlamaDecoderLayer", "MistralDecoderLayer", "Qwen2DecoderLayer", "Qwen3DecoderLayer"})
@@ -114,6 +123,7 @@ class LocalJudge:
         self.threads = threads
         self._prefix_states: dict[tuple[int, ...], Any] = {}
         self._known_ids: dict[str, list[int]] = {}
+        self._split_checked: dict[str, list[int] | None] = {}
         self.last_position_forward = _supports_last_position_forward(self.model)
         self._fingerprint = _fingerprint(self.path)
         self.n_params = sum(p.numel() for p in self.model.parameters())
@@ -281,8 +291,50 @@ class LocalJudge:
         return [self._known_ids[t] if t in self._known_ids else found[t] for t in texts]
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, as `tokenizer(texts)["input_ids"]` gives them.
+
+        The rubric's instructions, the same characters at the start of every text, are tokenized
+        once, and only what follows them per text, where this tokenizer is shown to split there
+        (`_split_after`); otherwise every text whole.
+        """
+        head = self._shared_head(texts)
+        head_ids = self._split_after(head) if head else None
+        if head is None or head_ids is None:
+            return self._tokenize_each(texts, special=True)
+        split = [head_ids + ids for ids in self._tokenize_each([t[len(head) :] for t in texts], special=False)]
+        if self._tokenize_each(texts[:1], special=True)[0] != split[0]:  # a last check on a real text
+            self._split_checked[head] = None
+            return self._tokenize_each(texts, special=True)
+        return split
+
+    @staticmethod
+    def _shared_head(texts: list[str]) -> str | None:
+        """The texts' common start up to and with its last line break, when it is long enough to matter."""
+        if len(texts) < SPLIT_MIN_TEXTS:
+            return None
+        common = os.path.commonprefix(texts)
+        cut = common.rfind("\n") + 1
+        return common[:cut] if cut >= SPLIT_MIN_CHARS else None
+
+    def _split_after(self, head: str) -> list[int] | None:
+        """`head`'s token ids when text after it tokenizes the same alone as after `head`, else None.
+
+        Checked once per head with continuations of every kind of first character (a pre-tokenizer
+        decides a boundary from the character after it): a tokenizer that merges across the line
+        break, marks the start of a text (SentencePiece's leading space) or appends a special token
+        fails a probe and tokenizes every text whole.
+        """
+        if head not in self._split_checked:
+            head_ids = self._tokenize_each([head], special=True)[0]
+            whole = self._tokenize_each([head + p for p in SPLIT_PROBES], special=True)
+            alone = self._tokenize_each(list(SPLIT_PROBES), special=False)
+            fits = all(w == head_ids + a for w, a in zip(whole, alone, strict=True))
+            self._split_checked[head] = head_ids if fits else None
+        return self._split_checked[head]
+
+    def _tokenize_each(self, texts: list[str], special: bool) -> list[list[int]]:
         """One batched call to the Rust tokenizer, without the character offsets nobody reads here."""
-        add_special = not self._chat
+        add_special = special and not self._chat
         backend: Any = getattr(self.tokenizer, "backend_tokenizer", None)
         fast = getattr(backend, "encode_batch_fast", None)
         if fast is not None:
