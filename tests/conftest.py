@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -82,6 +83,52 @@ def pg_url() -> Iterator[str]:
         yield admin.set(database=name).render_as_string(hide_password=False)
     finally:
         janitor.drop()
+
+
+def _seed_bytecode(prefix: Path) -> None:
+    """Put the bytecode that the install compiled (site-packages' __pycache__) where Python looks
+    for it under PYTHONPYCACHEPREFIX: <prefix>/<source's absolute folder>/<name>.<tag>.pyc.
+
+    Hard links (a copy across file systems): Python replaces a stale .pyc by renaming a new file over
+    it, never by writing into it, so the installed files are never changed.
+    """
+    import sysconfig
+
+    tag = f".{sys.implementation.cache_tag}.pyc"
+    for root in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        for dirpath, dirnames, filenames in os.walk(root):
+            if os.path.basename(dirpath) != "__pycache__":
+                continue
+            dirnames.clear()
+            target = prefix / Path(dirpath).parent.relative_to(Path(dirpath).anchor)
+            for name in filenames:
+                if not name.endswith(tag) or (target / name).exists():
+                    continue
+                target.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(os.path.join(dirpath, name), target / name)
+                except FileExistsError:
+                    pass
+                except OSError:
+                    shutil.copy2(os.path.join(dirpath, name), target / name)
+
+
+@pytest.fixture(scope="session")
+def shared_pycache() -> Path:
+    """One bytecode cache (PYTHONPYCACHEPREFIX) for the stacks and Airflow processes the tests start.
+
+    The stack sets PYTHONPYCACHEPREFIX=<home>/pycache, and with a prefix Python ignores the bytecode
+    the install compiled: a fresh temporary home would recompile Airflow, MLflow, Evidently and torch
+    in every component and task (~12 s a process on this 2-core machine, many at once when the
+    evidence DAGs start). So every stack and Airflow subprocess of the tests shares this one, in the
+    repository's default home (ignored by git), seeded from the installed bytecode: a fresh checkout
+    (CI) starts warm too. Bytecode is keyed by source path and checked against the source, so sharing
+    it is safe.
+    """
+    shared = ROOT / ".lockgate" / "pycache"
+    shared.mkdir(parents=True, exist_ok=True)
+    _seed_bytecode(shared)
+    return shared
 
 
 @pytest.fixture
