@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -85,34 +84,6 @@ def pg_url() -> Iterator[str]:
         janitor.drop()
 
 
-def _seed_bytecode(prefix: Path) -> None:
-    """Put the bytecode that the install compiled (site-packages' __pycache__) where Python looks
-    for it under PYTHONPYCACHEPREFIX: <prefix>/<source's absolute folder>/<name>.<tag>.pyc.
-
-    Hard links (a copy across file systems): Python replaces a stale .pyc by renaming a new file over
-    it, never by writing into it, so the installed files are never changed.
-    """
-    import sysconfig
-
-    tag = f".{sys.implementation.cache_tag}.pyc"
-    for root in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
-        for dirpath, dirnames, filenames in os.walk(root):
-            if os.path.basename(dirpath) != "__pycache__":
-                continue
-            dirnames.clear()
-            target = prefix / Path(dirpath).parent.relative_to(Path(dirpath).anchor)
-            for name in filenames:
-                if not name.endswith(tag) or (target / name).exists():
-                    continue
-                target.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(os.path.join(dirpath, name), target / name)
-                except FileExistsError:
-                    pass
-                except OSError:
-                    shutil.copy2(os.path.join(dirpath, name), target / name)
-
-
 @pytest.fixture(scope="session")
 def shared_pycache() -> Path:
     """One bytecode cache (PYTHONPYCACHEPREFIX) for the stacks and Airflow processes the tests start.
@@ -125,9 +96,11 @@ def shared_pycache() -> Path:
     (CI) starts warm too. Bytecode is keyed by source path and checked against the source, so sharing
     it is safe.
     """
+    from lockgate.devtools.testing.bytecode import seed_bytecode
+
     shared = ROOT / ".lockgate" / "pycache"
     shared.mkdir(parents=True, exist_ok=True)
-    _seed_bytecode(shared)
+    seed_bytecode(shared)
     return shared
 
 
