@@ -84,6 +84,26 @@ def pg_url() -> Iterator[str]:
         janitor.drop()
 
 
+@pytest.fixture(scope="session")
+def shared_pycache() -> Path:
+    """One bytecode cache (PYTHONPYCACHEPREFIX) for the stacks and Airflow processes the tests start.
+
+    The stack sets PYTHONPYCACHEPREFIX=<home>/pycache, and with a prefix Python ignores the bytecode
+    the install compiled: a fresh temporary home would recompile Airflow, MLflow, Evidently and torch
+    in every component and task (~12 s a process on this 2-core machine, many at once when the
+    evidence DAGs start). So every stack and Airflow subprocess of the tests shares this one, in the
+    repository's default home (ignored by git), seeded from the installed bytecode: a fresh checkout
+    (CI) starts warm too. Bytecode is keyed by source path and checked against the source, so sharing
+    it is safe.
+    """
+    from lockgate.devtools.testing.bytecode import seed_bytecode
+
+    shared = ROOT / ".lockgate" / "pycache"
+    shared.mkdir(parents=True, exist_ok=True)
+    seed_bytecode(shared)
+    return shared
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'logs.db'}"

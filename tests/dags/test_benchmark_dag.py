@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
+from lockgate.devtools.testing.registry import sqlite_mlflow_store
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.logs.db import make_engine
 
@@ -54,7 +55,7 @@ def world(tmp_path_factory, airflow_db):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LOCKGATE_HOME", str(home))
         mp.setenv("LOCKGATE_REPORTS_DIR", str(home / "reports"))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        mp.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(home / "mlflow.db"))
         mp.setenv("LOCKGATE_LOGS_DB_URL", f"sqlite:///{home / 'logs.db'}")
         mp.setenv("LOCKGATE_CONFIG", str(home / "policy.yaml"))
         (home / "policy.yaml").write_text(yaml.safe_dump(policy))

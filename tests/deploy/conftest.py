@@ -109,12 +109,11 @@ def service_env(service: Mapping[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def pycache_prefix(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pycache_prefix(shared_pycache: Path) -> Path:
     """A bytecode cache for the Airflow subprocesses these tests start: this machine kind sets
-    PYTHONDONTWRITEBYTECODE, so each would otherwise recompile Airflow (2-3x slower). Kept in
-    pytest's cache between runs when the cache plugin is on."""
-    cache = getattr(request.config, "cache", None)
-    return Path(cache.mkdir("lockgate-deploy-pycache")) if cache else tmp_path_factory.mktemp("pycache")
+    PYTHONDONTWRITEBYTECODE, so each would otherwise recompile Airflow (2-3x slower). The tests'
+    shared one (tests/conftest.py), seeded with the installed bytecode."""
+    return shared_pycache
 
 
 def subprocess_env(pycache: Path, **overrides: str) -> dict[str, str]:

@@ -294,16 +294,10 @@ class LiveStack:
         assert r.status_code == 200, f"MLflow set-tag {key}: HTTP {r.status_code} {r.text[:300]}"
 
 
-def _shared_bytecode_cache(home: Path) -> None:
-    """Point the stack's bytecode cache (<home>/pycache) at the repository's default home's.
-
-    The stack sets PYTHONPYCACHEPREFIX=<home>/pycache, so a fresh temporary home would
-    recompile Airflow, MLflow, Evidently and torch in every component and task (2-3x slower
-    imports on this machine). Bytecode is keyed by source path and checked against its
-    mtime, so sharing it between homes is safe.
-    """
-    shared = ROOT / ".lockgate" / "pycache"
-    shared.mkdir(parents=True, exist_ok=True)
+def _shared_bytecode_cache(home: Path, shared: Path) -> None:
+    """Point the stack's bytecode cache (<home>/pycache) at the tests' shared one (tests/conftest.py):
+    a fresh temporary home would recompile Airflow, MLflow, Evidently and torch in every component and
+    task (2-3x slower imports on this machine)."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "pycache").symlink_to(shared, target_is_directory=True)
 
@@ -318,7 +312,9 @@ def _leftovers(records: list[Any], ports: list[int]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory, monitoring: Any) -> Iterator[LiveStack]:
+def stack(
+    pg_url: str, tmp_path_factory: pytest.TempPathFactory, monitoring: Any, shared_pycache: Path
+) -> Iterator[LiveStack]:
     """The real stack on free ports, the demo model prepared; `lockgate down` always runs after.
 
     Its jobs and decisions push their metrics to a real Pushgateway that a real Prometheus scrapes.
@@ -329,7 +325,7 @@ def stack(pg_url: str, tmp_path_factory: pytest.TempPathFactory, monitoring: Any
     from lockgate.settings import get_settings
 
     home = tmp_path_factory.mktemp("e2e") / "home"
-    _shared_bytecode_cache(home)
+    _shared_bytecode_cache(home, shared_pycache)
     airflow_port = free_port()
     mlflow_port = free_port()
     while mlflow_port == airflow_port:

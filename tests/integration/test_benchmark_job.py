@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from lockgate.benchmark import harness
+from lockgate.devtools.testing.registry import sqlite_mlflow_store
 from lockgate.devtools.tiny_model import build_tiny_model
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.policy.schema import Policy, parse_policy
@@ -46,7 +47,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     mp = pytest.MonkeyPatch()
     mp.setenv("LOCKGATE_HOME", str(home))
     mp.setenv("LOCKGATE_REPORTS_DIR", str(home / "reports"))
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    mp.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(home / "mlflow.db"))
     mp.setenv("LOCKGATE_LOGS_DB_URL", f"sqlite:///{home / 'logs.db'}")
     policy_file = home / "policy.yaml"
     policy_file.write_text(yaml.safe_dump(_policy().model_dump(mode="json")))

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
+from lockgate.devtools.testing.registry import sqlite_mlflow_store
 from lockgate.evidence import latest_summary_path, read_summary
 from lockgate.jobs.context import RunContext
 from lockgate.jobs.drift import drift_summary_of, run_drift
@@ -103,7 +104,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LOCKGATE_HOME", str(home))
         mp.setenv("LOCKGATE_REPORTS_DIR", str(home / "reports"))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        mp.setenv("MLFLOW_TRACKING_URI", sqlite_mlflow_store(home / "mlflow.db"))
         mp.setenv("LOCKGATE_LOGS_DB_URL", f"sqlite:///{home / 'logs.db'}")
         mp.setenv("LOCKGATE_CONFIG", str(home / "policy.yaml"))
         (home / "policy.yaml").write_text(yaml.safe_dump(policy))

@@ -346,8 +346,11 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.Co
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_up_status_apply_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_up_status_apply_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_pycache: Path) -> None:
     home = tmp_path / "home"
+    # The tests' shared bytecode (tests/conftest.py): a fresh <home>/pycache would recompile every component.
+    home.mkdir()
+    (home / "pycache").symlink_to(shared_pycache, target_is_directory=True)
     airflow_port, mlflow_port = free_port(), free_port()
     while mlflow_port == airflow_port:
         mlflow_port = free_port()
