@@ -96,7 +96,7 @@ def shared_pycache() -> Path:
     (CI) starts warm too. Bytecode is keyed by source path and checked against the source, so sharing
     it is safe.
     """
-    from lockgate.devtools.testing.bytecode import seed_bytecode
+    from lockgate.devtools.bytecode import seed_bytecode
 
     shared = ROOT / ".lockgate" / "pycache"
     shared.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from lockgate.devtools.testing.bytecode import seed_bytecode
+from lockgate.devtools.bytecode import seed_bytecode
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [*sorted((ROOT / "include" / "lockgate").rglob("*.py")), *sorted((ROOT / "plugins").glob("*.py"))]

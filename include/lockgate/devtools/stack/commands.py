@@ -30,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from lockgate.devtools.bytecode import seed_bytecode
 from lockgate.devtools.settings import get_dev_settings
 from lockgate.devtools.stack.env import (
     ADMIN_USER,
@@ -386,6 +387,9 @@ def _up(args: argparse.Namespace) -> int:
     paths = StackPaths.from_settings(settings)
     paths.ensure()
     make_private(paths.home)
+    # The stack's processes keep bytecode under the home (PYTHONPYCACHEPREFIX): a new home starts
+    # from the install's compiled files instead of compiling Airflow, MLflow and torch in each one.
+    seed_bytecode(paths.pycache_dir, copy=False)
     timeout = float(getattr(args, "timeout", None) or 300)
     settings_file = Path(getattr(args, "file", None) or DEFAULT_SETTINGS_FILE)
     begin = time.monotonic()

@@ -1,9 +1,10 @@
-"""The bytecode the install compiled, reused by the processes the tests start under PYTHONPYCACHEPREFIX.
+"""The bytecode the install compiled, reused by processes that run under PYTHONPYCACHEPREFIX.
 
 Under a prefix Python looks for `<prefix>/<source's absolute folder>/<name>.<tag>.pyc` only, never in
 the `__pycache__` folders that `make install` compiled (uv's --compile-bytecode): without these links a
-stack or a fresh environment recompiles Airflow, MLflow, Evidently and torch at every start (~12 s a
-process on a 2-core machine).
+new home's stack (`lockgate up`, which keeps bytecode under the home), a test's stack or a fresh
+environment recompiles Airflow, MLflow, Evidently and torch in every process (~12 s a process on a
+2-core machine).
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ import sysconfig
 from pathlib import Path
 
 
-def seed_bytecode(prefix: Path, site_packages: Path | None = None) -> int:
+def seed_bytecode(prefix: Path, site_packages: Path | None = None, copy: bool = True) -> int:
     """Link this interpreter's compiled site-packages bytecode into `prefix`; returns how many files.
+
+    `copy`: where a hard link is impossible (another file system), copy the file; without it, stop
+    there and leave the rest to be compiled on first use (hundreds of MB are not worth copying).
 
     `site_packages`: put the links where another environment's site-packages would find them (a fresh
     venv that uv linked from the same cache holds the very same source files). Python checks each .pyc
@@ -47,5 +51,7 @@ def seed_bytecode(prefix: Path, site_packages: Path | None = None) -> int:
                 except FileExistsError:
                     pass
                 except OSError:
+                    if not copy:
+                        return count
                     shutil.copy2(os.path.join(dirpath, name), target / name)
     return count
