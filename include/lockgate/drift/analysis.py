@@ -205,6 +205,13 @@ def analyze(
     min_effects = {s.name: config.min_effect(s.name) for s in specs}
     outcomes: dict[str, ColumnTest | Untested] = {}
 
+    if embedding_specs and embed is None:
+        # torch imported here, before the encoder's thread starts: imported there, it is a partly
+        # initialised module in sys.modules while this thread's scipy statistics ask whether their
+        # arrays are torch tensors (AttributeError "partially initialized module 'torch'", seen
+        # once in a demo run's drift task)
+        import torch  # noqa: F401
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-embed") as pool:
         pending = (
             pool.submit(_embed_windows, reference, current, embedding_specs, config.embedding_sample_size, embed)
