@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from lockgate.devtools.testing.registry import (
@@ -22,6 +17,7 @@ from lockgate.devtools.testing.registry import (
     sqlite_mlflow_store,
     write_evidence,
 )
+from lockgate.devtools.testing.servers import free_port, running_server
 from lockgate.errors import ServiceUnavailableError
 from lockgate.jobs.context import RunContext
 from lockgate.jobs.promotion import run_promotion
@@ -33,64 +29,33 @@ from lockgate.registry.commands import approve
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """`mlflow server` on a free port, SQLite backend in a temporary folder, job runner off."""
     root = tmp_path_factory.mktemp("mlflow_server")
     backend = sqlite_mlflow_store(root / "mlflow.db")  # a migrated store: the server starts faster
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "DO_NOT_TRACK": "true"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            backend,
-            "--default-artifact-root",
-            (root / "artifacts").as_uri(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,  # its own process group: teardown stops the server and its workers
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    args = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--default-artifact-root",
+        (root / "artifacts").as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited {proc.returncode}:\n{(root / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy in 180 s:\n{(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+        with running_server(args, env, root / "server.log", f"http://127.0.0.1:{port}") as url:
+            yield url
+    except RuntimeError as exc:  # the server exited or never became healthy: the log's end is in it
+        pytest.fail(f"mlflow server: {exc}")
 
 
 def test_promotion_over_rest(mlflow_server, tmp_path, monkeypatch):
@@ -123,7 +88,7 @@ def test_promotion_over_rest(mlflow_server, tmp_path, monkeypatch):
 
 
 def test_a_server_that_does_not_answer_is_one_clear_error():
-    port = _free_port()
+    port = free_port()
     with pytest.raises(ServiceUnavailableError, match=f"127.0.0.1:{port}") as info:
         ModelRegistry(f"http://127.0.0.1:{port}")
     assert info.value.code == "service_unavailable"
@@ -258,7 +223,7 @@ def test_the_registry_watch_outlives_an_unreachable_registry_and_an_invalid_poli
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
     (tmp_path / "broken.yaml").write_text("models: [\n")
     monkeypatch.setenv("LOCKGATE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
 
