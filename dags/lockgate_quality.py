@@ -10,7 +10,9 @@ tasks never wait on another model's.
    data interval, widened to the policy's `min_hours`), and checks whether the challenger served
    traffic in it;
 2. **replay** (pool and queue `gpu`): only for a challenger without traffic, generates its answers
-   to the champion's sampled, redacted prompts;
+   to the champion's sampled, redacted prompts. `needs_replay` is skipped for every other plan,
+   and `replay` with it before it is queued, so a run with nothing to replay never waits for the `gpu` pool's slot
+   (a benchmark may hold it for hours);
 3. **judge**: samples both versions' logs (deterministically, redacted), scores MiniLM relevance and
    grounding, asks the policy's judge (local model or OpenAI-compatible endpoint) every rubric and the
    position-swapped pairwise question, checks the judge against the policy's calibration set (its
@@ -92,6 +94,19 @@ def lockgate_quality() -> None:
             planned = plan_quality(ctx, p.versions, p.sample_size, p.rubrics)
         return planned.model_dump(mode="json")
 
+    @task
+    def needs_replay(plan: dict) -> None:
+        """Skipped when there is nothing to replay, and `replay` with it, before it takes the `gpu` pool's slot.
+
+        A skip, not `task.short_circuit`: inside a mapped task group Airflow 3.3 looks for a short
+        circuit's decision at the wrong map index and runs the task anyway; a skipped upstream is
+        honoured per map index by every trigger rule.
+        """
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if plan.get("mode") != "replay":
+            raise AirflowSkipException(f"nothing to replay: the plan's mode is {plan.get('mode')!r}")
+
     @task(pool="gpu", queue="gpu")
     def replay(plan: dict) -> str | None:
         from lockgate.jobs.quality import QualityPlan, replay_challenger
@@ -100,7 +115,8 @@ def lockgate_quality() -> None:
         with task_errors():
             return replay_challenger(QualityPlan.model_validate(plan))
 
-    @task(outlets=[QUALITY])
+    # none_failed: a skipped replay (nothing to replay) leaves `replay_path` None and the judge runs.
+    @task(outlets=[QUALITY], trigger_rule="none_failed")
     def judge(plan: dict, replay_path: str | None, outlet_events=None) -> dict:
         from lockgate.evidence import evidence_payload
         from lockgate.jobs.quality import QualityPlan, judge_quality
@@ -117,7 +133,9 @@ def lockgate_quality() -> None:
     def each_model(model: str) -> None:
         """One watched model: plan, replay when needed, judge."""
         planned = plan(model)
-        judge(planned, replay(planned))
+        replayed = replay(planned)
+        needs_replay(planned) >> replayed
+        judge(planned, replayed)
 
     each_model.expand(model=watched_models())
 

@@ -33,6 +33,9 @@ def test_params_form(quality_dag: object) -> None:
     assert set(params["rubrics"]) == {"relevance", "faithfulness", "safety", "refusal", "pairwise"}
     replay = dag.get_task("replay")
     assert (replay.pool, replay.queue) == ("gpu", "gpu")
+    # Only a plan that needs a replay lets `replay` queue for the gpu pool; the judge runs either way.
+    assert replay.upstream_task_ids == {"plan", "needs_replay"}
+    assert dag.get_task("judge").trigger_rule == "none_failed"
     judge = dag.get_task("judge")
     assert [a.uri for a in judge.outlets] == ["x-lockgate://evidence/quality"]
 
@@ -74,8 +77,10 @@ def test_dag_test_writes_the_report_and_evidence_the_gates_read(
     )
     # The model given in the form runs alone: one mapped instance of each per-model task.
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
-    expected = {("watched_models", -1), ("plan", 0), ("replay", 0), ("judge", 0)}
-    assert states == dict.fromkeys(expected, "success"), states
+    # The challenger served traffic: nothing to replay, so `replay` is skipped before it takes the gpu pool.
+    expected = {("watched_models", -1), ("plan", 0), ("judge", 0)}
+    skipped = {("needs_replay", 0), ("replay", 0)}
+    assert states == {**dict.fromkeys(expected, "success"), **dict.fromkeys(skipped, "skipped")}, states
 
     summary = read_summary(latest_summary_path(lockgate_env / "reports", "quality", "lockgate-demo"))
     assert summary.dag_id == "lockgate_quality" and summary.run_id == run.run_id
@@ -109,6 +114,49 @@ def test_dag_test_writes_the_report_and_evidence_the_gates_read(
     assert extras[0]["summary_path"] == str(run_dir / "summary.json")
     assert extras[0]["headline"]["embedding_relevance.difference"] < -0.1
     assert extras[0]["facts"]["judge_trusted"] is False and extras[0]["kind"] == "quality"
+
+
+def test_replay_runs_only_for_a_plan_that_needs_it_and_hands_the_judge_its_file(
+    quality_dag: object, lockgate_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring alone (the jobs are tested in tests/integration/test_quality_job.py): a replay plan
+    runs `replay` and its file reaches `judge`; a traffic plan skips `replay` and the judge gets None."""
+    import lockgate.evidence
+    import lockgate.jobs.quality as quality
+    from lockgate.jobs.quality import QualityPlan
+
+    judged: dict[str, str | None] = {}
+    replayed: list[str] = []
+
+    def plan_quality(ctx: Any, versions: Any, sample_size: Any, rubrics: Any) -> QualityPlan:
+        mode = "replay" if versions.get("challenger") == "2" else "traffic"
+        return QualityPlan(
+            model_name=ctx.model, run_key=ctx.run_id or "k", challenger_version=versions.get("challenger"),
+            champion_version="1", window_start=LOGICAL - timedelta(hours=24), window_end=LOGICAL,
+            sample_size=10, rubrics=["relevance"], seed=0, mode=mode, run_dir=str(lockgate_env), run_id=ctx.run_id,
+        )  # fmt: skip
+
+    def replay_challenger(plan: QualityPlan) -> str:
+        replayed.append(plan.mode)
+        return f"{plan.run_dir}/replay.jsonl"
+
+    def judge_quality(plan: QualityPlan, replay_path: str | None) -> str:
+        judged[plan.mode] = replay_path
+        return plan.mode
+
+    monkeypatch.setattr(quality, "plan_quality", plan_quality)
+    monkeypatch.setattr(quality, "replay_challenger", replay_challenger)
+    monkeypatch.setattr(quality, "judge_quality", judge_quality)
+    monkeypatch.setattr(lockgate.evidence, "evidence_payload", lambda summary: {"kind": "quality", "mode": summary})
+    for challenger, day, replay_state in (("2", 5, "success"), ("3", 6, "skipped")):
+        run = quality_dag.test(
+            logical_date=LOGICAL + timedelta(days=day),
+            run_conf={"model": "lockgate-demo", "challenger_version": challenger, "champion_version": "1"},
+        )
+        states = {ti.task_id: ti.state for ti in run.get_task_instances() if ti.task_id != "watched_models"}
+        assert states == {"plan": "success", "needs_replay": replay_state, "replay": replay_state, "judge": "success"}
+    assert replayed == ["replay"]
+    assert judged == {"replay": f"{lockgate_env}/replay.jsonl", "traffic": None}
 
 
 @pytest.mark.parametrize("bad", [{"sample_size": 0}, {"rubrics": ["vibes"]}, {"model": ""}])

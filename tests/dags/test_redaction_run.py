@@ -100,8 +100,10 @@ def test_no_raw_pii_in_xcoms_task_logs_or_outputs(
         },
     )
     states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
-    expected = {("watched_models", -1), ("plan", 0), ("replay", 0), ("judge", 0)}
-    assert states == dict.fromkeys(expected, "success"), states
+    # The challenger served traffic: nothing to replay, so `replay` is skipped before it takes the gpu pool.
+    expected = {("watched_models", -1), ("plan", 0), ("judge", 0)}
+    skipped = {("needs_replay", 0), ("replay", 0)}
+    assert states == {**dict.fromkeys(expected, "success"), **dict.fromkeys(skipped, "skipped")}, states
 
     leaks: dict[str, list[str]] = {}
     with create_session() as session:
