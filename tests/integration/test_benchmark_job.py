@@ -116,7 +116,8 @@ def test_benchmark_publishes_evidence_the_gates_use(env: dict[str, Any]) -> None
         run = client.get_run(rid)
         version = env[role]
         assert run.data.tags["lockgate.model_version"] == version
-        assert run.data.tags["lockgate.model_name"] == MODEL
+        # both spellings of the model, as drift's and quality's runs carry them
+        assert run.data.tags["lockgate.model_name"] == run.data.tags["lockgate.model"] == MODEL
         assert run.data.params["device"] == "cpu"
         assert run.data.metrics["ttft_ms_p50"] == getattr(summary.metrics["ttft_ms_p50"], role).value
         assert run.info.status == "FINISHED"

@@ -282,7 +282,10 @@ def test_outputs_files_mlflow_and_index(drift_run, env) -> None:
     run_id = drift_run.mlflow_run_ids["drift"]
     names = {a.path for a in client.list_artifacts(run_id, "drift_report")}
     assert {"drift_report/report.html", "drift_report/evidently.html", "drift_report/summary.json"} <= names
-    assert client.get_run(run_id).data.metrics["drift_share"] == pytest.approx(drift.drift_share)
+    run = client.get_run(run_id)
+    assert run.data.metrics["drift_share"] == pytest.approx(drift.drift_share)
+    # One filter finds a model's runs of every kind: both spellings of the model tag, as the benchmark's
+    assert run.data.tags["lockgate.model"] == run.data.tags["lockgate.model_name"] == "drift-m"
     from lockgate.reports.index import list_reports
 
     entries = [e for e in list_reports(kind="drift", model_name="drift-m") if e.run_key == "drift-run"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.errors import ConfigError
+from lockgate.registry.tags import RUN_MODEL, RUN_MODEL_NAME
 
 # MLflow's log_batch takes at most 1000 metrics per call.
 _BATCH = 900
@@ -74,7 +75,9 @@ class EvidenceRun:
             return cls(str(found[0].info.run_id), str(experiment_id), uri)
         for old in found:
             client.delete_run(old.info.run_id)
-        all_tags = {**key_tags, **(tags or {})}
+        # Both spellings of the model on every kind's run (the benchmark wrote `lockgate.model_name`,
+        # drift and quality `lockgate.model`), so one filter finds a model's runs of every kind.
+        all_tags = {RUN_MODEL: model_name, RUN_MODEL_NAME: model_name, **key_tags, **(tags or {})}
         run = client.create_run(experiment_id, run_name=run_name[:250] if run_name else None, tags=all_tags)
         return cls(str(run.info.run_id), str(experiment_id), uri)
 

@@ -50,9 +50,9 @@ SOURCE_PATH = "lockgate.source_path"
 BENCHMARK_RUN_ID = "lockgate.benchmark_run_id"
 BENCHMARK_REPORT = "lockgate.benchmark_report"
 
-# Tags of the evidence jobs' MLflow runs (`lockgate.registry.runs`). The benchmark's runs name
-# their model `lockgate.model_name`, drift's and quality's `lockgate.model`: both are kept as they
-# were written, since searches in MLflow and people's saved filters use them.
+# Tags of the evidence jobs' MLflow runs (`lockgate.registry.runs`). The benchmark's runs named
+# their model `lockgate.model_name`, drift's and quality's `lockgate.model`; every new run of any
+# kind now carries both, since searches in MLflow and people's saved filters use either.
 RUN_KIND = "lockgate.kind"
 RUN_KEY = "lockgate.run_key"
 RUN_MODEL = "lockgate.model"
