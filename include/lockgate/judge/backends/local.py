@@ -375,7 +375,7 @@ class LocalJudge:
         rest = [i[shared:] for i in ids]
         width = max(len(r) for r in rest)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rest], device=self.device)
+        input_ids = _right_padded(rest, width, pad).to(self.device)
         last = torch.tensor([len(r) - 1 for r in rest], device=self.device)
         if self.last_position_forward and _window_allows(self.model, shared + width):
             try:
@@ -550,6 +550,18 @@ def _window_allows(model: Any, length: int) -> bool:
     return all(w is None or w >= length for w in windows)
 
 
+def _right_padded(rows: list[list[int]], width: int, pad: int) -> Any:
+    """Token ids as one (rows, width) tensor, each row padded on the right (numpy fills it ~8x faster
+    than `torch.tensor` reads nested lists)."""
+    import numpy as np
+    import torch
+
+    grid = np.full((len(rows), width), pad, dtype=np.int64)
+    for line, ids in zip(grid, rows, strict=True):
+        line[: len(ids)] = ids
+    return torch.from_numpy(grid)
+
+
 def _rotate_half(x: Any) -> Any:
     import torch
 
@@ -616,10 +628,9 @@ def _attend_split(
         on_own, lse_own = flash(query, keys, values, 0.0, True, scale=scale)
     else:
         on_own, lse_own = flash(query, keys, values, 0.0, False, attn_mask=own_mask, scale=scale)
-    total = torch.logaddexp(lse_prefix, lse_own)
-    merged = on_prefix.float() * torch.exp(lse_prefix - total).unsqueeze(-1)
-    merged += on_own.float() * torch.exp(lse_own - total).unsqueeze(-1)
-    return merged.to(query.dtype)
+    # softmax over both parts = own + w * (prefix - own), w = the prefix part's share of the mass
+    share = torch.sigmoid(lse_prefix - lse_own).unsqueeze(-1)
+    return torch.lerp(on_own.float(), on_prefix.float(), share).to(query.dtype)
 
 
 def _attend_concat(query: Any, keys: Any, values: Any, prefix: tuple[Any, Any], own_mask: Any, scale: float) -> Any:
