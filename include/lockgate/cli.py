@@ -132,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--model", required=True, help="the registered model")
     forget.add_argument("--since", default=None, help="only hours from this ISO date or time on (default: all)")
 
+    # evidence
+    evidence = sub.add_parser("evidence", help="Evidence summaries in lockgate's state database.")
+    evidence_sub = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    import_latest = _add(
+        evidence_sub,
+        "import-latest",
+        "lockgate.reports.commands:cmd_import_latest",
+        "Once, after upgrading from a lockgate that kept the latest evidence only in latest.json files: record "
+        "every <kind>/<model>/latest.json of the reports store in the state database, which the promotion reads. "
+        "Idempotent; never replaces evidence of a later window.",
+    )
+    import_latest.add_argument("--dry-run", action="store_true", help="say what would be recorded, record nothing")
+
     # models
     models = sub.add_parser("models", help="Build and register model versions.")
     models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")

@@ -24,6 +24,7 @@ def test_every_documented_command_is_there() -> None:
         ["demo", "--scenario", "input-drift"],
         ["logs", "seed"],
         ["logs", "migrate-sample-index", "--print-sql", "--seed", "3"],
+        ["evidence", "import-latest", "--dry-run"],
         ["models", "build-tiny", "/tmp/x", "--seed", "3"],
         ["models", "register", "--name", "m", "--path", "/tmp/x", "--alias", "challenger"],
         ["approve", "m", "2", "--by", "alice", "--reject"],

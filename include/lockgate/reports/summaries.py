@@ -10,15 +10,19 @@ latest row (PostgreSQL; SQLite has one writer at a time), and a unique index on 
 each (kind, model) turns two first runs at once into one winner and one retry.
 
 The `latest.json` file beside the reports (`evidence.latest_summary_path`, in the reports store) is
-a copy written after the row, for people and scripts; when the two disagree, the row is right.
+a copy written after the row, for people and scripts; when the two disagree, the row is right. An
+installation from before the database held the evidence imports those files once with
+`lockgate evidence import-latest` (`import_latest_files`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -28,6 +32,9 @@ from lockgate.errors import EvidenceError
 from lockgate.evidence import EvidenceKind, EvidenceSummary
 from lockgate.logs.db import make_engine
 from lockgate.settings import resolve_state_db_url
+
+if TYPE_CHECKING:
+    from lockgate.reports.store import ReportStore
 
 log = logging.getLogger(__name__)
 
@@ -205,3 +212,70 @@ def forget_model(model_name: str, engine: Engine | None = None) -> int:
     finally:
         if own:
             e.dispose()
+
+
+@dataclass
+class LatestImport:
+    """What `import_latest_files` did with each `latest.json` (store keys)."""
+
+    became_latest: list[str] = field(default_factory=list)
+    kept_as_history: list[str] = field(default_factory=list)
+    """Recorded, but the state database's latest of that kind and model describes a later window."""
+    already_recorded: list[str] = field(default_factory=list)
+    malformed: dict[str, str] = field(default_factory=dict)
+    """Quarantined: key -> why it was not imported (unreadable, or not the kind its folder names)."""
+
+
+def _import_run_key(summary: EvidenceSummary) -> str:
+    """The run a copied summary belongs to: its own run key, else its report's folder, else its content."""
+    if summary.run_key:
+        return summary.run_key
+    if summary.report_path:
+        return PurePosixPath(summary.report_path.replace("\\", "/")).parent.name
+    return f"imported-{summary.content_hash[:12]}"
+
+
+def import_latest_files(store: ReportStore, engine: Engine | None = None, *, dry_run: bool = False) -> LatestImport:
+    """Record every `<kind>/<model>/latest.json` of the reports store in the state database.
+
+    For an installation upgraded from before the state database held the evidence (the promotion
+    reads only the database): without this, every model's gates would lack evidence until each job
+    ran again. Idempotent: a run the database already holds is left as it is. The backfill guard
+    applies, so a copy never replaces a latest that describes a later window. A file that does not
+    parse, or whose kind is not its folder's, is reported and skipped.
+    """
+    result = LatestImport()
+    keys = [k for k in store.list() if k.count("/") == 2 and k.endswith("/latest.json")]
+    own = engine is None
+    e = _engine(engine)
+    t = summaries_table.c
+    try:
+        for key in keys:
+            kind = key.split("/", 1)[0]
+            try:
+                summary = _parse(store.read_bytes(key).decode("utf-8", errors="replace"), key)
+            except (EvidenceError, OSError) as exc:
+                result.malformed[key] = str(exc)
+                continue
+            if summary.kind != kind:
+                result.malformed[key] = f"a {summary.kind} summary in the {kind} folder"
+                continue
+            run_key = _import_run_key(summary)
+            with e.connect() as conn, conn.begin() as transaction:
+                held = conn.execute(
+                    sa.select(t.run_key).where(
+                        t.kind == summary.kind, t.model_name == summary.model_name, t.run_key == run_key
+                    )
+                ).first()
+                if held is not None:
+                    result.already_recorded.append(key)
+                elif _record(conn, summary, run_key, force=False):
+                    result.became_latest.append(key)
+                else:
+                    result.kept_as_history.append(key)
+                if dry_run:  # the same decisions, none of them kept
+                    transaction.rollback()
+    finally:
+        if own:
+            e.dispose()
+    return result
