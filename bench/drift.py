@@ -32,7 +32,7 @@ all speak for "prompt text", as Evidently's raw-text column does). Flags on sign
 the generator moves as a side effect of a knob (longer prompts also mean a longer time to
 first token) are listed but not scored.
 
-The lockgate job is timed three ways per scenario, each beside the same preset run:
+The lockgate job is timed four ways per scenario, each beside the same preset run:
 
 * `daily` (the target): the job as it runs every day against a reference window that does not
   change until the next promotion: the embedding cache (`lockgate.embeddings.EmbeddingCache`,
@@ -40,7 +40,11 @@ The lockgate job is timed three ways per scenario, each beside the same preset r
   run (untimed); the current window's texts are new and encoded;
 * `cold`: the cache emptied first, every text encoded (a first run, or the cache turned off);
 * `no-emb`: `drift.embeddings: false`: the preset has no embedding drift, so this is the
-  like-for-like comparison of the columns both sides cover.
+  like-for-like comparison of the columns both sides cover;
+* `no-evidently`: the daily job with `drift.evidently_report: false`: lockgate's own report
+  (every verdict, the embedding drift included) without Evidently's page beside it, whose two
+  embeddings pictures (t-SNE) are most of the daily job's time. Same detection: the verdicts are
+  lockgate's either way.
 
 MiniLM dominates the job (~3-6 ms a text on two cores in bfloat16). The number of texts
 encoded and read from the cache is printed for each run.
@@ -322,13 +326,15 @@ def main(argv: list[str] | None = None) -> int:
     # The same job without the MiniLM stage: the preset computes no embedding drift at all, so this is the
     # like-for-like comparison of the columns both sides cover.
     no_emb = policy.model_copy(update={"drift": policy.drift.model_copy(update={"embeddings": False})})
+    no_evidently = policy.model_copy(update={"drift": policy.drift.model_copy(update={"evidently_report": False})})
+    policies = {"daily": policy, "cold": policy, "no-emb": no_emb, "no-evidently": no_evidently}
     cache_file = Path(os.environ["LOCKGATE_EMBEDDINGS_CACHE"])
     counter = CacheCounter()
     embed_log = logging.getLogger("lockgate.embeddings")
     embed_log.addHandler(counter)
     embed_log.setLevel(logging.INFO)
     embed_log.propagate = False  # counted, not printed
-    modes = ("daily", "cold", "no-emb")
+    modes = ("daily", "cold", "no-emb", "no-evidently")
     totals = dict.fromkeys((*modes, "preset"), 0.0)
     hits = dict.fromkeys((*modes, "preset"), 0)
     false_pos = dict.fromkeys((*modes, "preset"), 0)
@@ -340,11 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         res: dict[str, dict] = {}
         for mode in modes:
             cache_file.unlink(missing_ok=True)
-            if mode == "daily":
+            if mode in ("daily", "no-evidently"):
                 prime_cache_with_reference(reference, policy, sample_size)
             counter.encoded = counter.cached = 0
             t, cols, timings, sig_only = run_lockgate(
-                reference, current, no_emb if mode == "no-emb" else policy, out / f"{name}-lockgate-{mode}", sample_size
+                reference, current, policies[mode], out / f"{name}-lockgate-{mode}", sample_size
             )
             res[mode] = {"s": t, "signals": signals_of(cols, 0), "cols": cols, "timings": timings,
                          "sig_only": sig_only, "encoded": counter.encoded, "cached": counter.cached}  # fmt: skip
@@ -362,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(
         f"{'scenario':<12} {'preset s':>9} {'daily s':>8} {'ratio':>6} {'cold s':>7} {'ratio':>6} "
-        f"{'no-emb s':>9} {'ratio':>6}  injected signals -> lockgate daily / preset"
+        f"{'no-emb s':>9} {'ratio':>6} {'no-evid s':>9} {'ratio':>6}  injected signals -> lockgate daily / preset"
     )
     for sc, res in results:
         tp, sig_l, sig_p = res["preset"]["s"], res["daily"]["signals"], res["preset"]["signals"]
@@ -374,12 +380,12 @@ def main(argv: list[str] | None = None) -> int:
             verdict += f"; side effects flagged: {extra_l or '-'} / {extra_p or '-'}"
         else:
             verdict = f"false positives {len(sig_l)} {sorted(sig_l) or ''} / {len(sig_p)} {sorted(sig_p) or ''}"
-        widths = zip(modes, (8, 7, 9), strict=True)
+        widths = zip(modes, (8, 7, 9, 9), strict=True)
         cells = " ".join(f"{res[m]['s']:>{w}.2f} {tp / res[m]['s']:>5.1f}x" for m, w in widths)
         print(f"{sc.name:<12} {tp:>9.2f} {cells}  {verdict}")
     print()
     for sc, res in results:
-        for mode in modes[:2]:
+        for mode in ("daily", "cold", "no-evidently"):
             r = res[mode]
             parts = ", ".join(f"{k} {v:.2f}" for k, v in r["timings"].items())
             print(
@@ -407,7 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         ratio = totals["preset"] / totals[mode] if totals[mode] else float("nan")
         detection = hits[mode] >= hits["preset"] and false_pos[mode] <= false_pos["preset"]
-        label = {"daily": "daily job", "cold": "cold job (no cache)", "no-emb": "job without embeddings"}
+        label = {
+            "daily": "daily job",
+            "cold": "cold job (no cache)",
+            "no-emb": "job without embeddings",
+            "no-evidently": "daily, no Evidently page",
+        }
         target = targets.get(mode)
         verdict = f"target >= {target:.0f}x: {'MET' if ratio >= target and detection else 'NOT MET'}" if target else ""
         print(
