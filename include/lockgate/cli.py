@@ -43,6 +43,12 @@ def _add(sub: Any, name: str, handler: str, help_text: str) -> argparse.Argument
     return parser
 
 
+def _group(sub: Any, name: str, help_text: str) -> Any:
+    """A command with actions of its own (`lockgate NAME ACTION`); the chosen one in `<name>_command`."""
+    group: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lockgate",
@@ -70,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("model", nargs="?", help="registered model name")
     status.add_argument("--limit", type=int, default=10, help="recent decisions to show")
 
-    settings = sub.add_parser("settings", help="Airflow settings (connections, variables, pools).")
-    settings_sub = settings.add_subparsers(dest="settings_command", required=True, metavar="ACTION")
+    settings_sub = _group(sub, "settings", "Airflow settings (connections, variables, pools).")
     apply = _add(
         settings_sub,
         "apply",
@@ -81,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--file", default=None, help="path to airflow_settings.yaml (default: the project's)")
 
     # logs
-    logs = sub.add_parser("logs", help="The inference-log store.")
-    logs_sub = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
+    logs_sub = _group(sub, "logs", "The inference-log store.")
     seed = _add(logs_sub, "seed", "lockgate.devtools.seed:cmd_seed", "Write synthetic traffic into the log store.")
     seed.add_argument("--model", default=None, help=_MODEL_HELP.format(what="model_name of the rows"))
     seed.set_defaults(model_from_policy=True)
@@ -133,8 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--since", default=None, help="only hours from this ISO date or time on (default: all)")
 
     # evidence
-    evidence = sub.add_parser("evidence", help="Evidence summaries in lockgate's state database.")
-    evidence_sub = evidence.add_subparsers(dest="evidence_command", required=True, metavar="ACTION")
+    evidence_sub = _group(sub, "evidence", "Evidence summaries in lockgate's state database.")
     import_latest = _add(
         evidence_sub,
         "import-latest",
@@ -146,8 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_latest.add_argument("--dry-run", action="store_true", help="say what would be recorded, record nothing")
 
     # models
-    models = sub.add_parser("models", help="Build and register model versions.")
-    models_sub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    models_sub = _group(sub, "models", "Build and register model versions.")
     tiny = _add(
         models_sub,
         "build-tiny",
@@ -170,8 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--alias", default=None, help="alias to set on the new version (e.g. challenger)")
 
     # judge
-    judge = sub.add_parser("judge", help="The LLM judge: calibration sets and labels.")
-    judge_sub = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
+    judge_sub = _group(sub, "judge", "The LLM judge: calibration sets and labels.")
     calibrate = _add(
         judge_sub,
         "calibrate",
