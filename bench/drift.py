@@ -311,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     # A cache of this run's own: never the user's, never one left by an earlier run.
     os.environ["LOCKGATE_EMBEDDINGS_CACHE"] = str(out / "embedding-cache.sqlite")
     cfg = policy.drift
-    print(f"cpus: {os.cpu_count()}, load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    from lockgate.benchmark.environment import cpu_features
+
+    print(f"cpu: {cpu_features()}; load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(
         f"lockgate drift settings: fdr_alpha {cfg.fdr_alpha}, min_effect_size {cfg.min_effect_size} "
         f"(overrides {cfg.min_effect_sizes}), embedding_sample_size {cfg.embedding_sample_size}; "

@@ -131,6 +131,7 @@ def measure(args: argparse.Namespace) -> dict:
 
     import torch
 
+    from lockgate.benchmark.environment import cpu_features
     from lockgate.cpu import free_cores, torch_threads
     from lockgate.devtools.tiny_model import build_tiny_model
     from lockgate.judge.backends.local import LocalJudge
@@ -157,6 +158,7 @@ def measure(args: argparse.Namespace) -> dict:
         base_threads = (
             f"free cores ({free_cores()} now)" if args.baseline_threads == "free" else str(torch.get_num_threads())
         )
+        print(f"cpu: {cpu_features()}")
         print(
             f"model: {model_dir.name}, {judge.n_params:,} parameters, device {judge.device}, "
             f"lockgate dtype {judge.dtype}, torch threads: baseline {base_threads}, lockgate "

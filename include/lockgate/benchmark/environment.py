@@ -71,6 +71,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_features() -> str:
+    """The CPU's model and the matrix features bfloat16 speed depends on, for a benchmark's header.
+
+    Ratios of batched bfloat16 work to one-at-a-time float32 work differ by CPU: AMX's matrix units
+    speed up the first, not the second.
+    """
+    import torch
+
+    def has(probe: str) -> str:
+        check = getattr(torch.cpu, probe, None)
+        return "yes" if check is not None and check() else "no"
+
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores; AMX: {has('_is_amx_tile_supported')}, "
+        f"AVX512-BF16: {has('_is_avx512_bf16_supported')}"
+    )
+
+
 def rss_bytes() -> int:
     """Resident set size of this process now."""
     import psutil
