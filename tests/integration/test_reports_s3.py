@@ -170,6 +170,20 @@ def test_the_live_job_publishes_into_s3_and_the_state_database(env: Path, plugin
     assert json.loads(s3.cat_file(latest_key))["run_key"] == "current-run"
     assert reports_store().list(f"live/{MODEL}/backfill-run")[-1].endswith("summary.json")
 
+    # An upgraded install whose state database holds no evidence yet: the bucket's latest.json becomes it.
+    from lockgate.reports.summaries import import_latest_files
+
+    fresh = make_engine(f"sqlite:///{env / 'upgraded-state.db'}")
+    try:
+        result = import_latest_files(reports_store(), fresh)
+        assert result.became_latest == [f"live/{MODEL}/latest.json"] and not result.malformed
+        with fresh.connect() as conn:
+            imported = latest_evidence("live", MODEL, conn)
+        assert imported is not None and imported.run_key == "current-run"
+        assert import_latest_files(reports_store(), fresh).already_recorded == [f"live/{MODEL}/latest.json"]
+    finally:
+        fresh.dispose()
+
 
 def test_replayed_answers_reach_a_judge_on_another_host_through_the_store(env: Path) -> None:
     """The quality job's replay runs on the GPU queue and its judge on the default one: the replayed
