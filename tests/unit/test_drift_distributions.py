@@ -106,6 +106,16 @@ def test_job_bins_each_drifted_column_and_the_page_draws_them(tmp_path: Path) ->
     assert html.count('class="chart categories"') == len(drift.distributions) - len(numeric)
     assert html.index("Effect against minimum") < html.index("Drifted columns: reference vs current")
 
+    # What an embedding column's "no drift" is worth: its test's power at the minimum effect, on the page.
+    from lockgate.drift.stats import classifier_test_power
+
+    resp = col["response_embedding"]
+    expected = classifier_test_power(resp.n_reference, resp.n_current, resp.min_effect, 0.05, 50)
+    assert not resp.drifted and resp.power == expected and 0 < expected < 1
+    assert col["prompt_embedding"].power is not None and col["prompt_words"].power is None  # embedding tests only
+    assert f"response_embedding: power</td><td>{expected:.0%}: with {resp.n_reference} / {resp.n_current}" in html
+    assert "prompt_embedding: power" not in html  # a drifted column needs no such caveat
+
 
 def test_numeric_bins_trim_the_tail_and_say_so() -> None:
     ref = np.r_[np.linspace(100, 200, 200), 1e6]

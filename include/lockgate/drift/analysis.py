@@ -22,6 +22,7 @@ from lockgate.drift.stats import (
     Untested,
     categorical_test,
     classifier_test,
+    classifier_test_power,
     decide,
     numeric_test,
     wilson_interval,
@@ -259,6 +260,12 @@ def analyze(
             col = col.model_copy(
                 update={"p_adjusted": d.p_adjusted, "significant": d.significant, "drifted": d.drifted}
             )
+        if col.tested and spec.kind == "embedding":
+            # what a "no drift" verdict is worth: the few embedded rows make this test the weakest
+            power = classifier_test_power(
+                col.n_reference, col.n_current, col.min_effect, config.fdr_alpha, config.min_rows
+            )
+            col = col.model_copy(update={"power": power})
         columns.append(col)
     timings["statistics"] += time.perf_counter() - t0
     embeddings = embedded.embeddings

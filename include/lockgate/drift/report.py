@@ -153,6 +153,17 @@ def distribution_chart(d: ColumnDistribution) -> ChartCell:
     return ChartCell(chart, d.note or "")
 
 
+def _power_note(col: ColumnDrift, power: float) -> str:
+    """What an embedding column's "no drift" is worth, in words."""
+    auc = 0.5 + col.min_effect / 2
+    strength = "weak evidence of no shift" if power < 0.8 else "good evidence of no shift this large"
+    return (
+        f"{power:.0%}: with {col.n_reference} / {col.n_current} embedded rows, the chance this test flags a "
+        f"shift of exactly its minimum effect (held-out AUC {auc:.3f}); not flagged here is {strength} "
+        "(drift.embedding_sample_size sets the rows)"
+    )
+
+
 def render_drift_page(
     summary: DriftSummary,
     *,
@@ -178,6 +189,9 @@ def render_drift_page(
         ]
     else:
         verdict_pairs.append(("drift share", "no evidence (insufficient data): this is not a 'no drift' result"))
+    for col in summary.columns:
+        if col.power is not None and not col.drifted:
+            verdict_pairs.append((f"{col.column}: power", _power_note(col, col.power)))
     verdict_pairs += [
         ("false discovery rate (BH)", summary.fdr_alpha),
         ("champion / challenger", f"{champion_version or '–'} / {challenger_version or '–'}"),

@@ -52,6 +52,11 @@ class ColumnDrift(_Model):
     n_current: int = 0
     reference_summary: dict[str, float] = Field(default_factory=dict)
     current_summary: dict[str, float] = Field(default_factory=dict)
+    power: float | None = Field(
+        None,
+        description="Embedding columns: the chance that their test flags a shift of exactly the minimum effect "
+        "with these sample sizes, at the false discovery rate before Benjamini-Hochberg (an upper bound).",
+    )
     evidently_method: str | None = Field(None, description="The method Evidently's report used for this column.")
     evidently_value: float | None = Field(None, description="Evidently's value (same measure as effect_size).")
 
