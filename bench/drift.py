@@ -57,7 +57,7 @@ embedded rows per window are the lever on the encoder's time, and that power is 
 would cost.
 
     .venv/bin/python bench/drift.py [--rows 50000] [--scenarios control,trivial,input-drift,operational]
-                                    [--sample-size N] [--embedding-sample-size N]
+                                    [--sample-size N] [--embedding-sample-size N] [--embedding-power P]
 """
 
 from __future__ import annotations
@@ -193,7 +193,9 @@ def prime_cache_with_reference(reference: object, policy: object, sample_size: i
     from lockgate.embeddings import embed_texts
 
     reference, _ = bounded_samples(reference, reference, sample_size)
-    n = policy.drift.embedding_sample_size  # type: ignore[attr-defined]
+    from lockgate.drift.analysis import embedded_rows
+
+    n = embedded_rows(policy.drift, list(EMBEDDING_SOURCES))  # type: ignore[attr-defined]
     texts = [t for source in EMBEDDING_SOURCES.values() for t in _embedding_inputs(reference, source, n)]  # type: ignore[arg-type]
     embed_texts(texts)
     return len(set(texts))
@@ -290,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         help="rows lockgate samples per window (default: the policy's drift.sample_size, as the job does; 0: all)",
     )
     parser.add_argument("--embedding-sample-size", type=int, default=None, help="override the policy's value")
+    parser.add_argument(
+        "--embedding-power",
+        type=float,
+        default=None,
+        help="drift.embedding_power: embed as many rows as give the embedding test this power (e.g. 0.8)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import warnings
@@ -301,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     policy = load_policy()
     if args.embedding_sample_size:
         drift_cfg = policy.drift.model_copy(update={"embedding_sample_size": args.embedding_sample_size})
+        policy = policy.model_copy(update={"drift": drift_cfg})
+    if args.embedding_power:
+        drift_cfg = policy.drift.model_copy(update={"embedding_power": args.embedding_power})
         policy = policy.model_copy(update={"drift": drift_cfg})
     sample_size = policy.drift.sample_size if args.sample_size is None else args.sample_size
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
@@ -316,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cpu: {cpu_features()}; load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(
         f"lockgate drift settings: fdr_alpha {cfg.fdr_alpha}, min_effect_size {cfg.min_effect_size} "
-        f"(overrides {cfg.min_effect_sizes}), embedding_sample_size {cfg.embedding_sample_size}; "
+        f"(overrides {cfg.min_effect_sizes}), embedding_sample_size {cfg.embedding_sample_size}, "
+        f"embedding_power {cfg.embedding_power}; "
         f"lockgate samples {sample_size or 'all'} rows per window"
     )
     print(f"warm-up (imports, MiniLM load, one small run of each side): {warm_up(policy):.1f} s")
@@ -400,9 +412,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  significant after BH but below their minimum effect (not flagged): {below}")
     print(f"Evidently preset methods at {args.rows:,} rows: {methods}")
     print()
+    from lockgate.drift.analysis import embedded_rows
+    from lockgate.drift.columns import EMBEDDING_SOURCES
     from lockgate.drift.stats import classifier_test_power
 
-    n_emb = min(cfg.embedding_sample_size, sample_size or args.rows, args.rows)
+    n_emb = min(embedded_rows(cfg, list(EMBEDDING_SOURCES)), sample_size or args.rows, args.rows)
     gini = cfg.min_effect("prompt_embedding")
     power = classifier_test_power(n_emb, n_emb, gini, cfg.fdr_alpha)
     print(

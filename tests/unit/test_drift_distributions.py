@@ -131,3 +131,32 @@ def test_categories_beyond_the_most_frequent_are_pooled() -> None:
     assert d is not None and len(d.categories) == 11 and d.categories[-1] == OTHER
     assert sum(d.reference) == 300 and sum(d.current) == 50 and d.current[d.categories.index("c0")] == 50
     assert categorical_distribution("s", "s", [None], []) is None
+
+
+def test_embedding_power_sizes_the_embedded_sample_and_a_policy_that_cannot_reach_it_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from lockgate.drift.stats import classifier_rows_for_power
+    from lockgate.errors import ConfigError
+
+    effects = {"prompt_embedding": 0.3, "response_embedding": 0.4}
+    drift_cfg = {"min_rows": 50, "evidently_report": False, "embedding_power": 0.8, "min_effect_sizes": effects}
+    policy = parse_policy({"models": [{"name": "m", "require_approval": False}], "drift": drift_cfg})
+    ref, cur = _frame(300, 1, words=6, error_share=0.0), _frame(300, 2, words=6, error_share=0.0)
+    drift = compare_frames("m", ref, cur, policy, _window("reference"), _window("current"), tmp_path, embed=_embed)
+
+    # the stricter column (the smaller minimum effect) sets the rows for both; each test reaches the power
+    n = classifier_rows_for_power(0.8, 0.3, 0.05, 50)
+    assert 50 < n < 300
+    col = {c.column: c for c in drift.columns}
+    for name in effects:
+        assert (col[name].n_reference, col[name].n_current) == (n, n)
+        assert col[name].power is not None and col[name].power >= 0.8
+
+    with pytest.raises(ConfigError, match="embedding_power"):
+        parse_policy(
+            {
+                "models": [{"name": "m"}],
+                "drift": {"embedding_power": 0.8, "min_effect_sizes": {"response_embedding": 0.0}},
+            }
+        )

@@ -259,3 +259,21 @@ def test_classifier_test_power_matches_a_simulation_of_its_held_out_test() -> No
     assert 0.3 < power < 0.6  # the default sample is under-powered for the minimum effect, not over
     assert stats.classifier_test_power(1600, 1600, 0.1, 0.05) > 0.9
     assert stats.classifier_test_power(1, 1, 0.1, 0.05) == 0.0
+
+
+@pytest.mark.parametrize("min_gini", [0.1, 0.2, 0.3])
+def test_rows_for_a_power_are_the_fewest_that_reach_it(min_gini: float) -> None:
+    n = stats.classifier_rows_for_power(0.8, min_gini, 0.05, min_rows=50)
+    assert stats.classifier_test_power(n, n, min_gini, 0.05, 50) >= 0.8
+    assert stats.classifier_test_power(n - 1, n - 1, min_gini, 0.05, 50) < 0.8
+    # a larger effect needs fewer rows; at the default minimum effect 80% needs ~800 per window
+    if min_gini == 0.1:
+        assert 700 < n < 900
+    assert stats.classifier_rows_for_power(0.5, min_gini, 0.05, min_rows=50) < n
+    assert stats.classifier_rows_for_power(0.01, 0.9, 0.05, min_rows=50) == 50  # never below the test's minimum
+
+
+@pytest.mark.parametrize(("power", "min_gini"), [(0.0, 0.1), (1.0, 0.1), (0.8, 0.0)])
+def test_rows_for_a_power_refuse_what_no_sample_reaches(power: float, min_gini: float) -> None:
+    with pytest.raises(ValueError):
+        stats.classifier_rows_for_power(power, min_gini, 0.05)

@@ -21,6 +21,7 @@ from lockgate.drift.stats import (
     DriftDecision,
     Untested,
     categorical_test,
+    classifier_rows_for_power,
     classifier_test,
     classifier_test_power,
     decide,
@@ -132,6 +133,17 @@ class _Embedded:
     seconds: float
 
 
+def embedded_rows(config: DriftConfig, columns: Sequence[str]) -> int:
+    """Rows per window to embed for these embedding columns: `embedding_sample_size`, or the fewest
+    that give each column's test the policy's `embedding_power` at its minimum effect."""
+    if config.embedding_power is None:
+        return config.embedding_sample_size
+    return max(
+        classifier_rows_for_power(config.embedding_power, config.min_effect(c), config.fdr_alpha, config.min_rows)
+        for c in columns
+    )
+
+
 def _embed_windows(
     reference: pd.DataFrame, current: pd.DataFrame, specs: list[ColumnSpec], n_emb: int, embed: EmbedFn | None
 ) -> _Embedded:
@@ -215,7 +227,14 @@ def analyze(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockgate-embed") as pool:
         pending = (
-            pool.submit(_embed_windows, reference, current, embedding_specs, config.embedding_sample_size, embed)
+            pool.submit(
+                _embed_windows,
+                reference,
+                current,
+                embedding_specs,
+                embedded_rows(config, [s.name for s in embedding_specs]),
+                embed,
+            )
             if embedding_specs
             else None
         )

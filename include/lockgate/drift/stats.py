@@ -300,6 +300,28 @@ def classifier_test_power(n_reference: int, n_current: int, min_gini: float, alp
     return float(stats.norm.cdf((min_gini / 2) / se - stats.norm.ppf(1 - alpha)))
 
 
+def classifier_rows_for_power(power: float, min_gini: float, alpha: float, min_rows: int = 20) -> int:
+    """The fewest rows per window at which `classifier_test_power` reaches `power` (equal windows).
+
+    At least `min_rows` (below it the test does not run). Raises ValueError for a power outside
+    (0, 1) or a minimum effect of 0, which no sample size detects.
+    """
+    if not 0 < power < 1:
+        raise ValueError(f"power must be between 0 and 1, got {power}")
+    if min_gini <= 0:
+        raise ValueError("a minimum effect of 0 cannot be detected with any number of rows")
+    low, high = min_rows, max(min_rows, 64)
+    while classifier_test_power(high, high, min_gini, alpha, min_rows) < power:
+        low, high = high, high * 2
+    while low < high:  # the power grows with the rows: the first n that reaches it
+        mid = (low + high) // 2
+        if classifier_test_power(mid, mid, min_gini, alpha, min_rows) >= power:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
 # --------------------------------------------------------------------------- correction and decision
 
 

@@ -445,6 +445,13 @@ class DriftConfig(_Strict):
         gt=0,
         description="Rows per window whose prompt and response are embedded (MiniLM, CPU).",
     )
+    embedding_power: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Instead of `embedding_sample_size`: embed as many rows per window as give the embedding "
+        "test this power at its minimum effect (e.g. 0.8; at most the rows sampled). Unset: the fixed size.",
+    )
     refusal_phrases: list[str] = Field(
         default_factory=lambda: list(DEFAULT_REFUSAL_PHRASES),
         description="Lower-case phrases that mark a response as a refusal.",
@@ -458,6 +465,17 @@ class DriftConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown drift columns {unknown}; known: {list(DRIFT_COLUMNS)}")
         return v
+
+    @model_validator(mode="after")
+    def _power_needs_an_effect(self) -> DriftConfig:
+        if self.embedding_power is not None:
+            zero = [c for c in DRIFT_COLUMNS if c.endswith("_embedding") and self.min_effect(c) <= 0]
+            if zero:
+                raise ValueError(
+                    f"embedding_power sizes the sample to detect the minimum effect, and {zero} have a minimum "
+                    "effect of 0, which no sample size detects: give them one above 0 or unset embedding_power"
+                )
+        return self
 
     @field_validator("columns")
     @classmethod
