@@ -160,7 +160,7 @@ def _power_note(col: ColumnDrift, power: float) -> str:
     return (
         f"{power:.0%}: with {col.n_reference} / {col.n_current} embedded rows, the chance this test flags a "
         f"shift of exactly its minimum effect (held-out AUC {auc:.3f}); not flagged here is {strength} "
-        "(drift.embedding_sample_size sets the rows)"
+        "(drift.embedding_sample_size or drift.embedding_power set the rows)"
     )
 
 
