@@ -643,12 +643,18 @@ def _attend_concat(query: Any, keys: Any, values: Any, prefix: tuple[Any, Any], 
     keys = torch.cat([prefix[0].expand(batch, -1, -1, -1), keys], dim=-2)
     values = torch.cat([prefix[1].expand(batch, -1, -1, -1), values], dim=-2)
     if own_mask is None:
-        allowed = torch.ones(width, width, dtype=torch.bool, device=query.device).tril()
-        own_mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
-        own_mask = own_mask.masked_fill(~allowed, torch.finfo(query.dtype).min)[None, None]
+        causal = torch.ones(width, width, dtype=torch.bool, device=query.device).tril()
+        own_mask = _additive_mask(causal, query.dtype)[None, None]
     mask = torch.cat([own_mask.new_zeros((*own_mask.shape[:-1], past)), own_mask], dim=-1)
     mask = mask.expand(batch, 1, length, past + width)
     return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scale, enable_gqa=True)
+
+
+def _additive_mask(allowed: Any, dtype: Any) -> Any:
+    """An attention mask to add to the scores: 0 where `allowed`, the dtype's lowest value elsewhere."""
+    import torch
+
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 def _prefix_layer(cache: Any, index: int) -> tuple[Any, Any]:
@@ -688,8 +694,7 @@ def _last_position_logits(model: Any, input_ids: Any, last: Any, past: int, cach
                 at_last = (normed[rows, last][:, None], cos[rows, last][:, None], sin[rows, last][:, None])
                 query = _heads(attn, at_last[0], "q", at_last[1], at_last[2])
                 allowed = torch.arange(width, device=device)[None, :] <= last[:, None]
-                own_mask = torch.zeros(allowed.shape, dtype=query.dtype, device=device)
-                own_mask = own_mask.masked_fill(~allowed, torch.finfo(query.dtype).min)[:, None, None, :]
+                own_mask = _additive_mask(allowed, query.dtype)[:, None, None, :]
             else:
                 query = _heads(attn, normed, "q", cos, sin)
             prefix = _prefix_layer(cache, attn.layer_idx)
