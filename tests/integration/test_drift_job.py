@@ -426,3 +426,58 @@ def test_run_parameters_override_windows_and_sample_size(env) -> None:
     drift = drift_summary_of(summary)
     assert (drift.reference.start, drift.reference.end) == (ref.start, ref.end)
     assert drift.reference.sampled == 100 and drift.current.sampled == 100
+
+
+def test_evidently_page_without_embedding_sets(tmp_path) -> None:
+    """`drift.evidently_embeddings: false`: Evidently's page covers the columns; its verdict table says why
+    the embedding columns have no Evidently verdict, and lockgate's verdict on them is unchanged."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from lockgate.devtools.synthetic import generate_traffic
+    from lockgate.drift.evidently_report import NOT_SENT
+    from lockgate.drift.summary import WindowSample
+    from lockgate.jobs.drift import compare_frames
+    from lockgate.logs.schema import CONTRACT_COLUMNS
+
+    def frame(spec: TrafficSpec) -> pd.DataFrame:
+        out = pd.DataFrame(list(generate_traffic(spec)), columns=list(CONTRACT_COLUMNS))
+        for col in ("latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens"):
+            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+        return out
+
+    spec = _spec("drift-m", topic_drift=0.6, prompt_length_factor=2.5, malformed_rate=0.0, hostile_rate=0.0)
+    reference = frame(replace(spec, current_rows=0))
+    current = frame(replace(spec, reference_rows=0, seed=8))
+    policy = load_policy()
+    results = {}
+    for sent in (True, False):
+        drift_cfg = policy.drift.model_copy(
+            update={"evidently_embeddings": sent, "embedding_sample_size": 80, "min_rows": 50}
+        )
+        run_policy = policy.model_copy(update={"drift": drift_cfg})
+
+        def window(role: str, f: pd.DataFrame) -> WindowSample:
+            return WindowSample(role=role, mode="test", window_rows=len(f), sampled=len(f), usable=len(f))
+
+        out = tmp_path / str(sent)
+        drift = compare_frames(
+            "drift-m", reference, current, run_policy, window("reference", reference), window("current", current),
+            out, embed=fake_embed,
+        )  # fmt: skip
+        results[sent] = (drift, _EvidentlyPage((out / "evidently.html").read_text()))
+    (with_sets, page_with), (without_sets, page_without) = results[True], results[False]
+    embedded = [c.column for c in without_sets.columns if c.tested and c.kind == "embedding"]
+    assert embedded
+    assert page_without.sections == ["Which verdict counts", "Operational metrics and text descriptors"]
+    assert page_with.sections[2:] == [f"Embeddings: {e}" for e in embedded]
+    rows = {r[0]: r for r in page_without.rows}
+    for column in embedded:
+        assert rows[column][1:3] == ["-", NOT_SENT] and rows[column][6] == ""
+    assert all(rows[c][2] in ("drift", "no drift") for c in rows if c not in embedded)
+    # Lockgate's verdicts do not depend on what Evidently is given.
+    assert [(c.column, c.drifted, c.p_adjusted) for c in with_sets.columns] == [
+        (c.column, c.drifted, c.p_adjusted) for c in without_sets.columns
+    ]
+    assert {c.column for c in without_sets.columns if c.evidently_value is not None}.isdisjoint(embedded)

@@ -15,7 +15,9 @@ What Evidently gets, and why:
   the two reports agree; never Evidently's default, which switches method above
   1,000 rows without saying so;
 * the prompt and response embeddings through `EmbeddingsDrift` (its `model` method,
-  threshold AUC = 0.5 + min_effect / 2), each in its own report (they have their own rows);
+  threshold AUC = 0.5 + min_effect / 2), each in its own report (they have their own rows),
+  unless the policy's `drift.evidently_embeddings` is false: their t-SNE pictures are most of a
+  drift job's time on a CPU, and lockgate's own page has the embedding drift either way;
 * never raw prompts or responses, and no `<`, `>` or `&` in a categorical value (each becomes its
   full-width form, one to one, so the distances do not change): Evidently writes its data as JSON
   inside a `<script>` element with `json.dumps`, which leaves `</script>` as is, so a logged status
@@ -38,7 +40,7 @@ embedding reports run with OpenMP held to one thread (docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,8 +219,16 @@ VERDICT_NOTE = (
 VERDICT_HEADERS = ("column", "Evidently value", "Evidently", "lockgate effect", "BH-adjusted p", "lockgate", "")
 
 
-def verdict_part(verdicts: Sequence[LockgateVerdict], evidently: Sequence[EvidentlyPart]) -> EvidentlyPart:
-    """A first section that says which verdict counts, and where Evidently and lockgate differ."""
+NOT_SENT = "not sent to Evidently (drift.evidently_embeddings: false)"
+
+
+def verdict_part(
+    verdicts: Sequence[LockgateVerdict], evidently: Sequence[EvidentlyPart], not_sent: Collection[str] = ()
+) -> EvidentlyPart:
+    """A first section that says which verdict counts, and where Evidently and lockgate differ.
+
+    `not_sent`: tested columns the policy keeps from Evidently (their row says so, not just "-").
+    """
     values: dict[str, float] = {}
     for part in evidently:
         values.update(part.values)
@@ -230,10 +240,12 @@ def verdict_part(verdicts: Sequence[LockgateVerdict], evidently: Sequence[Eviden
     for v in verdicts:
         ev = values.get(v.column)
         ev_drift = "-" if ev is None else ("drift" if _evidently_drift(v.column, ev, v.min_effect) else "no drift")
+        if v.column in not_sent:
+            ev_drift = NOT_SENT
         lg = "drift" if v.drifted else "no drift"
         effect = f"{fmt(v.effect_size)} ({v.effect_measure})" if v.effect_measure else fmt(v.effect_size)
         rows.append([v.column, fmt(ev), ev_drift, effect, fmt(v.p_adjusted), lg,
-                     "" if ev_drift in ("-", lg) else "differ"])  # fmt: skip
+                     "" if ev_drift in ("-", NOT_SENT, lg) else "differ"])  # fmt: skip
     return EvidentlyPart(verdicts=rows)
 
 

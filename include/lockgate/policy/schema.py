@@ -457,6 +457,13 @@ class DriftConfig(_Strict):
         description="Lower-case phrases that mark a response as a refusal.",
     )
     evidently_report: bool = Field(True, description="Also write Evidently's HTML report.")
+    evidently_embeddings: bool = Field(
+        True,
+        description="Evidently's report also gets a section per embedding set (its EmbeddingsDrift, whose "
+        "t-SNE picture is most of the job's time on a CPU: 2-5 s per set on two cores). false: Evidently's "
+        "report covers the operational metrics and text descriptors; the embedding drift, verdict and "
+        "charts, is on lockgate's page, as always.",
+    )
 
     @field_validator("min_effect_sizes")
     @classmethod

@@ -155,13 +155,15 @@ def compare_frames(
         return drift
     t0 = time.perf_counter()
     tested = {c.column for c in drift.columns if c.tested}
-    emb_part = embedding_part({k: v for k, v in analysis.embeddings.items() if k in tested}, min_effects)
+    embedded = {k: v for k, v in analysis.embeddings.items() if k in tested}
+    emb_part = embedding_part(embedded, min_effects) if cfg.evidently_embeddings else EvidentlyPart()
     verdicts = [
         LockgateVerdict(c.column, c.drifted, c.p_adjusted, c.effect_size, c.effect_measure, c.min_effect)
         for c in drift.columns
         if c.tested
     ]
-    parts = [verdict_part(verdicts, [*columns_part, emb_part]), *columns_part, emb_part]
+    not_sent = () if cfg.evidently_embeddings else tuple(embedded)
+    parts = [verdict_part(verdicts, [*columns_part, emb_part], not_sent=not_sent), *columns_part, emb_part]
     result = write_parts(out_dir / EVIDENTLY_FILE, parts, f"Evidently drift report: {model_name}")
     columns = [
         c.model_copy(
