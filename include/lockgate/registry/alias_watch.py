@@ -74,10 +74,6 @@ class ChallengerAliasTrigger(BaseEventTrigger):
 
         seen: dict[str, str | None] | None = None
         while True:
-            # Read at each poll: the plugin's webhook receiver records there what it reported.
-            stored = await self._load_seen()
-            if stored is not None:
-                seen = stored if seen is None else {**seen, **stored}
             # The policy is read at each poll: a model added to it is watched without a restart.
             try:
                 config = await asyncio.to_thread(load_watch_config)
@@ -91,6 +87,12 @@ class ChallengerAliasTrigger(BaseEventTrigger):
             try:
                 # MlflowClient blocks: keep the triggerer's event loop free for other triggers.
                 current = await asyncio.to_thread(read_challengers, config.tracking_uri, config.model_names)
+                # The state is read at each poll, after the registry: the plugin's webhook receiver records
+                # there what it reported, and a version it recorded while this poll read the registry must
+                # not be reported twice (never raises: without the store, what is seen now is the baseline).
+                stored = await self._load_seen()
+                if stored is not None:
+                    seen = stored if seen is None else {**seen, **stored}
                 first_sight = {m: v for m, v in current.items() if v is not None and (seen is None or m not in seen)}
                 undecided = set()
                 if first_sight:
