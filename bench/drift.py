@@ -32,7 +32,7 @@ all speak for "prompt text", as Evidently's raw-text column does). Flags on sign
 the generator moves as a side effect of a knob (longer prompts also mean a longer time to
 first token) are listed but not scored.
 
-The lockgate job is timed four ways per scenario, each beside the same preset run:
+The lockgate job is timed seven ways per scenario, each beside the same preset run:
 
 * `daily` (the target): the job as it runs every day against a reference window that does not
   change until the next promotion: the embedding cache (`lockgate.embeddings.EmbeddingCache`,
