@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lockgate.devtools.testing.registry import (
+    MemoryStateStore,
     passing_evidence,
     policy_for,
     register_stub_version,
@@ -94,19 +95,6 @@ def test_a_server_that_does_not_answer_is_one_clear_error():
     assert info.value.code == "service_unavailable"
 
 
-class _StateStore:
-    """The Asset state store's async accessor, in memory (the triggerer gives the watch a real one)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, object] = {}
-
-    async def aget(self, key: str, default: object = None) -> object:
-        return self.values.get(key, default)
-
-    async def aset(self, key: str, value: object) -> None:
-        self.values[key] = value
-
-
 def _set_alias(uri: str, name: str, alias: str, version: str) -> None:
     from mlflow import MlflowClient
 
@@ -146,7 +134,7 @@ def test_the_registry_watch_fires_once_per_new_challenger_and_misses_none_across
     _set_tag(mlflow_server, early, standing, "lockgate.status", "gates_failed")  # decided before the watch
     undecided = register_stub_version(pending, mlflow_server, alias="challenger")  # `evaluating`: not yet
     register_stub_version(unwatched, mlflow_server, alias="challenger")
-    store = _StateStore()
+    store = MemoryStateStore()
 
     async def watch(until_events: int, while_running, quiet_s: float = 3.0) -> list[dict]:
         trigger = ChallengerAliasTrigger()

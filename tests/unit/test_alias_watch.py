@@ -6,27 +6,15 @@ import asyncio
 
 import pytest
 
+from lockgate.devtools.testing.registry import MemoryStateStore
 from lockgate.registry import registration
 from lockgate.registry.alias_watch import STATE_KEY, ChallengerAliasTrigger
-
-
-class _StateStore:
-    """The Asset state store's async accessor, in memory."""
-
-    def __init__(self, values: dict[str, object]) -> None:
-        self.values = values
-
-    async def aget(self, key: str, default: object = None) -> object:
-        return self.values.get(key, default)
-
-    async def aset(self, key: str, value: object) -> None:
-        self.values[key] = value
 
 
 def test_a_challenger_the_webhook_recorded_during_a_poll_is_not_reported_again(monkeypatch) -> None:
     """The webhook receiver records version 2 (and fires the Asset itself) while a poll reads the registry:
     that poll sees version 2 and must not fire it a second time; a later move to 3 fires once."""
-    store = _StateStore({STATE_KEY: {"m": "1"}})
+    store = MemoryStateStore({STATE_KEY: {"m": "1"}})
     reads: list[dict[str, str | None]] = []
 
     def read_challengers(tracking_uri: str, model_names: tuple[str, ...]) -> dict[str, str | None]:
@@ -69,7 +57,7 @@ def test_a_challenger_the_webhook_recorded_during_a_poll_is_not_reported_again(m
 
 @pytest.mark.parametrize("stored", [None, {}])
 def test_without_a_state_the_first_poll_reports_only_an_undecided_challenger(monkeypatch, stored) -> None:
-    store = _StateStore({} if stored is None else {STATE_KEY: stored})
+    store = MemoryStateStore({} if stored is None else {STATE_KEY: stored})
     reads: list[int] = []
 
     def read_challengers(tracking_uri: str, model_names: tuple[str, ...]) -> dict[str, str | None]:

@@ -5,6 +5,7 @@
 * `passing_evidence`: hand-made evidence summaries that pass (or, with overrides, fail) the
   gates of the shipped policy, written where the promotion job reads them.
 * `policy_for`: the shipped policy's gates, for any model names.
+* `MemoryStateStore`: the Asset state store the triggerer gives the registry watch, in memory.
 """
 
 from __future__ import annotations
@@ -192,3 +193,16 @@ def throwaway_pg_database(admin_url: str, prefix: str = "lockgate_t") -> Iterato
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+class MemoryStateStore:
+    """The Asset state store's async accessor (what the triggerer sets as a watch's `asset_state_store`), in memory."""
+
+    def __init__(self, values: dict[str, object] | None = None) -> None:
+        self.values: dict[str, object] = {} if values is None else values
+
+    async def aget(self, key: str, default: object = None) -> object:
+        return self.values.get(key, default)
+
+    async def aset(self, key: str, value: object) -> None:
+        self.values[key] = value
