@@ -125,20 +125,10 @@ SCENARIOS = {
 }
 
 
-def _frame(rows: list[dict]) -> object:
-    import pandas as pd
-
-    from lockgate.logs.schema import CONTRACT_COLUMNS
-
-    frame = pd.DataFrame(rows, columns=list(CONTRACT_COLUMNS))
-    for col in ("latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-    return frame
-
-
 def generate(rows: int) -> tuple[object, dict[str, object]]:
     """The shared reference window and each scenario's current window (usable rows only)."""
     from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, generate_traffic
+    from lockgate.logs.sampling import logs_frame
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     reference = list(generate_traffic(TrafficSpec(reference_start=start, reference_rows=rows, current_rows=0, seed=1)))
@@ -149,8 +139,8 @@ def generate(rows: int) -> tuple[object, dict[str, object]]:
             reference_start=start, reference_rows=0, current_rows=rows, current_versions=versions, seed=100 + i,
             **sc.knobs,  # type: ignore[arg-type]
         )  # fmt: skip
-        currents[sc.name] = _frame(list(generate_traffic(spec)))
-    return _frame(reference), currents
+        currents[sc.name] = logs_frame(list(generate_traffic(spec)))
+    return logs_frame(reference), currents
 
 
 def _window(role: str, frame: object) -> object:

@@ -433,23 +433,19 @@ def test_evidently_page_without_embedding_sets(tmp_path) -> None:
     the embedding columns have no Evidently verdict, and lockgate's verdict on them is unchanged."""
     from dataclasses import replace
 
-    import pandas as pd
-
     from lockgate.devtools.synthetic import generate_traffic
     from lockgate.drift.evidently_report import NOT_SENT
     from lockgate.drift.summary import WindowSample
     from lockgate.jobs.drift import compare_frames
-    from lockgate.logs.schema import CONTRACT_COLUMNS
-
-    def frame(spec: TrafficSpec) -> pd.DataFrame:
-        out = pd.DataFrame(list(generate_traffic(spec)), columns=list(CONTRACT_COLUMNS))
-        for col in ("latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens"):
-            out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
-        return out
+    from lockgate.logs.sampling import logs_frame
 
     spec = _spec("drift-m", topic_drift=0.6, prompt_length_factor=2.5, malformed_rate=0.0, hostile_rate=0.0)
-    reference = frame(replace(spec, current_rows=0))
-    current = frame(replace(spec, reference_rows=0, seed=8))
+    reference = logs_frame(list(generate_traffic(replace(spec, current_rows=0))))
+    current = logs_frame(list(generate_traffic(replace(spec, reference_rows=0, seed=8))))
+    windows = [
+        WindowSample(role=role, mode="test", window_rows=len(f), sampled=len(f), usable=len(f))
+        for role, f in (("reference", reference), ("current", current))
+    ]
     policy = load_policy()
     results = {}
     for sent in (True, False):
@@ -457,15 +453,8 @@ def test_evidently_page_without_embedding_sets(tmp_path) -> None:
             update={"evidently_embeddings": sent, "embedding_sample_size": 80, "min_rows": 50}
         )
         run_policy = policy.model_copy(update={"drift": drift_cfg})
-
-        def window(role: str, f: pd.DataFrame) -> WindowSample:
-            return WindowSample(role=role, mode="test", window_rows=len(f), sampled=len(f), usable=len(f))
-
         out = tmp_path / str(sent)
-        drift = compare_frames(
-            "drift-m", reference, current, run_policy, window("reference", reference), window("current", current),
-            out, embed=fake_embed,
-        )  # fmt: skip
+        drift = compare_frames("drift-m", reference, current, run_policy, *windows, out, embed=fake_embed)
         results[sent] = (drift, _EvidentlyPage((out / "evidently.html").read_text()))
     (with_sets, page_with), (without_sets, page_without) = results[True], results[False]
     embedded = [c.column for c in without_sets.columns if c.tested and c.kind == "embedding"]

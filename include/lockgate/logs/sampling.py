@@ -88,15 +88,7 @@ class LogSample:
         return len(self.rows) + sum(self.quarantined.values())
 
     def to_frame(self) -> pd.DataFrame:
-        import pandas as pd
-
-        frame = pd.DataFrame(self.rows, columns=list(CONTRACT_COLUMNS))
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-        for col in ("latency_ms", "ttft_ms"):
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-        for col in ("prompt_tokens", "completion_tokens"):
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-        return frame
+        return logs_frame(self.rows)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -112,6 +104,17 @@ class LogSample:
             "redactions": dict(self.redactions),
             "versions": list(self.versions) if self.versions else None,
         }
+
+
+def logs_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Log rows as the jobs compare them: the contract's columns, UTC timestamps, numbers as floats."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(rows), columns=list(CONTRACT_COLUMNS))
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    for col in ("latency_ms", "ttft_ms", "prompt_tokens", "completion_tokens"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    return frame
 
 
 def _as_utc(value: Any) -> datetime | None:
