@@ -267,9 +267,18 @@ def test_without_traffic_the_challenger_is_replayed_and_compared_paired(env: Pat
 
 
 def test_no_logs_in_the_window_is_insufficient_data(env: Path) -> None:
+    from lockgate.devtools.testing.registry import register_stub_version
+    from lockgate.devtools.tiny_model import build_tiny_model
     from lockgate.jobs.context import RunContext
     from lockgate.jobs.quality import run_quality
+    from lockgate.logs.schema import create_schema
+    from lockgate.models import register_model
 
+    # The versions exist and so does the table, whatever else this module's tests did; the window has no row.
+    uri = f"sqlite:///{env / 'mlflow.db'}"
+    champion = register_stub_version(MODEL, uri)
+    challenger = register_model(MODEL, build_tiny_model(env / "no-logs-src", seed=6), tracking_uri=uri)
+    create_schema(make_engine(f"sqlite:///{env / 'logs.db'}"))
     with pytest.MonkeyPatch.context() as mp:
         write_policy(env, mp, sample_size=20, evidently_report=False)
         summary = run_quality(
@@ -278,7 +287,7 @@ def test_no_logs_in_the_window_is_insufficient_data(env: Path) -> None:
                 run_key="empty",
                 data_interval=(datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 2, tzinfo=UTC)),
             ),
-            versions={"challenger": "2", "champion": "1"},
+            versions={"challenger": challenger, "champion": champion},
             rubrics=["safety"],
         )
     assert summary.status == "insufficient_data"
