@@ -26,8 +26,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/lockgate demo
 
+# pytest-xdist workers: one per core, at most 4 (each worker starts its own servers where its tests
+# need one); TEST_WORKERS=0 runs the suite in this process, one test after the other.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+
 test: install browser monitoring-tools
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pytest -n $(TEST_WORKERS)
 
 # Headless Chromium + ChromeDriver for tests/e2e/test_browser.py, from Debian (Selenium's and
 # Playwright's own browser downloads do not work on machines without general network access).

@@ -119,6 +119,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist (`make test`): each test module on one worker, the live stack's tests together.
+
+    A module runs as it would alone (its module-scoped servers start once, its tests keep their
+    order), every test of tests/e2e shares one worker so the live stack starts once, and the
+    modules go out in collection order, so that the end-to-end ones stay last on their worker.
+    (`--dist loadgroup` would do this with markers, but it renames items in a way pytest 9.2
+    ignores.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/e2e" if path.startswith("tests/e2e/") else path
+
+    config.option.loadscopereorder = False
+    return ModuleScheduling(config, log)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def logs_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The log store on both backends; each test gets an empty table on Postgres."""
