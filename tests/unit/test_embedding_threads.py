@@ -32,6 +32,17 @@ def test_own_running_threads_are_not_load_from_elsewhere(monkeypatch: pytest.Mon
     assert cpu.busy_elsewhere() == 0.0
 
 
+def test_a_task_runnable_for_an_instant_is_not_load_but_a_busy_process_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One runnable count alone would halve the threads of a whole step for a task that ran for an instant."""
+    monkeypatch.setattr(cpu, "own_running_threads", lambda: 1)
+    transient = iter([2, 1, 2])
+    monkeypatch.setattr(cpu, "runnable_tasks", lambda: next(transient))
+    assert cpu.busy_elsewhere(interval_s=0) == 0.0
+    busy = iter([2, 2, 3])
+    monkeypatch.setattr(cpu, "runnable_tasks", lambda: next(busy))
+    assert cpu.busy_elsewhere(interval_s=0) == 1.0
+
+
 def test_thread_count_follows_other_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCKGATE_EMBEDDINGS_THREADS", raising=False)
     cores = len(os.sched_getaffinity(0))
