@@ -7,11 +7,14 @@ nothing. A signed `model_version_alias.created` that sets `challenger` on a watc
 `lockgate_challenger_alias` Asset (what `POST /api/v2/assets/events` does) and records the version
 in the Asset's state store, where the triggerer's poll reads it: the poll then does not report the
 same challenger again, and a delivery for a challenger the poll already reported is not recorded twice.
+Deliveries are recorded one at a time (a retry arriving while the first delivery is handled finds
+the version recorded), so one alias move is one event (tests/dags/test_webhook_receiver.py).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -23,6 +26,7 @@ from lockgate.registry.webhook import WebhookRejected, challenger_from_delivery,
 
 ASSET_NAME = "lockgate_challenger_alias"
 MAX_BODY_BYTES = 64 * 1024
+_record_lock = threading.Lock()
 
 app = FastAPI(title="Lockgate webhooks", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -48,11 +52,17 @@ def record_new_challenger(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    with create_session() as session:
+    # One delivery at a time reads and writes the state, or a retry that arrives while the first
+    # delivery is handled reads the same state and fires a second event: the lock for the threads
+    # of this API server process, the asset row's lock (FOR UPDATE, until the commit) for the other
+    # processes where the metadata database has row locks (PostgreSQL, MySQL; SQLite has no
+    # concurrent writers to keep out).
+    with _record_lock, create_session() as session:
         asset = session.scalar(
             select(AssetModel)
             .join(AssetActive, (AssetActive.name == AssetModel.name) & (AssetActive.uri == AssetModel.uri))
             .where(AssetModel.name == ASSET_NAME)
+            .with_for_update(of=AssetModel)
         )
         if asset is None:
             return "no_asset", payload
