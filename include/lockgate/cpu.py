@@ -39,9 +39,9 @@ def busy_elsewhere(readings: int = READINGS, interval_s: float = READING_INTERVA
     work (the drift job's tabular statistics, the previous batch) as somebody else's and
     throttle torch to one thread on an otherwise idle machine. The least of `readings` counts
     `interval_s` apart: one count alone catches a task that is runnable for an instant (a kernel
-    worker, a thread between two reads) in about 2% of calls on an idle 2-core machine, and
+    worker, a thread between two reads) in a few percent of calls on an idle 2-core machine, and
     the whole step it sizes then runs on half the cores; a process that keeps a core busy is
-    runnable in every reading.
+    runnable in every reading (bench/free_cores.py measures both).
     """
     try:
         least = float("inf")
