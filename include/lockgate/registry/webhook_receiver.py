@@ -55,8 +55,8 @@ def record_new_challenger(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]
     # One delivery at a time reads and writes the state, or a retry that arrives while the first
     # delivery is handled reads the same state and fires a second event: the lock for the threads
     # of this API server process, the asset row's lock (FOR UPDATE, until the commit) for the other
-    # processes where the metadata database has row locks (PostgreSQL, MySQL; Airflow on SQLite
-    # runs standalone, with one API server process).
+    # processes where the metadata database has row locks (PostgreSQL, MySQL; on SQLite, which has
+    # none, the process lock covers the API server's default of one worker process).
     with _record_lock, create_session() as session:
         asset = session.scalar(
             select(AssetModel)
