@@ -43,6 +43,7 @@ def main() -> int:
     from lockgate.devtools.synthetic import TrafficSpec, VersionTraffic, seed_logs
     from lockgate.drift.analysis import _embedding_inputs
     from lockgate.drift.windows import resolve_current
+    from lockgate.jobs.live.inputs import relevance_texts
     from lockgate.logs.aggregates import attach_texts, physical_columns, resolve_cached_tokens, sample_versions
     from lockgate.logs.db import make_engine
     from lockgate.logs.redaction import Redactor
@@ -89,9 +90,9 @@ def main() -> int:
             )
             texts: set[str] = set()
             for rows in samples.values():
-                for row in attach_texts(engine, rows, policy.live.relevance_sample_size, policy.logs):
-                    if row.get("response"):
-                        texts |= {redact(row["prompt"]) or "", redact(row["response"]) or ""}
+                answered = attach_texts(engine, rows, policy.live.relevance_sample_size, policy.logs)
+                _, prompts, answers = relevance_texts(answered, policy)
+                texts.update(prompts, answers)
             return texts
 
         runs = [spec.current_start + timedelta(hours=h, minutes=15) for h in range(24)]

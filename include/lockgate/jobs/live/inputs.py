@@ -42,17 +42,22 @@ class LiveInputs:
     aggregation: str = ""  # which hours this run aggregated and which came from the rollups
 
 
-def _relevance(rows: list[dict[str, Any]], policy: Policy) -> None:
-    """MiniLM cosine of each (redacted) prompt and its answer, set as the rows' `relevance`."""
-    from lockgate.embeddings import cosine_similarities, embed_texts
+def relevance_texts(rows: list[dict[str, Any]], policy: Policy) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """The rows with an answer, and their redacted prompts and answers: what relevance embeds."""
     from lockgate.logs.redaction import Redactor
 
     rows = [r for r in rows if r.get("response")]
+    redact = Redactor(policy.redaction)
+    return rows, [redact(r["prompt"]) or "" for r in rows], [redact(r["response"]) or "" for r in rows]
+
+
+def _relevance(rows: list[dict[str, Any]], policy: Policy) -> None:
+    """MiniLM cosine of each (redacted) prompt and its answer, set as the rows' `relevance`."""
+    from lockgate.embeddings import cosine_similarities, embed_texts
+
+    rows, prompts, answers = relevance_texts(rows, policy)
     if not rows:
         return
-    redact = Redactor(policy.redaction)
-    prompts = [redact(r["prompt"]) or "" for r in rows]
-    answers = [redact(r["response"]) or "" for r in rows]
     vectors = embed_texts(prompts + answers)
     sims = cosine_similarities(vectors[: len(rows)], vectors[len(rows) :])
     for r, sim in zip(rows, sims, strict=True):
