@@ -37,21 +37,18 @@ def main() -> int:
 
     import torch
 
-    from lockgate.cpu import READINGS, busy_elsewhere, usable_cores
+    from lockgate.cpu import READINGS, free_cores, usable_cores
 
     cores = usable_cores()
     a = torch.randn(512, 512)
     for _ in range(10):  # torch's thread pool started and warm, as in a job
         a @ a
 
-    def estimate(readings: int) -> int:
-        return max(1, min(cores, round(cores - busy_elsewhere(readings=readings))))
-
     def phase() -> dict[int, Counter[int]]:
         seen: dict[int, Counter[int]] = {1: Counter(), READINGS: Counter()}
         for _ in range(args.calls):
             for readings in seen:
-                seen[readings][estimate(readings)] += 1
+                seen[readings][free_cores(readings)] += 1
             time.sleep(0.002)
         return seen
 

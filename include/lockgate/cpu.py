@@ -20,15 +20,15 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def free_cores() -> int:
-    """The usable cores other processes leave free now, at least one."""
-    cores = usable_cores()
-    return max(1, min(cores, round(cores - busy_elsewhere())))
-
-
 # Readings of the runnable count that `busy_elsewhere` takes, and the pause between two.
 READINGS = 3
 READING_INTERVAL_S = 0.002
+
+
+def free_cores(readings: int = READINGS) -> int:
+    """The usable cores other processes leave free now, at least one (`readings`: see `busy_elsewhere`)."""
+    cores = usable_cores()
+    return max(1, min(cores, round(cores - busy_elsewhere(readings=readings))))
 
 
 def busy_elsewhere(readings: int = READINGS, interval_s: float = READING_INTERVAL_S) -> float:

@@ -46,9 +46,9 @@ def test_a_task_runnable_for_an_instant_is_not_load_but_a_busy_process_is(monkey
 def test_thread_count_follows_other_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCKGATE_EMBEDDINGS_THREADS", raising=False)
     cores = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(cpu, "busy_elsewhere", lambda: 0.0)
+    monkeypatch.setattr(cpu, "busy_elsewhere", lambda **_: 0.0)
     assert embeddings._threads() == cores
-    monkeypatch.setattr(cpu, "busy_elsewhere", lambda: float(cores + 4))
+    monkeypatch.setattr(cpu, "busy_elsewhere", lambda **_: float(cores + 4))
     assert embeddings._threads() == 1
 
 
