@@ -203,9 +203,13 @@ def test_reports_in_the_airflow_ui(
     reports = browser.find_elements(By.CSS_SELECTOR, "iframe.evidently")
     assert reports, "no Evidently report on the page"
     assert all(f.get_attribute("sandbox") == "allow-scripts" for f in reports)
-    browser.switch_to.frame(reports[0])
-    wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), "Drift in column"))
-    browser.switch_to.parent_frame()
+    # Every report draws: the frames load Evidently's script from the one copy the page holds.
+    assert len(reports) == 3, "the columns and both embedding sets"
+    for report, drawn in zip(reports, ("Drift in column", "Drift in embeddings", "Drift in embeddings"), strict=True):
+        browser.switch_to.frame(report)
+        wait.until(EC.text_to_be_present_in_element((By.TAG_NAME, "body"), drawn))
+        browser.switch_to.parent_frame()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "script[type='text/x-lockgate-shared']")) == 1
     _shot(browser, screenshots, "evidently-report.png")
     assert not _severe(_console(browser, "evidently report")), "errors in the console on the Evidently report"
 
@@ -275,3 +279,46 @@ def test_reports_in_the_airflow_ui(
         (run,) = created
         assert run["run_type"] == "manual" and run["conf"].get("model") is None, run
         stack.api("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run['dag_run_id'], safe='')}")
+
+
+def test_evidently_frames_run_the_shared_script_where_it_stood(browser: WebDriver, tmp_path: Path) -> None:
+    """No stack: lockgate's Evidently page from file://, two frames sharing one library.
+
+    Each frame's scripts must run in Evidently's order: its data, then the library the page holds
+    once, then the call that needs both; and a third frame that shares nothing runs as written.
+    """
+    from lockgate.drift.evidently_report import (
+        SHARED_SCRIPT_MIN_CHARS,
+        EvidentlyPart,
+        EvidentlySection,
+        render_evidently_page,
+    )
+
+    library = (
+        f"/*{'x' * SHARED_SCRIPT_MIN_CHARS}*/"
+        "window.draw = function (d) { document.body.firstChild.textContent = d.toUpperCase(); };"
+    )
+
+    def report(data: str, lib: str) -> str:
+        return (
+            f"<html><body><div id='root'>not drawn</div><script>var data = '{data}';</script>"
+            f"<script>{lib}</script><script>window.draw(data);</script></body></html>"
+        )
+
+    sections = [
+        EvidentlySection("columns", report("columns", library)),
+        EvidentlySection("embeddings", report("embeddings", library)),
+        EvidentlySection("own", report("own", library + "/* not shared */")),
+    ]
+    page = tmp_path / "evidently.html"
+    page.write_text(render_evidently_page("t", [EvidentlyPart(sections=sections)]))
+    assert page.read_text().count(library) == 2  # held once for two frames, and the third's own copy
+    browser.get(page.as_uri())
+    wait = WebDriverWait(browser, WAIT_S)
+    frames = browser.find_elements(By.CSS_SELECTOR, "iframe.evidently")
+    assert len(frames) == 3
+    for frame, name in zip(frames, ("columns", "embeddings", "own"), strict=True):
+        browser.switch_to.frame(frame)
+        wait.until(EC.text_to_be_present_in_element((By.ID, "root"), name.upper()))
+        browser.switch_to.default_content()
+    assert not _severe(_console(browser, "shared script")), "errors in the console"

@@ -3,7 +3,7 @@
 Only Evidently's public API is used: `Report`, `Dataset` and `DataDefinition` from `evidently`,
 `ValueDrift` and `EmbeddingsDrift` from `evidently.metrics`, `ModelDriftMethod` from
 `evidently.metrics.embeddings`, and a snapshot's `dict()` and `get_html_str()`. Nothing reads
-Evidently's internals (`tests/unit/test_evidently_public_api.py` fails on an import of
+Evidently's internals (`tests/test_evidently_api.py` fails on an import of
 `evidently.legacy`, `evidently.core`, ... or a private attribute), so an Evidently upgrade within
 the range of pyproject.toml needs no port.
 
@@ -28,8 +28,13 @@ Evidently's verdict beside lockgate's for every column (Evidently flags a column
 alone, lockgate also needs significance after Benjamini-Hochberg, so an on-call reader must not
 mistake Evidently's flag for the gate's), then each Evidently report, as Evidently renders it, in
 an `<iframe sandbox="allow-scripts" srcdoc=...>`: Evidently's scripts run there in an opaque origin,
-away from the Airflow UI's cookies and API, whatever its data holds. Each frame carries Evidently's
-own copy of its scripts (~3.5 MB), so the page is ~4 MB per report, all self-contained.
+away from the Airflow UI's cookies and API, whatever its data holds. Evidently puts its whole
+script (~3.5 MB) in every report it renders; lockgate's page keeps one copy of a script that two
+or more frames share, inert (`type="text/x-lockgate-shared"`), and each frame asks its parent for it
+by `postMessage` and runs it, then the scripts that followed it, in their order (`share_scripts`):
+the default page of three reports is ~4.6 MB instead of ~13 MB, still self-contained. It reads
+only the `<script>` elements of the HTML Evidently returns; a report of another shape keeps its own
+copy (tests/unit/test_evidently_shared_scripts.py; tests/e2e/test_browser.py draws every frame).
 
 Evidently's embeddings widget projects each side's points (at most 2,500) with scikit-learn's t-SNE
 while the report runs, whatever the drift method. Its OpenMP threads collapse when other processes
@@ -40,6 +45,7 @@ embedding reports run with OpenMP held to one thread (docs/benchmarks.md).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +81,83 @@ class EvidentlySection:
     title: str
     html: str
     height: str = "85vh"  # of its frame: Evidently's page scrolls inside it
+
+
+# A script that two or more of Evidently's pages carry whole (its ~3.5 MB of JavaScript): below
+# this size a copy per frame costs less than the exchange.
+SHARED_SCRIPT_MIN_CHARS = 100_000
+SHARED_TYPE = "text/x-lockgate-shared"
+DEFERRED_TYPE = "text/x-lockgate-deferred"
+_SCRIPT = re.compile(r"<script(?P<attrs>[^>]*)>(?P<body>.*?)</script\s*>", re.S | re.I)
+# Where the browser would end or re-enter a script element early: such a text cannot be held as one.
+_NOT_HOLDABLE = re.compile(r"</script|<!--", re.I)
+# In each frame, after its last script: ask the parent for the shared scripts (by number), then run
+# the placeholders and the deferred scripts in document order. Only the parent's answer counts.
+FRAME_LOADER = (
+    "(function(){var w=Array.prototype.slice.call(document.querySelectorAll("
+    f'\'script[type="{SHARED_TYPE}"],script[type="{DEFERRED_TYPE}"]\')),'
+    "want={},got={},left=0,done=false;"
+    "w.forEach(function(s){var k=s.getAttribute('data-shared');if(k!==null&&!(k in want)){want[k]=1;left++;}});"
+    "function run(){done=true;w.forEach(function(s){var k=s.getAttribute('data-shared'),"
+    "n=document.createElement('script');n.text=k===null?s.text:got[k];s.parentNode.replaceChild(n,s);});}"
+    "window.addEventListener('message',function(e){var d=e.data;"
+    "if(done||e.source!==window.parent||!d||typeof d.lockgateShared!=='string'||typeof d.text!=='string'"
+    "||!(d.lockgateShared in want)||(d.lockgateShared in got))return;"
+    "got[d.lockgateShared]=d.text;if(--left===0)run();});"
+    "Object.keys(want).forEach(function(k){window.parent.postMessage({lockgateNeed:k},'*');});})();"
+)
+
+
+@dataclass(frozen=True)
+class SharedScripts:
+    """Evidently's pages with each shared script replaced by a placeholder, and the shared scripts."""
+
+    sections: list[EvidentlySection]
+    scripts: list[str]
+
+
+def share_scripts(sections: Sequence[EvidentlySection]) -> SharedScripts:
+    """One copy of each large script that two or more sections carry whole, for the page to hold.
+
+    In a section that carries one, that script becomes an empty placeholder naming it, every plain
+    script after it is deferred (made inert, its text kept), and a loader after the last one asks
+    the parent page for the shared texts and runs everything in the original order. A section with
+    another kind of script after the first shared one (a `src`, a type) is left as it is, and so
+    is every page when nothing is shared: the page is then as Evidently wrote it.
+    """
+    found = [list(_SCRIPT.finditer(s.html)) for s in sections]
+    seen_in: dict[str, int] = {}
+    for matches in found:
+        bodies = [m["body"] for m in matches if not m["attrs"].strip() and len(m["body"]) >= SHARED_SCRIPT_MIN_CHARS]
+        for body in dict.fromkeys(bodies):  # in page order: the same page numbers them the same
+            if bodies.count(body) == 1 and not _NOT_HOLDABLE.search(body):
+                seen_in[body] = seen_in.get(body, 0) + 1
+    shared = [body for body, n in seen_in.items() if n >= 2]
+    if not shared:
+        return SharedScripts(list(sections), [])
+    number = {body: i for i, body in enumerate(shared)}
+    out: list[EvidentlySection] = []
+    used: set[int] = set()
+    for section, matches in zip(sections, found, strict=True):
+        first = next((i for i, m in enumerate(matches) if not m["attrs"].strip() and m["body"] in number), None)
+        later = matches[first:] if first is not None else []
+        if first is None or any(m["attrs"].strip() for m in later):
+            out.append(section)
+            continue
+        pieces, at = [], later[0].start()
+        pieces.append(section.html[:at])
+        for m in later:
+            pieces.append(section.html[at : m.start()])
+            if m["body"] in number:
+                used.add(number[m["body"]])
+                pieces.append(f'<script type="{SHARED_TYPE}" data-shared="{number[m["body"]]}"></script>')
+            else:
+                pieces.append(f'<script type="{DEFERRED_TYPE}">{m["body"]}</script>')
+            at = m.end()
+        pieces.append(f"<script>{FRAME_LOADER}</script>")
+        pieces.append(section.html[at:])
+        out.append(EvidentlySection(section.title, "".join(pieces), section.height))
+    return SharedScripts(out, [body if i in used else "" for i, body in enumerate(shared)])
 
 
 @dataclass
@@ -259,11 +342,14 @@ def _evidently_drift(column: str, value: float, min_effect: float) -> bool:
 
 def render_evidently_page(title: str, parts: Sequence[EvidentlyPart], subtitle: str = "Evidently") -> str:
     """Lockgate's page around Evidently's reports: the verdicts first, then each report in a sandboxed frame."""
+    from markupsafe import Markup
+
     from lockgate.reports.html import Table
     from lockgate.reports.templating import render
 
     rows = [row for part in parts for row in (part.verdicts or [])]
     has_verdicts = any(part.verdicts is not None for part in parts)
+    shared = share_scripts([s for part in parts for s in part.sections])
     return render(
         "evidently_drift.html",
         title=title,
@@ -272,7 +358,11 @@ def render_evidently_page(title: str, parts: Sequence[EvidentlyPart], subtitle: 
         lead=VERDICT_LEAD,
         note=VERDICT_NOTE,
         verdicts=Table(VERDICT_HEADERS, rows, numeric=(1, 4)) if has_verdicts else None,
-        sections=[s for part in parts for s in part.sections],
+        sections=shared.sections,
+        # Evidently's own JavaScript, identical in every report and checked to hold no `</script` or
+        # `<!--` (share_scripts): the page holds it inert for its frames, as Evidently's page holds it.
+        shared_scripts=[Markup(s) for s in shared.scripts],  # noqa: S704
+        shared_type=SHARED_TYPE,
     )
 
 
