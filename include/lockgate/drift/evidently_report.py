@@ -49,7 +49,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -88,7 +88,8 @@ class EvidentlySection:
 SHARED_SCRIPT_MIN_CHARS = 100_000
 SHARED_TYPE = "text/x-lockgate-shared"
 DEFERRED_TYPE = "text/x-lockgate-deferred"
-_SCRIPT = re.compile(r"<script(?P<attrs>[^>]*)>(?P<body>.*?)</script\s*>", re.S | re.I)
+_SCRIPT_OPEN = re.compile(r"<script(?P<attrs>[^>]*)>", re.I)
+_SCRIPT_CLOSE = re.compile(r"</script\s*>", re.I)
 # Where the browser would end or re-enter a script element early: such a text cannot be held as one.
 _NOT_HOLDABLE = re.compile(r"</script|<!--", re.I)
 # In each frame, after its last script: ask the parent for the shared scripts (by number), then run
@@ -108,6 +109,27 @@ FRAME_LOADER = (
 )
 
 
+class _Script(NamedTuple):
+    start: int
+    end: int
+    attrs: str
+    body: str
+
+    @property
+    def plain(self) -> bool:
+        return not self.attrs.strip()
+
+
+def _scripts(page: str) -> list[_Script]:
+    """The `<script>` elements of a page, in order (each tag found, then its end: ~6x faster than one
+    non-greedy pattern over a 3.5 MB script)."""
+    found, at = [], 0
+    while (opening := _SCRIPT_OPEN.search(page, at)) and (closing := _SCRIPT_CLOSE.search(page, opening.end())):
+        found.append(_Script(opening.start(), closing.end(), opening["attrs"], page[opening.end() : closing.start()]))
+        at = closing.end()
+    return found
+
+
 @dataclass(frozen=True)
 class SharedScripts:
     """Evidently's pages with each shared script replaced by a placeholder, and the shared scripts."""
@@ -125,10 +147,10 @@ def share_scripts(sections: Sequence[EvidentlySection]) -> SharedScripts:
     another kind of script after the first shared one (a `src`, a type) is left as it is, and so
     is every page when nothing is shared: the page is then as Evidently wrote it.
     """
-    found = [list(_SCRIPT.finditer(s.html)) for s in sections]
+    found = [_scripts(s.html) for s in sections]
     seen_in: dict[str, int] = {}
-    for matches in found:
-        bodies = [m["body"] for m in matches if not m["attrs"].strip() and len(m["body"]) >= SHARED_SCRIPT_MIN_CHARS]
+    for scripts in found:
+        bodies = [s.body for s in scripts if s.plain and len(s.body) >= SHARED_SCRIPT_MIN_CHARS]
         for body in dict.fromkeys(bodies):  # in page order: the same page numbers them the same
             if bodies.count(body) == 1 and not _NOT_HOLDABLE.search(body):
                 seen_in[body] = seen_in.get(body, 0) + 1
@@ -138,22 +160,22 @@ def share_scripts(sections: Sequence[EvidentlySection]) -> SharedScripts:
     number = {body: i for i, body in enumerate(shared)}
     out: list[EvidentlySection] = []
     used: set[int] = set()
-    for section, matches in zip(sections, found, strict=True):
-        first = next((i for i, m in enumerate(matches) if not m["attrs"].strip() and m["body"] in number), None)
-        later = matches[first:] if first is not None else []
-        if first is None or any(m["attrs"].strip() for m in later):
+    for section, scripts in zip(sections, found, strict=True):
+        first = next((i for i, s in enumerate(scripts) if s.plain and s.body in number), None)
+        later = scripts[first:] if first is not None else []
+        if first is None or not all(s.plain for s in later):
             out.append(section)
             continue
-        pieces, at = [], later[0].start()
-        pieces.append(section.html[:at])
-        for m in later:
-            pieces.append(section.html[at : m.start()])
-            if m["body"] in number:
-                used.add(number[m["body"]])
-                pieces.append(f'<script type="{SHARED_TYPE}" data-shared="{number[m["body"]]}"></script>')
+        at = later[0].start
+        pieces = [section.html[:at]]
+        for script in later:
+            pieces.append(section.html[at : script.start])
+            if script.body in number:
+                used.add(number[script.body])
+                pieces.append(f'<script type="{SHARED_TYPE}" data-shared="{number[script.body]}"></script>')
             else:
-                pieces.append(f'<script type="{DEFERRED_TYPE}">{m["body"]}</script>')
-            at = m.end()
+                pieces.append(f'<script type="{DEFERRED_TYPE}">{script.body}</script>')
+            at = script.end
         pieces.append(f"<script>{FRAME_LOADER}</script>")
         pieces.append(section.html[at:])
         out.append(EvidentlySection(section.title, "".join(pieces), section.height))
