@@ -38,3 +38,18 @@ def test_one_version_alone_and_nothing_at_all(tmp_path: Path) -> None:
     assert write_evidently_report([], [], ["embedding_relevance"], tmp_path / "none.html") is None
     path = write_evidently_report([], _rows(20, 0.0), ["embedding_relevance"], tmp_path / "one.html")
     assert path is not None and score_column("embedding_relevance") in path.read_text()
+
+
+def test_no_logged_text_reaches_evidently_page(tmp_path: Path) -> None:
+    """Evidently writes its data into a `<script>` unescaped: only numbers of the texts may go there."""
+    hostile = "</script><script>window.pwned=1</script> reach me at alice@example.com"
+    rows = [
+        {"prompt": f"prompt-{i} {hostile}", "response": f"answer-{i} {hostile}. Two.", "embedding_relevance": i / 40}
+        for i in range(30)
+    ]
+    path = write_evidently_report(rows, rows[:20], ["embedding_relevance"], tmp_path / "evidently.html")
+    assert path is not None
+    html = path.read_text()
+    assert DESCRIPTORS[0] in html  # the descriptors of the texts are there
+    for text in ("window.pwned", "alice@example.com", "prompt-1 ", "answer-1 "):
+        assert text not in html, text
