@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+import pytest
+
 from lockgate.drift.evidently_report import (
     DEFERRED_TYPE,
     SHARED_SCRIPT_MIN_CHARS,
@@ -93,8 +95,9 @@ def test_a_script_the_page_could_not_hold_inert_stays_in_each_frame() -> None:
         assert share_scripts(sections).scripts == [], breaking
 
 
-def test_a_report_with_another_kind_of_script_after_the_library_is_left_as_evidently_wrote_it() -> None:
-    odd = EvidentlySection("odd", evidently_like("{3}", after='<script src="x.js"></script>'))
+@pytest.mark.parametrize("after", ['<script src="x.js"></script>', "<script>var s = '<!--';</script>"])
+def test_a_report_with_another_kind_of_script_after_the_library_is_left_as_evidently_wrote_it(after: str) -> None:
+    odd = EvidentlySection("odd", evidently_like("{3}", after=after))
     sections = [EvidentlySection("a", evidently_like("{1}")), EvidentlySection("b", evidently_like("{2}")), odd]
     shared = share_scripts(sections)
     assert shared.scripts == [BUNDLE]
