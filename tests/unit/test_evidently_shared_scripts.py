@@ -95,9 +95,12 @@ def test_a_script_the_page_could_not_hold_inert_stays_in_each_frame() -> None:
         assert share_scripts(sections).scripts == [], breaking
 
 
-@pytest.mark.parametrize("after", ['<script src="x.js"></script>', "<script>var s = '<!--';</script>"])
-def test_a_report_with_another_kind_of_script_after_the_library_is_left_as_evidently_wrote_it(after: str) -> None:
-    odd = EvidentlySection("odd", evidently_like("{3}", after=after))
+@pytest.mark.parametrize(
+    ("data", "after"),
+    [("{3}", '<script src="x.js"></script>'), ("{3}", "<script>var s = '<!--';</script>"), ("'<!--'", "")],
+)
+def test_a_report_with_another_kind_of_script_is_left_as_evidently_wrote_it(data: str, after: str) -> None:
+    odd = EvidentlySection("odd", evidently_like(data, after=after))
     sections = [EvidentlySection("a", evidently_like("{1}")), EvidentlySection("b", evidently_like("{2}")), odd]
     shared = share_scripts(sections)
     assert shared.scripts == [BUNDLE]

@@ -144,7 +144,7 @@ def share_scripts(sections: Sequence[EvidentlySection]) -> SharedScripts:
     In a section that carries one, that script becomes an empty placeholder naming it, every plain
     script after it is deferred (made inert, its text kept), and a loader after the last one asks
     the parent page for the shared texts and runs everything in the original order. A section with
-    another kind of script after the first shared one (a `src`, a type, a `<!--` in its text) is
+    another kind of script after the first shared one (a `src`, a type) or a `<!--` in any script is
     left as it is, and so is every page when nothing is shared: the page is then as Evidently wrote it.
     """
     found = [_scripts(s.html) for s in sections]
@@ -164,7 +164,7 @@ def share_scripts(sections: Sequence[EvidentlySection]) -> SharedScripts:
         first = next((i for i, s in enumerate(scripts) if s.plain and s.body in number), None)
         later = scripts[first:] if first is not None else []
         # `<!--` in a script changes where the browser ends it: such a page is not taken apart here.
-        if first is None or not all(s.plain and not _NOT_HOLDABLE.search(s.body) for s in later):
+        if first is None or not all(s.plain for s in later) or any(_NOT_HOLDABLE.search(s.body) for s in scripts):
             out.append(section)
             continue
         at = later[0].start
