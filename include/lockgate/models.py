@@ -142,7 +142,10 @@ def hf_directory(root: Path) -> Path:
 def materialise(model_name: str, version: str, cache_root: Path) -> Path:
     """Download a version's artifacts once and return its Hugging Face directory.
 
-    The artifacts go into `<cache_root>/<model>/<version>` (a registered version is immutable).
+    The artifacts go into `<cache_root>/<model>/<version>/<identity>`: a registered version is
+    immutable, but its number is not unique (a model deleted and registered again numbers its
+    versions from 1 again), so the folder is named by `version_identity` too, and a folder of an
+    earlier version with the same number is removed when the new one is downloaded.
     Two layouts are understood: the MLflow transformers flavor (`MLmodel` + `model/` +
     `components/tokenizer/`), which `lockgate models register` and `mlflow.transformers.log_model`
     write, and a plain Hugging Face directory (`config.json` at the root, or in one sub-folder).
@@ -150,10 +153,12 @@ def materialise(model_name: str, version: str, cache_root: Path) -> Path:
     Raises:
         InvalidModelError: the artifacts are missing or hold no transformers model.
     """
-    from lockgate.registry.artifacts import download_version
+    from lockgate.registry.artifacts import download_version, version_identity
     from lockgate.reports.html import safe_segment
 
-    base = cache_root / safe_segment(model_name) / safe_segment(version)
+    numbered = cache_root / safe_segment(model_name) / safe_segment(version)
+    identity = version_identity(model_name, version)
+    base = numbered / identity
     artifacts = base / "artifacts"
     done = base / ".complete"
     if not done.exists():
@@ -162,6 +167,13 @@ def materialise(model_name: str, version: str, cache_root: Path) -> Path:
         artifacts.mkdir(parents=True)
         download_version(model_name, version, artifacts)
         done.touch()
+        for other in numbered.iterdir():  # an earlier version with this number (or the layout before it)
+            if other.name == identity:
+                continue
+            if other.is_dir():
+                shutil.rmtree(other)
+            else:
+                other.unlink()
     try:
         return hf_directory(artifacts)
     except InvalidModelError as exc:

@@ -1,6 +1,7 @@
 """A version's artifacts into and out of the registry: registration and the one way to download a version.
 
 * `download_version`: a version's artifacts (`models:/<model>/<version>`) into a folder;
+* `version_identity`: what tells a version apart from another with the same name and number;
 * `register_transformers_model`: a model and tokenizer logged as an MLflow transformers model and
   registered (what `lockgate models register` does);
 * `register_directory`: a plain folder's files registered as a version, in a fraction of a second
@@ -49,6 +50,38 @@ def download_version(model_name: str, version: str, dst: Path) -> None:
         raise
     except FileNotFoundError as exc:
         raise InvalidModelError(f"artifacts of {model_name} v{version} are missing: {exc}") from None
+
+
+def version_identity(model_name: str, version: str) -> str:
+    """A digest of what tells this version apart from any other ever numbered the same.
+
+    A version's number is unique only while its registered model lives: a model deleted and
+    registered again (the demo's clean slate, a restored or rebuilt registry) numbers its versions
+    from 1 again, and another registry has its own. The digest covers the registry's URI, the
+    version's creation time, its source and its run, so that a cache of its artifacts
+    (`lockgate.models.materialise`) never serves another version's files.
+
+    Raises:
+        InvalidModelError: the version does not exist.
+    """
+    import hashlib
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from lockgate.registry.client import configure_mlflow
+
+    configure_mlflow()
+    try:
+        found = MlflowClient().get_model_version(model_name, version)
+    except MlflowException as exc:
+        if getattr(exc, "error_code", None) in _NOT_FOUND:
+            raise InvalidModelError(f"{model_name} v{version} is not in the registry: {exc.message}") from None
+        raise
+    parts = (mlflow.get_registry_uri(), model_name, str(found.version), str(found.creation_timestamp))
+    key = "\n".join((*parts, found.source or "", found.run_id or ""))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _create_model(client: Any, model_name: str) -> None:
