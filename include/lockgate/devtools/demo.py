@@ -58,6 +58,7 @@ class DemoResult:
     reports: dict[str, str] = field(default_factory=dict)
     expected: str = ""
     stopped_by: list[str] = field(default_factory=list)
+    expected_gate: str | None = None  # the gate the scenario is built to trip, when it is one
 
     @property
     def final_action(self) -> str:
@@ -65,6 +66,9 @@ class DemoResult:
 
     @property
     def as_expected(self) -> bool:
+        """The decision the scenario expects, taken for the reason it expects (its gate among those that stopped it)."""
+        if self.expected_gate and self.expected_gate not in self.stopped_by:
+            return False
         if self.expected == "promote":
             return self.champion_after != self.champion_before and self.final_action == "promote"
         if self.expected == "rollback":
@@ -235,10 +239,9 @@ def _print_summary(result: DemoResult, airflow_url: str, scenario: Scenario) -> 
         print(f"    {kind:10} {path}")
     print(f"  in the Airflow UI: {airflow_url}/plugin/lockgate  (menu: Lockgate)")
     verdict = "as expected" if result.as_expected else "NOT as expected"
-    print(
-        f"Outcome: {result.final_action} — {verdict} (expected {scenario.expected_decision}"
-        + (f", stopped by {scenario.expected_gate})" if scenario.expected_gate else ")")
-    )
+    expected = scenario.expected_decision + (f" by {scenario.expected_gate}" if scenario.expected_gate else "")
+    actual = f"; stopped by {', '.join(result.stopped_by)}" if result.stopped_by else ""
+    print(f"Outcome: {result.final_action} — {verdict} (expected {expected}{actual})")
 
 
 def _reports(logs_url: str, model_name: str) -> dict[str, str]:
@@ -301,7 +304,13 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
         _say(f"seeded {rows} log rows (reference week + current day with 30% canary traffic)")
 
         since = _max_decision_id(logs_url, DEMO_MODEL)
-        result = DemoResult(scenario.name, champion, champion, expected=scenario.expected_decision)
+        result = DemoResult(
+            scenario.name,
+            champion,
+            champion,
+            expected=scenario.expected_decision,
+            expected_gate=scenario.expected_gate,
+        )
         deadline = time.monotonic() + timeout
         for dag_id in EVIDENCE_DAGS:
             _say(f"running {dag_id} through Airflow")
@@ -344,8 +353,6 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
             ]
         result.reports = _reports(logs_url, DEMO_MODEL)
         _print_summary(result, airflow_url, scenario)
-        if scenario.expected_gate and scenario.expected_gate not in result.stopped_by:
-            print(f"  note: expected the gate {scenario.expected_gate} to stop this scenario")
         return result
     finally:
         if not keep_running:
@@ -356,7 +363,7 @@ def run_demo(scenario_name: str, approve: bool = True, keep_running: bool = Fals
 def cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(args.scenario, approve=args.approve, keep_running=args.keep_running)
     scenario = get_scenario(args.scenario)
-    ok = result.as_expected and (not scenario.expected_gate or scenario.expected_gate in result.stopped_by)
+    ok = result.as_expected
     if not args.approve and scenario.expected_decision == "promote":
         ok = result.final_action == "await_approval"
     return 0 if ok else 1
