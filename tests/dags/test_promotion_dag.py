@@ -65,6 +65,8 @@ class Model:
         self.registry = ModelRegistry(world["uri"])
         self.v1 = register_stub_version(self.name, world["uri"], alias="champion")
         self.v2 = register_stub_version(self.name, world["uri"], alias="challenger")
+        # Evidence is made after the versions it is about were registered (the gates check it).
+        self.evidence_at = datetime.now(UTC).replace(microsecond=0)
         self.policy = policy_for(self.name)
         data = self.policy.model_dump(mode="json")
         Path(os.environ["LOCKGATE_CONFIG"]).write_text(yaml.safe_dump(data))
@@ -72,7 +74,7 @@ class Model:
     def evidence(self, challenger=None, champion=None, **kw):
         challenger = self.v2 if challenger is None else challenger
         champion = self.v1 if champion is None else champion
-        summaries = passing_evidence(self.name, challenger, champion, NOW - timedelta(hours=1), **kw)
+        summaries = passing_evidence(self.name, challenger, champion, self.evidence_at, **kw)
         write_evidence(self.world["reports"], summaries)
 
     def state(self) -> RegistryState:

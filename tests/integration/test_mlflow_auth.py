@@ -15,7 +15,7 @@ import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -169,7 +169,7 @@ def story(auth_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     policy = policy.model_copy(update={"approvals": ApprovalsConfig(mlflow_auth=True)})
     reports = tmp_path / "reports"
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
-    write_evidence(reports, passing_evidence(name, v2, v1, datetime.now(UTC) - timedelta(hours=1)), state_url)
+    write_evidence(reports, passing_evidence(name, v2, v1, datetime.now(UTC)), state_url)
     s = Story(url, name, v1, v2, policy, state_url, reports, monkeypatch)
     assert s.promote("r1").action == "await_approval"
     return s

@@ -5,7 +5,7 @@ and one promotion of real transformers versions from `challenger` to `champion` 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -153,7 +153,7 @@ def test_tiny_challenger_becomes_champion_only_after_a_listed_approval(registere
     policy = policy_for(name)
     reports = tmp_path / "reports"
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
-    write_evidence(reports, passing_evidence(name, "2", "1", datetime.now(UTC) - timedelta(hours=1)), state_url)
+    write_evidence(reports, passing_evidence(name, "2", "1", datetime.now(UTC)), state_url)
     kw = {"policy": policy, "registry": registry, "state_url": state_url, "reports_dir": reports}
 
     assert run_promotion(RunContext(name, run_key="first"), **kw).action == "await_approval"

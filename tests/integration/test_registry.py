@@ -97,6 +97,8 @@ class Story:
         self.name = f"m-{uuid.uuid4().hex[:8]}"
         self.v1 = register_stub_version(self.name, registry.uri, alias="champion")
         self.v2 = register_stub_version(self.name, registry.uri, alias="challenger")
+        # Evidence is made after the versions it is about were registered (the gates check it).
+        self.evidence_at = datetime.now(UTC).replace(microsecond=0)
         self.policy = policy_for(self.name)
 
     def evidence(self, challenger=None, champion=None, **kw):
@@ -104,7 +106,7 @@ class Story:
         champion = champion if champion is not None else self.v1
         return write_evidence(
             self.reports,
-            passing_evidence(self.name, challenger, champion, NOW - timedelta(hours=1), **kw),
+            passing_evidence(self.name, challenger, champion, self.evidence_at, **kw),
             self.state_url,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -73,7 +73,7 @@ def test_promotion_over_rest(mlflow_server, tmp_path, monkeypatch):
     policy = policy_for(name)
     reports = tmp_path / "reports"
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
-    write_evidence(reports, passing_evidence(name, v2, v1, datetime.now(UTC) - timedelta(hours=1)), state_url)
+    write_evidence(reports, passing_evidence(name, v2, v1, datetime.now(UTC)), state_url)
     kwargs = {"policy": policy, "registry": registry, "state_url": state_url, "reports_dir": reports}
 
     assert run_promotion(RunContext(name, run_key="r1"), **kwargs).action == "await_approval"

@@ -537,3 +537,39 @@ def test_default_policy_gates_are_decidable():
     )
     assert d.action == "hold"  # no evidence at all never passes
     assert all(v.status == "missing" for v in d.verdicts)
+
+
+# --------------------------------------------------------------------------- a version number used again
+
+
+def test_evidence_made_before_the_version_was_registered_is_about_an_earlier_version_with_that_number() -> None:
+    """A model deleted and registered again numbers its versions from 1 again: the summaries of the
+    earlier "2" and "1" match the numbers but were made before those versions existed."""
+    g = gate(**RATIO)
+    s = summary("benchmark", {"ttft_ms_p50": MetricEvidence(ratio=est(1.0, 0.95, 1.05))})  # made an hour ago
+    ref = assess_evidence(g.kind, s, NOW, 48.0, MODEL)
+    assert evaluate_gate(g, s, ref, "2", "1", {"2": NOW - timedelta(hours=2), "1": NOW - timedelta(days=9)}).status == (
+        "pass"
+    )
+    for registered in ({"2": NOW - timedelta(minutes=30)}, {"1": NOW - timedelta(minutes=10)}):
+        v = evaluate_gate(g, s, ref, "2", "1", registered)
+        role = "challenger" if "2" in registered else "champion"
+        assert v.status == "missing", registered
+        assert f"predates the registration of {role}" in v.reason and "an earlier version numbered" in v.reason
+    # the registry's and the job's clocks may differ by minutes
+    assert evaluate_gate(g, s, ref, "2", "1", {"2": NOW - timedelta(minutes=58)}).status == "pass"
+    # a model-wide estimate (drift) is about the champion's traffic
+    drift = gate(name="d", metric="drift.drift_share", comparison="absolute", subject="model", threshold=0.3)
+    d = summary("drift", {"drift_share": MetricEvidence(model=est(0.1))})
+    d_ref = assess_evidence(drift.kind, d, NOW, 48.0, MODEL)
+    assert evaluate_gate(drift, d, d_ref, "2", "1", {"1": NOW - timedelta(minutes=5)}).status == "missing"
+    assert evaluate_gate(drift, d, d_ref, "2", "1", {"2": NOW - timedelta(minutes=5)}).status == "pass"
+
+
+def test_a_decision_never_promotes_on_evidence_of_an_earlier_version_with_the_same_number() -> None:
+    fresh = decide_promotion(inputs(), watched(), NOW)
+    assert fresh.action == "await_approval" and all(v.status == "pass" for v in fresh.verdicts), fresh.reasons
+    again = inputs().model_copy(update={"registered_at": {"2": NOW - timedelta(minutes=20)}})
+    decision = decide_promotion(again, watched(), NOW)
+    assert decision.action == "hold"
+    assert any("predates the registration of challenger '2'" in v.reason for v in decision.verdicts)

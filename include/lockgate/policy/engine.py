@@ -212,7 +212,10 @@ def decide_promotion(inputs: PromotionInputs, model_policy: WatchedModel, now: d
         )
 
     def apply(gates: list[Gate]) -> list[GateVerdict]:
-        return [evaluate_gate(g, inputs.evidence.get(g.kind), refs[g.kind], challenger, champion) for g in gates]
+        return [
+            evaluate_gate(g, inputs.evidence.get(g.kind), refs[g.kind], challenger, champion, inputs.registered_at)
+            for g in gates
+        ]
 
     # 1. the champion's own health
     rollback_gates = [g for g in model_policy.gates if g.action == "rollback"]

@@ -11,7 +11,8 @@ noise alone never moves production.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 from lockgate.evidence import Estimate, EvidenceKind, EvidenceSummary
 from lockgate.policy.model import EstimateName, EvidenceRef, GateVerdict, VerdictStatus
@@ -21,6 +22,10 @@ from lockgate.policy.schema import Gate
 def _aware(t: datetime) -> datetime:
     # A summary written without a zone is read as UTC rather than rejected: jobs write UTC.
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+REGISTRATION_CLOCK_SKEW = timedelta(minutes=5)
+"""How far the registry's clock (a version's creation time) and a job's (evidence's) may differ."""
 
 
 def assess_evidence(
@@ -90,9 +95,19 @@ def limit_of(gate: Gate) -> float:
 
 
 def _version_mismatch(
-    gate: Gate, estimate: EstimateName, summary: EvidenceSummary, challenger: str | None, champion: str | None
+    gate: Gate,
+    estimate: EstimateName,
+    summary: EvidenceSummary,
+    challenger: str | None,
+    champion: str | None,
+    registered_at: Mapping[str, datetime],
 ) -> str | None:
-    """Why the summary is about other versions than the ones the gate must judge, if it is."""
+    """Why the summary is about other versions than the ones the gate must judge, if it is.
+
+    A version's number is unique only while its registered model lives: evidence made before the
+    version with that number was registered is about an earlier one (a model deleted and
+    registered again numbers its versions from 1 again).
+    """
     needs_challenger = estimate in ("challenger", "ratio", "difference")
     needs_champion = estimate in (
         "champion",
@@ -112,6 +127,17 @@ def _version_mismatch(
     # the window predates the current one.
     if estimate == "model" and summary.champion_version is not None and summary.champion_version != champion:
         return f"evidence is for champion {summary.champion_version!r}, the champion is {champion!r}"
+    made = _aware(summary.created_at)
+    for role, version, needed in (
+        ("challenger", challenger, needs_challenger),
+        ("champion", champion, needs_champion or estimate == "model"),
+    ):
+        registered = registered_at.get(version) if needed and version is not None else None
+        if registered is not None and made < _aware(registered) - REGISTRATION_CLOCK_SKEW:
+            return (
+                f"evidence made at {made:%Y-%m-%d %H:%M} UTC predates the registration of {role} {version!r} "
+                f"({_aware(registered):%Y-%m-%d %H:%M} UTC): it is about an earlier version numbered {version!r}"
+            )
     return None
 
 
@@ -125,6 +151,7 @@ def evaluate_gate(
     ref: EvidenceRef,
     challenger: str | None,
     champion: str | None,
+    registered_at: Mapping[str, datetime] | None = None,
 ) -> GateVerdict:
     """Apply one gate.
 
@@ -134,6 +161,7 @@ def evaluate_gate(
         ref: what `assess_evidence` said about that summary.
         challenger: the current challenger version (alias), if any.
         champion: the current champion version (alias), if any.
+        registered_at: when those versions were registered, where known (the registry's creation time).
 
     Returns:
         The verdict. `missing` whenever the number cannot be trusted: no or unusable evidence,
@@ -172,7 +200,7 @@ def evaluate_gate(
 
     if summary is None or not ref.usable:
         return verdict("missing", ref.reason)
-    mismatch = _version_mismatch(gate, est_name, summary, challenger, champion)
+    mismatch = _version_mismatch(gate, est_name, summary, challenger, champion, registered_at or {})
     if mismatch:
         return verdict("missing", mismatch)
     metric = summary.metrics.get(gate.metric_name)

@@ -121,6 +121,11 @@ class PromotionInputs(_Frozen):
     approval: ApprovalRecord | None = None
     policy_hash: str
     max_evidence_age_hours: float = Field(48, gt=0)
+    registered_at: dict[str, datetime] = Field(
+        default_factory=dict,
+        description="When the aliased versions were registered, by version: evidence made before is about "
+        "an earlier version with the same number.",
+    )
 
 
 class GateVerdict(_Frozen):

@@ -47,8 +47,14 @@ def gather_inputs(
     evidence, errors = read_latest(model_name, gate_kinds(wm.gates), state_conn)
     challenger_tags: dict[str, str] = {}
     approval = None
+    registered_at: dict[str, datetime] = {}
+    for aliased in (v for v in dict.fromkeys((state.champion, state.challenger)) if v is not None):
+        info = registry.version(model_name, aliased)
+        if info.created_at is not None:
+            registered_at[aliased] = info.created_at
+        if aliased == state.challenger and state.challenger != state.champion:
+            challenger_tags = info.tags
     if state.challenger is not None and state.challenger != state.champion:
-        challenger_tags = registry.version_tags(model_name, state.challenger)
         approval = approval_record(challenger_tags)
         if state_conn is not None:
             from lockgate.registry.audit import vouched
@@ -68,6 +74,7 @@ def gather_inputs(
         approval=approval,
         policy_hash=policy.policy_hash,
         max_evidence_age_hours=policy.evidence.max_age_hours,
+        registered_at=registered_at,
     )
     return inputs, state, challenger_tags
 
