@@ -127,7 +127,7 @@ def _version_mismatch(
     # the window predates the current one.
     if estimate == "model" and summary.champion_version is not None and summary.champion_version != champion:
         return f"evidence is for champion {summary.champion_version!r}, the champion is {champion!r}"
-    made = _aware(summary.created_at)
+    made = _aware(summary.created_at).astimezone(UTC)
     for role, version, needed in (
         ("challenger", challenger, needs_challenger),
         ("champion", champion, needs_champion or estimate == "model"),
@@ -136,7 +136,8 @@ def _version_mismatch(
         if registered is not None and made < _aware(registered) - REGISTRATION_CLOCK_SKEW:
             return (
                 f"evidence made at {made:%Y-%m-%d %H:%M} UTC predates the registration of {role} {version!r} "
-                f"({_aware(registered):%Y-%m-%d %H:%M} UTC): it is about an earlier version numbered {version!r}"
+                f"({_aware(registered).astimezone(UTC):%Y-%m-%d %H:%M} UTC): it is about an earlier version "
+                f"numbered {version!r}"
             )
     return None
 
