@@ -58,7 +58,7 @@ def version_identity(model_name: str, version: str) -> str:
     A version's number is unique only while its registered model lives: a model deleted and
     registered again (the demo's clean slate, a restored or rebuilt registry) numbers its versions
     from 1 again, and another registry has its own. The digest covers the registry's URI, the
-    version's creation time, its source and its run, so that a cache of its artifacts
+    version's creation time and its source, so that a cache of its artifacts
     (`lockgate.models.materialise`) never serves another version's files.
 
     Raises:
@@ -66,21 +66,16 @@ def version_identity(model_name: str, version: str) -> str:
     """
     import hashlib
 
-    import mlflow
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from lockgate.errors import UnknownModelVersionError
+    from lockgate.registry.adapter import ModelRegistry
 
-    from lockgate.registry.client import configure_mlflow
-
-    configure_mlflow()
+    registry = ModelRegistry()
     try:
-        found = MlflowClient().get_model_version(model_name, version)
-    except MlflowException as exc:
-        if getattr(exc, "error_code", None) in _NOT_FOUND:
-            raise InvalidModelError(f"{model_name} v{version} is not in the registry: {exc.message}") from None
-        raise
-    parts = (mlflow.get_registry_uri(), model_name, str(found.version), str(found.creation_timestamp))
-    key = "\n".join((*parts, found.source or "", found.run_id or ""))
+        found = registry.version(model_name, version)
+    except UnknownModelVersionError as exc:
+        raise InvalidModelError(f"{model_name} v{version} is not in the registry: {exc}") from None
+    created = found.created_at.isoformat() if found.created_at else ""
+    key = "\n".join((str(registry.uri), model_name, found.version, created, found.source or ""))
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
